@@ -1,0 +1,108 @@
+# lbd - one plain Makefile. See README.md: `make run`, `make test`.
+#
+#   make deps        install the Debian packages the build, tests and demo need (as root)
+#   make / all       build/lbd and build/lbctl
+#   make run         deps + build + the local demo VIP on 127.0.0.1:6443
+#   make test        deps + build + unit + integration tests (SAN=1: under ASan+UBSan)
+#   make unit        unit tests only;  make integration  integration tests only
+#   make format      clang-format the C sources;  make format-check  fails on a diff
+#   make clean
+
+CC       ?= cc
+PY       ?= /usr/bin/python3
+SAN      ?=
+BUILD    ?= build
+
+PKGS     := libevent openssl yaml-0.1 jansson libcurl
+CFLAGS_BASE := -std=gnu11 -O2 -g -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
+	-Wmissing-prototypes -Wno-unused-parameter -fno-strict-aliasing -I. -pthread
+LDLIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -levent_openssl -levent_pthreads -lpthread -lm
+
+ifeq ($(SAN),1)
+  SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+else ifeq ($(SAN),thread)
+  SANFLAGS := -fsanitize=thread -fno-omit-frame-pointer
+else
+  SANFLAGS :=
+endif
+CFLAGS   := $(CFLAGS_BASE) $(shell pkg-config --cflags $(PKGS) 2>/dev/null) $(SANFLAGS) $(EXTRA_CFLAGS)
+LDFLAGS  += $(SANFLAGS)
+
+# Debian packages: build, tests, demo, bench.
+DEPS_PKGS := build-essential pkg-config libevent-dev libssl-dev libyaml-dev libjansson-dev \
+	libcurl4-openssl-dev check openssl curl python3 python3-yaml python3-prometheus-client \
+	nginx-light haproxy clang-format iproute2 procps psmisc
+
+CORE_SRCS := $(wildcard common/*.c config/*.c gate/*.c upgrade/*.c) \
+	$(filter-out lbd/main.c,$(wildcard lbd/*.c))
+LBCTL_SRCS := $(wildcard lbctl/*.c)
+UNIT_SRCS := $(wildcard tests/unit/test_*.c)
+ALL_C := $(CORE_SRCS) lbd/main.c $(LBCTL_SRCS) $(UNIT_SRCS) $(wildcard tests/unit/*.h)
+
+CORE_OBJS  := $(CORE_SRCS:%.c=$(BUILD)/obj/%.o)
+LBCTL_OBJS := $(LBCTL_SRCS:%.c=$(BUILD)/obj/%.o)
+UNIT_BINS  := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
+
+.PHONY: all deps run test unit integration format format-check clean demo-stop
+all: $(BUILD)/lbd $(BUILD)/lbctl
+
+# Rebuild everything when the flags change (SAN=1 after a plain build, say).
+$(BUILD)/.flags: FORCE
+	@mkdir -p $(BUILD)
+	@echo '$(CFLAGS) $(LDFLAGS)' | cmp -s - $@ || echo '$(CFLAGS) $(LDFLAGS)' > $@
+FORCE:
+
+$(BUILD)/obj/%.o: %.c $(BUILD)/.flags
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/libcore.a: $(CORE_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/lbd: $(BUILD)/obj/lbd/main.o $(BUILD)/libcore.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/lbctl: $(LBCTL_OBJS) $(BUILD)/libcore.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(BUILD)/libcore.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(shell pkg-config --libs check)
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+
+deps:
+	@missing=$$(for p in $(DEPS_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
+		| grep -q 'ok installed' || echo $$p; done); \
+	if [ -z "$$missing" ]; then echo "deps: all packages present"; exit 0; fi; \
+	if [ "$$(id -u)" != 0 ]; then \
+		echo "deps: missing packages; run as root:"; \
+		echo "  apt-get install -y $$missing"; exit 1; fi; \
+	echo "deps: installing $$missing"; \
+	export DEBIAN_FRONTEND=noninteractive; \
+	apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null \
+		|| { echo "deps: apt-get install failed"; exit 1; }; \
+	for s in nginx haproxy; do systemctl disable --now $$s >/dev/null 2>&1 || true; done
+
+run: deps all
+	@$(PY) scripts/demo.py --build $(BUILD)
+
+unit: $(UNIT_BINS)
+	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; CK_DEFAULT_TIMEOUT=60 $$t; done
+
+integration: all
+	LBD_BUILD=$(BUILD) SAN=$(SAN) $(PY) -m unittest discover -s tests/integration -p 'test_*.py' -v
+
+test: deps all format-check unit integration
+	@echo "make test: all passed"
+
+format:
+	clang-format -i $(ALL_C) $(wildcard */*.h)
+
+format-check:
+	@out=$$(for f in $(ALL_C) $(wildcard */*.h); do clang-format --dry-run -Werror $$f 2>&1 >/dev/null | head -3; done); \
+	if [ -n "$$out" ]; then echo "$$out"; echo "format-check: run 'make format'"; exit 1; fi
+
+clean:
+	rm -rf $(BUILD)

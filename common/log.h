@@ -1,0 +1,34 @@
+/*
+ * log.h - one line per event, to stderr, as text or as JSON lines.
+ *
+ * Every function takes a printf format (checked by the compiler). A line is
+ * written with a single write(2), so lines from different threads never mix.
+ * fatal() is for start-up errors and impossible states only; it exits 1.
+ */
+#ifndef LBD_LOG_H
+#define LBD_LOG_H
+
+#include <stdarg.h>
+
+enum log_level { LOG_LVL_DEBUG, LOG_LVL_INFO, LOG_LVL_WARN, LOG_LVL_ERR };
+enum log_format { LOG_FMT_TEXT, LOG_FMT_JSON };
+
+void log_setup(enum log_format fmt, enum log_level min, const char *ident);
+int log_level_parse(const char *s, enum log_level *out);
+int log_format_parse(const char *s, enum log_format *out);
+
+void log_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void log_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+void log_vmsg(enum log_level lvl, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
+
+/* Invariants: a violated one is a bug in lbd, never bad input. */
+#define BUG_ON(cond)                                                                               \
+	do {                                                                                       \
+		if (cond)                                                                          \
+			fatal("BUG at %s:%d: %s", __FILE__, __LINE__, #cond);                      \
+	} while (0)
+
+#endif

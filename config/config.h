@@ -1,0 +1,191 @@
+/*
+ * config.h - /etc/lbd/lbd.yaml as typed, validated structs.
+ *
+ * config_load() parses the file with libyaml, applies defaults, validates
+ * everything (types, ranges, unknown keys, duplicate names, references between
+ * sections, addresses) and collects every error as "file:line:col: message".
+ * A config is only ever used whole: either it loaded without errors or it is
+ * thrown away. The structs here are settings only; live state (connection
+ * counts, health) lives beside them in lbd/pool.h, as in relayd's
+ * struct table { struct table_config conf; ... }.
+ */
+#ifndef LBD_CONFIG_H
+#define LBD_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "common/log.h"
+
+enum balance { BAL_LEAST_CONN, BAL_ROUND_ROBIN, BAL_SOURCE_HASH };
+enum fe_mode { FE_MODE_TCP, FE_MODE_TLS };
+enum health_type { HC_HTTPS, HC_HTTP, HC_TCP };
+
+/* A socket address written as "IP:PORT", "[IPv6]:PORT" or ":PORT" (any, IPv4). */
+struct sockaddr_conf {
+	char *text; /* as written in the file */
+	struct sockaddr_storage ss;
+	socklen_t len;
+};
+
+struct tls_conf {
+	bool verify; /* verify the peer's certificate (default true) */
+	char *ca;    /* CA bundle path, or NULL for the system store */
+	char *cert;  /* client certificate (checks) or server certificate (listeners) */
+	char *key;
+	char *sni; /* server name sent by checks; NULL: none */
+};
+
+struct health_conf {
+	enum health_type type; /* default https */
+	char *path;            /* default "/readyz" */
+	int expect_status;     /* default 200 */
+	int64_t interval_ms;   /* default 2s */
+	int64_t timeout_ms;    /* default 1s; must be < interval */
+	int rise;              /* default 2 */
+	int fall;              /* default 3 */
+	struct tls_conf tls;   /* verify defaults to true */
+};
+
+struct backend_conf {
+	char *name;
+	struct sockaddr_conf addr;
+	int weight; /* 0..256, default 1; 0 takes no new connections */
+};
+
+struct pool_conf {
+	char *name;
+	enum balance balance;   /* default least_conn */
+	int64_t drain_timeout_ms; /* default 5m */
+	int64_t drain_close_rate; /* connections closed per second after the deadline, default 100 */
+	struct backend_conf *backends;
+	size_t nbackends;
+	struct health_conf health;
+};
+
+struct frontend_conf {
+	char *name;
+	struct sockaddr_conf *listen;
+	size_t nlisten;
+	char *pool; /* name of a pool in config.pools */
+	enum fe_mode mode; /* default tcp */
+	int max_connections; /* default 10000 */
+	int64_t connect_timeout_ms; /* timeouts.connect, default 3s */
+	int64_t idle_timeout_ms;    /* timeouts.idle, default 1h (watches are long and quiet) */
+	int retries;                /* other backends tried after a failed connect, default 2 */
+	bool freebind;              /* listen on an address not (yet) held, default false */
+	struct tls_conf tls;        /* mode tls: cert and key to serve */
+};
+
+struct admin_conf {
+	char *socket;   /* default "<state_dir>/admin.sock"... see config.c */
+	int socket_mode; /* default 0600 */
+	struct sockaddr_conf *listen; /* optional TCP listener, NULL if none */
+	struct tls_conf tls;          /* for the TCP listener */
+	char *token_file;             /* bearer token for the TCP listener */
+};
+
+struct metrics_conf {
+	struct sockaddr_conf *listen; /* optional plain-HTTP /metrics listener */
+};
+
+struct log_conf {
+	enum log_format format; /* default text */
+	enum log_level level;   /* default info */
+};
+
+struct gate_window {
+	char **days; /* "mon".."sun" */
+	size_t ndays;
+	char *start, *end; /* "HH:MM" */
+	char *tz;          /* default "UTC" */
+};
+
+struct gate_member {
+	char *node, *backend, *etcd;
+};
+
+struct gate_label_cap {
+	char *label; /* a node label such as topology.kubernetes.io/zone */
+	int max;     /* at most this many leases per value of the label */
+};
+
+struct gate_conf {
+	bool enabled; /* true when the file has a gate section */
+	struct sockaddr_conf *listen;
+	struct tls_conf tls;
+	char *tokens_file;
+	enum { GATE_STORE_FILE, GATE_STORE_KUBERNETES } store;
+	int conc_masters; /* default 1 */
+	int conc_workers; /* default 1 */
+	struct gate_label_cap *per_label;
+	size_t nper_label;
+	char *quorum_pool;
+	char **etcd_endpoints;
+	size_t netcd_endpoints;
+	char *etcd_ca, *etcd_cert, *etcd_key;
+	char *kubeconfig;
+	bool require_all_nodes_ready;
+	struct gate_window *windows;
+	size_t nwindows;
+	char *alerts_prometheus_url, *alerts_filter;
+	int64_t lease_ttl_ms; /* default 30m */
+	int64_t soak_ms;      /* default 0 */
+	struct gate_member *members;
+	size_t nmembers;
+};
+
+struct config {
+	char *path;
+	char *state_dir;   /* default /var/lib/lbd */
+	int threads;       /* worker threads, 0 = one per core (default) */
+	int64_t shutdown_grace_ms; /* SIGTERM: wait this long for connections, default 30s */
+	struct admin_conf admin;
+	struct metrics_conf metrics;
+	struct log_conf log;
+	struct frontend_conf *frontends;
+	size_t nfrontends;
+	struct pool_conf *pools;
+	size_t npools;
+	struct gate_conf gate;
+};
+
+/* Every error found, in file order. */
+struct config_errors {
+	char **msgs; /* "file:line:col: message" */
+	size_t n;
+};
+
+/*
+ * Loads and validates path. On success returns a config and leaves errs
+ * empty; on failure returns NULL and errs holds every error (caller frees
+ * with config_errors_free). Never exits, never logs.
+ */
+struct config *config_load(const char *path, struct config_errors *errs);
+/* Same, from a string already in memory; name is used in messages. */
+struct config *config_load_string(const char *name, const char *yaml, size_t len,
+				  struct config_errors *errs);
+void config_free(struct config *cfg);
+void config_errors_free(struct config_errors *errs);
+
+const struct pool_conf *config_pool(const struct config *cfg, const char *name);
+
+/* Address helpers, shared with the admin API (which validates addresses too). */
+int sockaddr_conf_parse(const char *text, struct sockaddr_conf *out, const char **why);
+void sockaddr_conf_copy(struct sockaddr_conf *dst, const struct sockaddr_conf *src);
+void sockaddr_conf_free(struct sockaddr_conf *a);
+
+void tls_conf_copy(struct tls_conf *dst, const struct tls_conf *src);
+void tls_conf_free(struct tls_conf *t);
+void backend_conf_copy(struct backend_conf *dst, const struct backend_conf *src);
+void backend_conf_free(struct backend_conf *b);
+void health_conf_copy(struct health_conf *dst, const struct health_conf *src);
+void health_conf_free(struct health_conf *h);
+
+const char *balance_name(enum balance b);
+int balance_parse(const char *s, enum balance *out);
+const char *health_type_name(enum health_type t);
+
+#endif
