@@ -76,8 +76,9 @@ void log_vmsg(enum log_level lvl, const char *fmt, va_list ap)
 	snprintf(ts + off, sizeof(ts) - off, ".%03ldZ", now.tv_nsec / 1000000);
 
 	if (log_fmt == LOG_FMT_JSON) {
-		off = (size_t)snprintf(line, sizeof(line), "{\"ts\":\"%s\",\"level\":\"%s\",\"msg\":\"",
-				       ts, level_names[lvl]);
+		off = (size_t)snprintf(line, sizeof(line),
+				       "{\"ts\":\"%s\",\"level\":\"%s\",\"msg\":\"", ts,
+				       level_names[lvl]);
 		off = json_escape(line, sizeof(line), off, msg);
 		off += (size_t)snprintf(line + off, sizeof(line) - off, "\"}\n");
 	} else {

@@ -6,6 +6,7 @@
 #define LBD_XMALLOC_H
 
 #include <stddef.h>
+#include <stdlib.h> /* free() in xfree() */
 
 void *xmalloc(size_t n);
 void *xcalloc(size_t nmemb, size_t size);

@@ -1,0 +1,118 @@
+/*
+ * lbctl - the command line of lbd: pool edits, drain, nodes, the gate, and
+ * the upgrade orchestrator. Global options come before the verb:
+ *
+ *   lbctl [-o json] [--socket PATH | --url URL --token-file F]
+ *         [--kubeconfig F] [--context C] VERB ...
+ *
+ * Each verb lives in its own cmd_*.c and is listed in verbs[] below.
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lbctl/lbctl.h"
+
+struct verb {
+	const char *name;
+	int (*fn)(int argc, char **argv, const struct lbctl_opts *o);
+	const char *summary;
+};
+
+static const struct verb verbs[] = {
+    {NULL, NULL, NULL},
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f, "NAME\n"
+		   "    lbctl - control lbd, the Kubernetes apiserver VIP and reboot gate\n\n"
+		   "SYNOPSIS\n"
+		   "    lbctl [GLOBAL OPTIONS] VERB [ARGS...]\n"
+		   "    lbctl VERB --help\n\n"
+		   "VERBS\n");
+	for (const struct verb *v = verbs; v->name; v++)
+		fprintf(f, "    %-10s %s\n", v->name, v->summary);
+	fprintf(f, "\nGLOBAL OPTIONS\n"
+		   "    -o, --output json   machine-readable output\n"
+		   "    --socket PATH       lbd admin socket (default /run/lbd/admin.sock,\n"
+		   "                        or $LBD_SOCKET)\n"
+		   "    --url URL           lbd admin TCP/TLS listener instead of the socket\n"
+		   "    --token-file FILE   bearer token for --url\n"
+		   "    --kubeconfig FILE   kubeconfig for node verbs (default $KUBECONFIG,\n"
+		   "                        ~/.kube/config)\n"
+		   "    --context NAME      kubeconfig context\n\n"
+		   "EXIT STATUS\n"
+		   "    0 ok, 1 error, 2 usage, 3 refused by the gate, 4 timed out\n");
+}
+
+int main(int argc, char **argv)
+{
+	struct lbctl_opts o = {0};
+	static const struct option longopts[] = {
+	    {"output", required_argument, NULL, 'o'},
+	    {"socket", required_argument, NULL, 's'},
+	    {"url", required_argument, NULL, 'u'},
+	    {"token-file", required_argument, NULL, 't'},
+	    {"kubeconfig", required_argument, NULL, 'k'},
+	    {"context", required_argument, NULL, 'C'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
+	};
+	int ch;
+
+	o.socket = getenv("LBD_SOCKET") ? getenv("LBD_SOCKET") : "/run/lbd/admin.sock";
+	/* "+": stop at the verb; its own options are its business. */
+	while ((ch = getopt_long(argc, argv, "+o:h", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 'o':
+			if (strcmp(optarg, "json") == 0) {
+				o.json = true;
+			} else if (strcmp(optarg, "table") != 0) {
+				fprintf(stderr, "lbctl: -o takes json or table\n");
+				return EXIT_USAGE;
+			}
+			break;
+		case 's':
+			o.socket = optarg;
+			break;
+		case 'u':
+			o.url = optarg;
+			break;
+		case 't':
+			o.token_file = optarg;
+			break;
+		case 'k':
+			o.kubeconfig = optarg;
+			break;
+		case 'C':
+			o.context = optarg;
+			break;
+		case 'h':
+			usage(stdout);
+			return EXIT_OK;
+		default:
+			usage(stderr);
+			return EXIT_USAGE;
+		}
+	}
+	if (optind >= argc) {
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	const char *name = argv[optind];
+	if (strcmp(name, "help") == 0) {
+		usage(stdout);
+		return EXIT_OK;
+	}
+	for (const struct verb *v = verbs; v->name; v++) {
+		if (strcmp(v->name, name) == 0) {
+			int vi = optind;
+			optind = 0; /* glibc: the verb's getopt starts afresh */
+			return v->fn(argc - vi, argv + vi, &o);
+		}
+	}
+	fprintf(stderr, "lbctl: unknown verb '%s' (see lbctl --help)\n", name);
+	return EXIT_USAGE;
+}

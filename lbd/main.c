@@ -1,0 +1,119 @@
+/*
+ * lbd - the apiserver VIP: a TCP load balancer with /readyz checks.
+ *
+ *   lbd [-c FILE]      run in the foreground, logs to stderr
+ *   lbd -t -c FILE     check FILE and exit 0 (ok) or 1 (every error printed)
+ */
+#include <event2/event.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "common/xmalloc.h"
+#include "config/config.h"
+#include "lbd/server.h"
+
+#define DEFAULT_CONFIG "/etc/lbd/lbd.yaml"
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: lbd [-c FILE] [-t]\n"
+		   "  -c FILE   config file (default " DEFAULT_CONFIG ")\n"
+		   "  -t        check the config and exit: 0 if valid, 1 with every error\n"
+		   "  -h        this help\n"
+		   "Signals: SIGHUP reloads the config, SIGTERM/SIGINT stop gracefully.\n");
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+	struct server *s = arg;
+
+	if (sig == SIGHUP) {
+		log_info("SIGHUP: reloading %s", s->config_path);
+		server_reload(s);
+	} else {
+		log_info("%s: shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+		server_shutdown(s);
+	}
+}
+
+static struct config *load_or_report(const char *path)
+{
+	struct config_errors errs = {0};
+	struct config *cfg = config_load(path, &errs);
+
+	if (!cfg) {
+		for (size_t i = 0; i < errs.n; i++)
+			fprintf(stderr, "%s\n", errs.msgs[i]);
+		fprintf(stderr, "%s: %zu error(s)\n", path, errs.n);
+		config_errors_free(&errs);
+	}
+	return cfg;
+}
+
+int main(int argc, char **argv)
+{
+	const char *path = DEFAULT_CONFIG;
+	bool test_only = false;
+	int ch;
+
+	while ((ch = getopt(argc, argv, "c:th")) != -1) {
+		switch (ch) {
+		case 'c':
+			path = optarg;
+			break;
+		case 't':
+			test_only = true;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind != argc) {
+		usage(stderr);
+		return 2;
+	}
+
+	struct config *cfg = load_or_report(path);
+	if (!cfg)
+		return 1;
+	if (test_only) {
+		printf("%s: ok\n", path);
+		config_free(cfg);
+		return 0;
+	}
+	log_setup(cfg->log.format, cfg->log.level, "lbd");
+	signal(SIGPIPE, SIG_IGN);
+
+	struct event_base *base = event_base_new();
+	if (!base)
+		fatal("cannot create the event loop");
+	struct server srv;
+	char *err = NULL;
+	if (server_start(&srv, base, path, cfg, &err) < 0)
+		fatal("cannot start: %s", err);
+
+	struct event *sigs[3];
+	int signos[3] = {SIGTERM, SIGINT, SIGHUP};
+	for (int i = 0; i < 3; i++) {
+		sigs[i] = evsignal_new(base, signos[i], on_signal, &srv);
+		event_add(sigs[i], NULL);
+	}
+	log_info("lbd started: %zu frontends, %zu pools", srv.nfes, srv.npools);
+
+	event_base_dispatch(base);
+
+	for (int i = 0; i < 3; i++)
+		event_free(sigs[i]);
+	server_free(&srv);
+	event_base_free(base);
+	log_info("lbd stopped");
+	return 0;
+}
