@@ -5,6 +5,7 @@
 #   make run         deps + build + the local demo VIP on 127.0.0.1:6443
 #   make test        deps + build + unit + integration tests (SAN=1: under ASan+UBSan)
 #   make unit        unit tests only;  make integration  integration tests only
+#   make bench       lbd against HAProxy, side by side: bench/RESULTS.md
 #   make format      clang-format the C sources;  make format-check  fails on a diff
 #   make clean
 
@@ -31,7 +32,7 @@ LDFLAGS  += $(SANFLAGS)
 # Debian packages: build, tests, demo, bench.
 DEPS_PKGS := build-essential pkg-config libevent-dev libssl-dev libyaml-dev libjansson-dev \
 	libcurl4-openssl-dev check openssl curl python3 python3-yaml python3-prometheus-client \
-	nginx-light haproxy clang-format iproute2 procps psmisc
+	nginx-light haproxy clang-format iproute2 procps psmisc wrk iperf3 valgrind
 
 CORE_SRCS := $(wildcard common/*.c config/*.c gate/*.c upgrade/*.c) \
 	$(filter-out lbd/main.c,$(wildcard lbd/*.c))
@@ -43,7 +44,7 @@ CORE_OBJS  := $(CORE_SRCS:%.c=$(BUILD)/obj/%.o)
 LBCTL_OBJS := $(LBCTL_SRCS:%.c=$(BUILD)/obj/%.o)
 UNIT_BINS  := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps run test unit integration format format-check clean demo-stop
+.PHONY: all deps run test unit integration format format-check clean bench
 all: $(BUILD)/lbd $(BUILD)/lbctl
 
 # Rebuild everything when the flags change (SAN=1 after a plain build, say).
@@ -96,6 +97,10 @@ integration: all
 
 test: deps all format-check unit integration
 	@echo "make test: all passed"
+
+# Side by side with HAProxy on this machine; writes bench/RESULTS.md.
+bench: deps all
+	$(PY) bench/run.py --build $(BUILD)
 
 format:
 	clang-format -i $(ALL_C) $(wildcard */*.h)
