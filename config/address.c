@@ -1,0 +1,134 @@
+/*
+ * address.c - "IP:PORT", "[IPv6]:PORT" and ":PORT" to a sockaddr.
+ *
+ * Numeric only: a name would need DNS at start-up, and a load balancer whose
+ * config means something different depending on the resolver is a surprise
+ * nobody wants at 3am. Shared by the config loader and the admin API.
+ */
+#include "config/config.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <netinet/in.h>
+#include <string.h>
+
+#include "common/xmalloc.h"
+
+static int parse_port(const char *s, in_port_t *port, const char **why)
+{
+	long v = 0;
+
+	if (!*s) {
+		*why = "missing port";
+		return -1;
+	}
+	for (const char *p = s; *p; p++) {
+		if (!isdigit((unsigned char)*p)) {
+			*why = "port is not a number";
+			return -1;
+		}
+		if (v <= 65535)
+			v = v * 10 + (*p - '0');
+	}
+	if (v < 1 || v > 65535) {
+		*why = "port out of range";
+		return -1;
+	}
+	*port = htons((in_port_t)v);
+	return 0;
+}
+
+int sockaddr_conf_parse(const char *text, struct sockaddr_conf *out, const char **why)
+{
+	const char *dummy, *colon, *portstr;
+	char host[INET6_ADDRSTRLEN + 1];
+	struct sockaddr_storage ss;
+	socklen_t len;
+	in_port_t port;
+	size_t hlen;
+
+	if (!why)
+		why = &dummy;
+	memset(out, 0, sizeof(*out));
+	memset(&ss, 0, sizeof(ss));
+	if (!text || !*text) {
+		*why = "empty address";
+		return -1;
+	}
+	if (text[0] == '[') {
+		const char *end = strchr(text, ']');
+		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+
+		if (!end) {
+			*why = "missing ']' after IPv6 address";
+			return -1;
+		}
+		if (end[1] != ':') {
+			*why = end[1] ? "expected ':' after ']'" : "missing port";
+			return -1;
+		}
+		hlen = (size_t)(end - text - 1);
+		if (hlen == 0 || hlen >= sizeof(host)) {
+			*why = "not an IP address";
+			return -1;
+		}
+		memcpy(host, text + 1, hlen);
+		host[hlen] = '\0';
+		if (inet_pton(AF_INET6, host, &sin6->sin6_addr) != 1) {
+			*why = "not an IP address";
+			return -1;
+		}
+		if (parse_port(end + 2, &port, why) < 0)
+			return -1;
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_port = port;
+		len = sizeof(*sin6);
+	} else {
+		struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+
+		colon = strrchr(text, ':');
+		if (!colon) {
+			*why = "missing port";
+			return -1;
+		}
+		hlen = (size_t)(colon - text);
+		portstr = colon + 1;
+		if (memchr(text, ':', hlen)) {
+			*why = "IPv6 addresses go in brackets, as [::1]:6443";
+			return -1;
+		}
+		if (hlen >= sizeof(host)) {
+			*why = "not an IP address";
+			return -1;
+		}
+		memcpy(host, text, hlen);
+		host[hlen] = '\0';
+		if (hlen == 0)
+			sin->sin_addr.s_addr = htonl(INADDR_ANY);
+		else if (inet_pton(AF_INET, host, &sin->sin_addr) != 1) {
+			*why = "not an IP address";
+			return -1;
+		}
+		if (parse_port(portstr, &port, why) < 0)
+			return -1;
+		sin->sin_family = AF_INET;
+		sin->sin_port = port;
+		len = sizeof(*sin);
+	}
+	out->text = xstrdup(text);
+	out->ss = ss;
+	out->len = len;
+	return 0;
+}
+
+void sockaddr_conf_copy(struct sockaddr_conf *dst, const struct sockaddr_conf *src)
+{
+	*dst = *src;
+	dst->text = src->text ? xstrdup(src->text) : NULL;
+}
+
+void sockaddr_conf_free(struct sockaddr_conf *a)
+{
+	if (a)
+		xfree(&a->text);
+}
