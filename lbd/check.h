@@ -43,7 +43,8 @@ struct check_result {
 };
 
 /* Hysteresis, as HAProxy's check->health: a counter between 0 and
- * rise+fall-1; the backend is up at or above fall. The very first result
+ * rise+fall-1; the backend is up at or above rise (a success reaching rise
+ * jumps to the top, a failure below rise drops to 0). The very first result
  * decides at once (up or down) so a fresh backend is not held unknown. */
 struct check_health {
 	int counter;
