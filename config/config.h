@@ -30,6 +30,10 @@ struct sockaddr_conf {
 	socklen_t len;
 };
 
+/* For checks (lbd as a TLS client): verify the server against ca (or the
+ * system store), present cert/key, send sni. For listeners (lbd as a TLS
+ * server): serve cert/key; when ca is set, require client certificates
+ * signed by it; verify and sni do not apply. */
 struct tls_conf {
 	bool verify; /* verify the peer's certificate (default true) */
 	char *ca;    /* CA bundle path, or NULL for the system store */
@@ -40,12 +44,12 @@ struct tls_conf {
 
 struct health_conf {
 	enum health_type type; /* default https */
-	char *path;            /* default "/readyz" */
+	char *path;	       /* default "/readyz" */
 	int expect_status;     /* default 200 */
 	int64_t interval_ms;   /* default 2s */
 	int64_t timeout_ms;    /* default 1s; must be < interval */
-	int rise;              /* default 2 */
-	int fall;              /* default 3 */
+	int rise;	       /* default 2 */
+	int fall;	       /* default 3 */
 	struct tls_conf tls;   /* verify defaults to true */
 };
 
@@ -57,9 +61,10 @@ struct backend_conf {
 
 struct pool_conf {
 	char *name;
-	enum balance balance;   /* default least_conn */
+	enum balance balance;	  /* default least_conn */
 	int64_t drain_timeout_ms; /* default 5m */
-	int64_t drain_close_rate; /* connections closed per second after the deadline, default 100 */
+	int64_t
+	    drain_close_rate; /* connections closed per second after the deadline, default 100 */
 	struct backend_conf *backends;
 	size_t nbackends;
 	struct health_conf health;
@@ -69,22 +74,22 @@ struct frontend_conf {
 	char *name;
 	struct sockaddr_conf *listen;
 	size_t nlisten;
-	char *pool; /* name of a pool in config.pools */
-	enum fe_mode mode; /* default tcp */
-	int max_connections; /* default 10000 */
+	char *pool;		    /* name of a pool in config.pools */
+	enum fe_mode mode;	    /* default tcp */
+	int max_connections;	    /* default 10000 */
 	int64_t connect_timeout_ms; /* timeouts.connect, default 3s */
 	int64_t idle_timeout_ms;    /* timeouts.idle, default 1h (watches are long and quiet) */
-	int retries;                /* other backends tried after a failed connect, default 2 */
-	bool freebind;              /* listen on an address not (yet) held, default false */
-	struct tls_conf tls;        /* mode tls: cert and key to serve */
+	int retries;		    /* other backends tried after a failed connect, default 2 */
+	bool freebind;		    /* listen on an address not (yet) held, default false */
+	struct tls_conf tls;	    /* mode tls: cert and key to serve */
 };
 
 struct admin_conf {
-	char *socket;   /* default "<state_dir>/admin.sock"... see config.c */
-	int socket_mode; /* default 0600 */
+	char *socket;		      /* default /run/lbd/admin.sock */
+	int socket_mode;	      /* default 0600 */
 	struct sockaddr_conf *listen; /* optional TCP listener, NULL if none */
-	struct tls_conf tls;          /* for the TCP listener */
-	char *token_file;             /* bearer token for the TCP listener */
+	struct tls_conf tls;	      /* for the TCP listener */
+	char *token_file;	      /* bearer token for the TCP listener */
 };
 
 struct metrics_conf {
@@ -93,14 +98,14 @@ struct metrics_conf {
 
 struct log_conf {
 	enum log_format format; /* default text */
-	enum log_level level;   /* default info */
+	enum log_level level;	/* default info */
 };
 
 struct gate_window {
 	char **days; /* "mon".."sun" */
 	size_t ndays;
 	char *start, *end; /* "HH:MM" */
-	char *tz;          /* default "UTC" */
+	char *tz;	   /* default "UTC" */
 };
 
 struct gate_member {
@@ -139,8 +144,8 @@ struct gate_conf {
 
 struct config {
 	char *path;
-	char *state_dir;   /* default /var/lib/lbd */
-	int threads;       /* worker threads, 0 = one per core (default) */
+	char *state_dir;	   /* default /var/lib/lbd */
+	int threads;		   /* worker threads, 0 = one per core (default) */
 	int64_t shutdown_grace_ms; /* SIGTERM: wait this long for connections, default 30s */
 	struct admin_conf admin;
 	struct metrics_conf metrics;
