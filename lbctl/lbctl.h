@@ -20,12 +20,12 @@ enum lbctl_exit {
 };
 
 struct lbctl_opts {
-	bool json;          /* -o json */
-	const char *socket; /* --socket PATH (admin unix socket), default /run/lbd/admin.sock */
-	const char *url;    /* --url https://host:port (admin TCP listener) */
+	bool json;		/* -o json */
+	const char *socket;	/* --socket PATH (admin unix socket), default /run/lbd/admin.sock */
+	const char *url;	/* --url https://host:port (admin TCP listener) */
 	const char *token_file; /* --token-file PATH */
 	const char *kubeconfig; /* --kubeconfig PATH */
-	const char *context;    /* --context NAME */
+	const char *context;	/* --context NAME */
 };
 
 /* Each takes the words after its verb (argv[0] is the verb itself). */

@@ -34,8 +34,8 @@ enum check_reason {
 
 struct check_result {
 	enum check_reason reason;
-	int status;        /* HTTP status, 0 if none */
-	bool tcp_ok;       /* the TCP connect succeeded (the fail-safe uses this) */
+	int status;	    /* HTTP status, 0 if none */
+	bool tcp_ok;	    /* the TCP connect succeeded (the fail-safe uses this) */
 	int64_t latency_us; /* from start to result */
 	/* What operators read: "readyz 503: [-]etcd failed", "connect refused",
 	 * "TLS: certificate verify failed", "timeout after 1s". */
