@@ -50,38 +50,71 @@ static struct drain_decision decide(enum drain_verdict v, enum drain_filter f, c
 	return d;
 }
 
+/*
+ * Each filter sees the pod in turn while the verdict is "delete"; as in
+ * kubectl, the last filter's status is the one kept, so a warning from an
+ * earlier filter (local storage, say) is dropped when a later one is simply
+ * okay. Matching kubectl here keeps the printed warnings identical.
+ */
+static struct drain_decision filter_daemonset(const struct kube_pod *p, const struct drain_opts *o,
+					      enum drain_owner ds)
+{
+	if (!p->owner_kind || strcmp(p->owner_kind, "DaemonSet") != 0 || pod_finished(p))
+		return decide(DRAIN_POD_DELETE, DRAIN_F_NONE, NULL);
+	if (ds == DRAIN_OWNER_MISSING) {
+		if (o->force)
+			return decide(DRAIN_POD_DELETE, DRAIN_F_DAEMONSET_MISSING,
+				      DS_MISSING_WARNING);
+		return decide(DRAIN_POD_REFUSE, DRAIN_F_DAEMONSET_MISSING, DS_MISSING_FATAL);
+	}
+	if (!o->ignore_daemonsets)
+		return decide(DRAIN_POD_REFUSE, DRAIN_F_DAEMONSET, DS_FATAL);
+	return decide(DRAIN_POD_SKIP, DRAIN_F_DAEMONSET, DS_WARNING);
+}
+
+/* mirror pods cannot be deleted through the API: skipped silently */
+static struct drain_decision filter_mirror(const struct kube_pod *p)
+{
+	if (p->mirror)
+		return decide(DRAIN_POD_SKIP, DRAIN_F_MIRROR, NULL);
+	return decide(DRAIN_POD_DELETE, DRAIN_F_NONE, NULL);
+}
+
+/* local storage: an emptyDir's data dies with the pod */
+static struct drain_decision filter_local_storage(const struct kube_pod *p,
+						  const struct drain_opts *o)
+{
+	if (!p->empty_dir || pod_finished(p))
+		return decide(DRAIN_POD_DELETE, DRAIN_F_NONE, NULL);
+	if (!o->delete_emptydir_data)
+		return decide(DRAIN_POD_REFUSE, DRAIN_F_LOCAL_STORAGE, LOCAL_FATAL);
+	return decide(DRAIN_POD_DELETE, DRAIN_F_LOCAL_STORAGE, LOCAL_WARNING);
+}
+
+/* unmanaged: nothing would re-create it */
+static struct drain_decision filter_unmanaged(const struct kube_pod *p, const struct drain_opts *o)
+{
+	if (p->owner_kind || pod_finished(p))
+		return decide(DRAIN_POD_DELETE, DRAIN_F_NONE, NULL);
+	if (!o->force)
+		return decide(DRAIN_POD_REFUSE, DRAIN_F_UNMANAGED, UNMANAGED_FATAL);
+	return decide(DRAIN_POD_DELETE, DRAIN_F_UNMANAGED, UNMANAGED_WARNING);
+}
+
 struct drain_decision drain_filter_pod(const struct kube_pod *p, const struct drain_opts *o,
 				       enum drain_owner ds)
 {
-	/* DaemonSet filter */
-	if (p->owner_kind && strcmp(p->owner_kind, "DaemonSet") == 0 && !pod_finished(p)) {
-		if (ds == DRAIN_OWNER_MISSING) {
-			if (o->force)
-				return decide(DRAIN_POD_DELETE, DRAIN_F_DAEMONSET_MISSING,
-					      DS_MISSING_WARNING);
-			return decide(DRAIN_POD_REFUSE, DRAIN_F_DAEMONSET_MISSING,
-				      DS_MISSING_FATAL);
-		}
-		if (!o->ignore_daemonsets)
-			return decide(DRAIN_POD_REFUSE, DRAIN_F_DAEMONSET, DS_FATAL);
-		return decide(DRAIN_POD_SKIP, DRAIN_F_DAEMONSET, DS_WARNING);
-	}
-	/* mirror pods cannot be deleted through the API: skipped silently */
-	if (p->mirror)
-		return decide(DRAIN_POD_SKIP, DRAIN_F_MIRROR, NULL);
-	/* local storage: an emptyDir's data dies with the pod */
-	if (p->empty_dir && !pod_finished(p)) {
-		if (!o->delete_emptydir_data)
-			return decide(DRAIN_POD_REFUSE, DRAIN_F_LOCAL_STORAGE, LOCAL_FATAL);
-		return decide(DRAIN_POD_DELETE, DRAIN_F_LOCAL_STORAGE, LOCAL_WARNING);
-	}
-	/* unmanaged: nothing would re-create it */
-	if (!p->owner_kind && !pod_finished(p)) {
-		if (!o->force)
-			return decide(DRAIN_POD_REFUSE, DRAIN_F_UNMANAGED, UNMANAGED_FATAL);
-		return decide(DRAIN_POD_DELETE, DRAIN_F_UNMANAGED, UNMANAGED_WARNING);
-	}
-	return decide(DRAIN_POD_DELETE, DRAIN_F_NONE, NULL);
+	struct drain_decision d = filter_daemonset(p, o, ds);
+
+	if (d.verdict != DRAIN_POD_DELETE)
+		return d;
+	d = filter_mirror(p);
+	if (d.verdict != DRAIN_POD_DELETE)
+		return d;
+	d = filter_local_storage(p, o);
+	if (d.verdict != DRAIN_POD_DELETE)
+		return d;
+	return filter_unmanaged(p, o);
 }
 
 /* ------------------------------------------------------------------ cordon */

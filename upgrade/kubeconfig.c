@@ -65,6 +65,22 @@ static yaml_node_t *kc_get(struct kc_parse *p, yaml_node_t *m, const char *key)
 	return NULL;
 }
 
+/* The key node of key in mapping m (its line is where the key is written), or NULL. */
+static yaml_node_t *kc_key(struct kc_parse *p, yaml_node_t *m, const char *key)
+{
+	yaml_node_pair_t *pair;
+
+	if (!m || m->type != YAML_MAPPING_NODE)
+		return NULL;
+	for (pair = m->data.mapping.pairs.start; pair < m->data.mapping.pairs.top; pair++) {
+		yaml_node_t *k = kc_node(p, pair->key);
+		if (k && k->type == YAML_SCALAR_NODE &&
+		    strcmp((const char *)k->data.scalar.value, key) == 0)
+			return k;
+	}
+	return NULL;
+}
+
 /* A scalar's text, or NULL if absent, null or empty. */
 static const char *kc_str(struct kc_parse *p, yaml_node_t *m, const char *key)
 {
@@ -321,7 +337,7 @@ static int kc_parse_doc(struct kc_parse *p, const char *context, struct kubeconf
 		return kc_fail(p, root, "no current-context is set and no --context was given");
 	ctx = kc_named(p, kc_get(p, root, "contexts"), "context", name, &ctx_entry);
 	if (!ctx) {
-		yaml_node_t *at = context ? kc_get(p, root, "contexts") : cc_node;
+		yaml_node_t *at = context ? kc_key(p, root, "contexts") : cc_node;
 		return kc_fail(p, at ? at : root, "context '%s' not found", name);
 	}
 	kc->context = xstrdup(name);
@@ -352,10 +368,16 @@ int kubeconfig_load_string(const char *text, size_t len, const char *name, const
 	yaml_parser_initialize(&parser);
 	yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
 	if (!yaml_parser_load(&parser, &p.doc)) {
-		*err = xasprintf("%s:%zu:%zu: %s%s%s", p.name, parser.problem_mark.line + 1,
-				 parser.problem_mark.column + 1,
-				 parser.problem ? parser.problem : "YAML error",
-				 parser.context ? " " : "", parser.context ? parser.context : "");
+		if (parser.context)
+			*err =
+			    xasprintf("%s:%zu:%zu: %s %s (started at line %zu)", p.name,
+				      parser.problem_mark.line + 1, parser.problem_mark.column + 1,
+				      parser.problem ? parser.problem : "YAML error",
+				      parser.context, parser.context_mark.line + 1);
+		else
+			*err = xasprintf("%s:%zu:%zu: %s", p.name, parser.problem_mark.line + 1,
+					 parser.problem_mark.column + 1,
+					 parser.problem ? parser.problem : "YAML error");
 		yaml_parser_delete(&parser);
 		return -1;
 	}
