@@ -1,0 +1,165 @@
+/*
+ * policy.h - may this node go down now? Pure functions over a snapshot of
+ * the gate's inputs, the lease table and the gate config: no I/O, no clock
+ * (the time is in the snapshot), so every rule is unit-tested (test_policy).
+ *
+ * Rules, all evaluated every time so a refusal lists every reason:
+ *   - every input the config asks for is known and fresh (unknown = no);
+ *   - concurrency: a free slot for the role, and per-label caps;
+ *   - maintenance windows (days, start, end, IANA time zone);
+ *   - no firing alert matching the filter;
+ *   - (require_all_nodes_ready) every other node Ready and not cordoned,
+ *     except nodes that hold a lease (they are down by agreement);
+ *   - master: without this node and every other master lease holder, the
+ *     healthy apiservers in the quorum pool and the healthy voting etcd
+ *     members (learners excluded, all endpoints agreeing on the member list
+ *     and cluster ID, no alarms) both stay at or above floor(n/2)+1.
+ */
+#ifndef LBD_GATE_POLICY_H
+#define LBD_GATE_POLICY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config/config.h"
+#include "gate/lease.h"
+
+/* Each source says whether it answered, when, and if not, why. */
+struct gate_source {
+	bool known;
+	int64_t at_ms; /* wall clock of the last good answer */
+	char *why;     /* when !known: "timeout after 2s" */
+};
+
+struct gate_backend_in {
+	char *name;
+	bool up;
+	char *detail; /* the last failure, "readyz 503: [-]etcd failed" */
+};
+
+struct gate_pool_in {
+	struct gate_source src;
+	struct gate_backend_in *v;
+	size_t n;
+};
+
+/* What one etcd endpoint said. */
+struct gate_etcd_view {
+	char *endpoint;
+	bool ok; /* member list and status both answered */
+	char *err;
+	bool health;	  /* GET /health said "true" */
+	char *health_why; /* its reason when not */
+	uint64_t cluster_id;
+	uint64_t member_id; /* the member that answered */
+	uint64_t *members;  /* ids in its member list, sorted */
+	size_t nmembers;
+	char **alarms; /* "NOSPACE on member 8e9e05c52164694d" */
+	size_t nalarms;
+};
+
+struct gate_etcd_member {
+	uint64_t id;
+	char *name;
+	bool learner;
+};
+
+struct gate_etcd_in {
+	struct gate_source src;
+	struct gate_etcd_member *members; /* from the first endpoint that answered */
+	size_t nmembers;
+	struct gate_etcd_view *views;
+	size_t nviews;
+};
+
+struct gate_node_in {
+	char *name;
+	bool ready;
+	bool unschedulable;
+	char *boot_id;
+	struct gate_label *labels;
+	size_t nlabels;
+};
+
+struct gate_nodes_in {
+	struct gate_source src;
+	struct gate_node_in *v;
+	size_t n;
+};
+
+struct gate_alerts_in {
+	struct gate_source src;
+	char **firing; /* "KubeAPIDown (severity=critical)" */
+	size_t n;
+};
+
+struct gate_inputs {
+	int64_t now_ms;	    /* wall clock of the decision */
+	int64_t max_age_ms; /* older answers count as unknown */
+	struct gate_pool_in pool;
+	struct gate_etcd_in etcd;
+	struct gate_nodes_in nodes;
+	struct gate_alerts_in alerts;
+};
+
+/* A list of sentences. */
+struct gate_text {
+	char **v;
+	size_t n;
+};
+
+struct gate_request {
+	const char *node;
+	enum gate_role role;
+};
+
+struct gate_decision {
+	bool granted;
+	int slot;		     /* the free slot, when granted */
+	struct gate_text reasons;    /* why not: every failed rule */
+	struct gate_text arithmetic; /* every rule's numbers, granted or not (status) */
+};
+
+void gate_decide(const struct gate_conf *conf, const struct gate_inputs *in,
+		 const struct lease_table *leases, const struct gate_request *req,
+		 struct gate_decision *out);
+void gate_decision_free(struct gate_decision *d);
+
+/* Quorum of n voters: floor(n/2)+1 (0 for n == 0). */
+int gate_quorum(int n);
+
+/* The backend and etcd member names of node (members map, else the node's name). */
+const char *gate_node_backend(const struct gate_conf *conf, const char *node);
+const char *gate_node_etcd(const struct gate_conf *conf, const char *node);
+
+/*
+ * Is the holder of l back? A new bootID, Ready, and for a master its backend
+ * up in the pool and its etcd member healthy (when those are configured).
+ * Returns true if so; otherwise *why (caller frees) says what is missing.
+ * *gone is set when the node was deleted from the cluster (release at once).
+ */
+bool gate_lease_back(const struct gate_conf *conf, const struct gate_inputs *in,
+		     const struct gate_lease *l, bool *gone, char **why);
+
+/*
+ * Release on outcomes: updates every lease's back_since_ms from the inputs
+ * and appends to nodes (with the matching line in why) each holder that
+ * has been back for conf->soak_ms, or was deleted from the cluster.
+ */
+void gate_outcomes(const struct gate_conf *conf, const struct gate_inputs *in,
+		   struct lease_table *t, struct gate_text *nodes, struct gate_text *why);
+
+/* Is t inside a window? *which (caller frees) names it or every reason not. */
+bool gate_window_open(const struct gate_conf *conf, int64_t now_ms, char **which);
+
+/* Etcd member health as the policy sees it (exposed for status). */
+bool gate_etcd_member_healthy(const struct gate_etcd_in *e, uint64_t id, const char **why);
+
+void gate_text_add(struct gate_text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void gate_text_free(struct gate_text *t);
+
+void gate_inputs_free(struct gate_inputs *in);
+void gate_inputs_copy(struct gate_inputs *dst, const struct gate_inputs *src);
+
+#endif

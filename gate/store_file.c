@@ -1,0 +1,216 @@
+/*
+ * store_file.c - the file store (see store.h): <state_dir>/gate-leases.json,
+ * {"version": 1, "last_fence": N, "leases": [...]}, replaced whole and
+ * atomically on every change. A write that fails leaves the old file and the
+ * caller applies nothing: nothing is acknowledged that was not persisted.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/xmalloc.h"
+#include "gate/store.h"
+
+struct file_store {
+	struct gate_store base;
+	char *dir, *path, *tmp;
+};
+
+static int fail(char **err, const char *what, const char *path)
+{
+	*err = xasprintf("%s %s: %s", what, path, strerror(errno));
+	return -1;
+}
+
+static int file_load(struct gate_store *gs, struct lease_table *t, char **err)
+{
+	struct file_store *s = (struct file_store *)gs;
+	json_error_t je;
+	json_t *root, *arr, *v;
+	size_t i;
+
+	lease_table_free(t);
+	t->last_fence = 0;
+	if (access(s->path, F_OK) != 0 && errno == ENOENT)
+		return 0; /* first start: no leases */
+	if (!(root = json_load_file(s->path, 0, &je))) {
+		*err = xasprintf("%s:%d: %s", s->path, je.line, je.text);
+		return -1;
+	}
+	t->last_fence = (uint64_t)json_integer_value(json_object_get(root, "last_fence"));
+	arr = json_object_get(root, "leases");
+	json_array_foreach(arr, i, v)
+	{
+		struct gate_lease l = {0};
+		const char *why = NULL;
+		if (gate_lease_from_json(v, &l, &why) < 0 || lease_table_find(t, l.node)) {
+			*err = xasprintf("%s: lease %zu: %s", s->path, i,
+					 why ? why : "duplicate node");
+			gate_lease_clear(&l);
+			json_decref(root);
+			lease_table_free(t);
+			return -1;
+		}
+		t->v = xrealloc(t->v, (t->n + 1) * sizeof(*t->v));
+		t->v[t->n++] = l;
+		if (l.fence > t->last_fence)
+			t->last_fence = l.fence;
+	}
+	json_decref(root);
+	return 0;
+}
+
+static int write_all(int fd, const char *buf, size_t len)
+{
+	while (len > 0) {
+		ssize_t n = write(fd, buf, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -1;
+		buf += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static int file_save(struct file_store *s, const struct lease_table *t, char **err)
+{
+	json_t *root = json_object(), *arr = json_array();
+	char *text;
+	int fd, dfd, rc = -1;
+
+	for (size_t i = 0; i < t->n; i++)
+		json_array_append_new(arr, gate_lease_to_json(&t->v[i], 0));
+	json_object_set_new(root, "version", json_integer(1));
+	json_object_set_new(root, "last_fence", json_integer((json_int_t)t->last_fence));
+	json_object_set_new(root, "leases", arr);
+	text = json_dumps(root, JSON_INDENT(2) | JSON_SORT_KEYS);
+	json_decref(root);
+
+	fd = open(s->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		fail(err, "open", s->tmp);
+		goto out;
+	}
+	if (write_all(fd, text, strlen(text)) < 0 || write_all(fd, "\n", 1) < 0 || fsync(fd) < 0) {
+		fail(err, "write", s->tmp);
+		close(fd);
+		unlink(s->tmp);
+		goto out;
+	}
+	close(fd);
+	if (rename(s->tmp, s->path) < 0) {
+		fail(err, "rename to", s->path);
+		unlink(s->tmp);
+		goto out;
+	}
+	/* The rename is durable only once the directory is. */
+	if ((dfd = open(s->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0 || fsync(dfd) < 0) {
+		fail(err, "fsync", s->dir);
+		if (dfd >= 0)
+			close(dfd);
+		goto out;
+	}
+	close(dfd);
+	rc = 0;
+out:
+	free(text);
+	return rc;
+}
+
+static int file_next_fence(struct gate_store *gs, const struct lease_table *t, uint64_t *fence,
+			   char **err)
+{
+	*fence = t->last_fence + 1;
+	return 0;
+}
+
+static int file_put(struct gate_store *gs, const struct lease_table *after, struct gate_lease *l,
+		    char **err)
+{
+	return file_save((struct file_store *)gs, after, err);
+}
+
+static int file_del(struct gate_store *gs, const struct lease_table *after,
+		    const struct gate_lease *l, char **err)
+{
+	return file_save((struct file_store *)gs, after, err);
+}
+
+static void file_free(struct gate_store *gs)
+{
+	struct file_store *s = (struct file_store *)gs;
+	free(s->dir);
+	free(s->path);
+	free(s->tmp);
+	free(s);
+}
+
+static const struct gate_store_ops file_ops = {
+    .name = "file",
+    .load = file_load,
+    .next_fence = file_next_fence,
+    .put = file_put,
+    .del = file_del,
+    .free = file_free,
+};
+
+struct gate_store *gate_store_file_new(const char *state_dir, char **err)
+{
+	struct file_store *s;
+	struct stat st;
+
+	if (stat(state_dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
+		*err = xasprintf("state_dir %s: %s", state_dir,
+				 errno ? strerror(errno) : "not a directory");
+		return NULL;
+	}
+	s = xcalloc(1, sizeof(*s));
+	s->base.ops = &file_ops;
+	s->dir = xstrdup(state_dir);
+	s->path = xasprintf("%s/gate-leases.json", state_dir);
+	s->tmp = xasprintf("%s/.gate-leases.json.tmp", state_dir);
+	return &s->base;
+}
+
+/* ---- the generic entry points ---------------------------------------------------------- */
+
+void gate_store_free(struct gate_store **s)
+{
+	if (*s)
+		(*s)->ops->free(*s);
+	*s = NULL;
+}
+
+const char *gate_store_name(const struct gate_store *s)
+{
+	return s->ops->name;
+}
+
+int gate_store_load(struct gate_store *s, struct lease_table *t, char **err)
+{
+	return s->ops->load(s, t, err);
+}
+
+int gate_store_next_fence(struct gate_store *s, const struct lease_table *t, uint64_t *fence,
+			  char **err)
+{
+	return s->ops->next_fence(s, t, fence, err);
+}
+
+int gate_store_put(struct gate_store *s, const struct lease_table *after, struct gate_lease *l,
+		   char **err)
+{
+	return s->ops->put(s, after, l, err);
+}
+
+int gate_store_del(struct gate_store *s, const struct lease_table *after,
+		   const struct gate_lease *l, char **err)
+{
+	return s->ops->del(s, after, l, err);
+}
