@@ -14,6 +14,7 @@
 #include "common/log.h"
 #include "common/xmalloc.h"
 #include "config/config.h"
+#include "lbd/admin.h"
 #include "lbd/server.h"
 
 #define DEFAULT_CONFIG "/etc/lbd/lbd.yaml"
@@ -99,6 +100,9 @@ int main(int argc, char **argv)
 	char *err = NULL;
 	if (server_start(&srv, base, path, cfg, &err) < 0)
 		fatal("cannot start: %s", err);
+	struct admin *admin = admin_new(base, &srv, &err);
+	if (!admin)
+		fatal("cannot start: %s", err);
 
 	struct event *sigs[3];
 	int signos[3] = {SIGTERM, SIGINT, SIGHUP};
@@ -112,6 +116,7 @@ int main(int argc, char **argv)
 
 	for (int i = 0; i < 3; i++)
 		event_free(sigs[i]);
+	admin_free(admin);
 	server_free(&srv);
 	event_base_free(base);
 	log_info("lbd stopped");

@@ -11,6 +11,9 @@
 
 static const char *const state_names[] = {"enabled", "drain", "disabled"};
 
+const double pool_check_hist_le[CHECK_HIST_BUCKETS] = {0.005, 0.01, 0.025, 0.05,
+						       0.1,   0.25, 0.5,   1.0};
+
 const char *backend_state_name(enum backend_state st)
 {
 	return state_names[st];
@@ -65,7 +68,13 @@ void backend_set_state(struct backend *b, enum backend_state st)
 	log_info("backend %s/%s: %s -> %s", b->pool ? b->pool->conf.name : "-", b->conf.name,
 		 state_names[b->state], state_names[st]);
 	b->state = st;
+	b->state_changes++;
 	b->drain_started_ms = st == BE_DRAIN ? mono_ms() : 0;
+	b->drain_closing = false;
+	if (st == BE_DRAIN)
+		b->drain_forced = 0;
+	if (st != BE_DRAIN)
+		b->remove_when_drained = false;
 	if (b->pool) {
 		pool_recheck(b->pool);
 		notify(b->pool, b);
@@ -106,6 +115,15 @@ static void on_check(void *arg, const struct check_result *res)
 	bool ok = res->reason == CHK_OK;
 
 	b->last = *res;
+	b->checks++;
+	if (res->reason < CHK_REASON_MAX)
+		b->check_fails[res->reason] += !ok;
+	b->check_usec_sum += res->latency_us;
+	size_t bucket = 0;
+	while (bucket < CHECK_HIST_BUCKETS &&
+	       (double)res->latency_us / 1e6 > pool_check_hist_le[bucket])
+		bucket++;
+	b->check_hist[bucket]++;
 	if (!ok) {
 		b->last_fail = *res;
 		b->has_fail = true;
@@ -113,6 +131,7 @@ static void on_check(void *arg, const struct check_result *res)
 	if (!check_health_update(&b->health, ok))
 		return;
 	b->since_ms = mono_ms();
+	b->health_changes++;
 	if (b->health.up)
 		log_info("backend %s/%s is UP: %s", p ? p->conf.name : "-", b->conf.name,
 			 res->detail);

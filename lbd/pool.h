@@ -25,6 +25,10 @@
 
 enum backend_state { BE_ENABLED, BE_DRAIN, BE_DISABLED };
 
+/* Check latency histogram bounds in seconds (Prometheus le=...). */
+#define CHECK_HIST_BUCKETS 8
+extern const double pool_check_hist_le[CHECK_HIST_BUCKETS];
+
 struct pool;
 struct conn; /* lbd/relay.c */
 
@@ -42,6 +46,19 @@ struct backend {
 	uint64_t total;	  /* connections ever */
 	uint64_t connect_failures;
 	int64_t drain_started_ms;
+	/* Drain bookkeeping (lbd/drain.c, main loop only). */
+	bool remove_when_drained; /* DELETE ?drain=1: remove once drained */
+	bool drain_closing;	  /* deadline passed: closing at drain_close_rate */
+	double close_credit;	  /* connections we may close now (rate limiter) */
+	int64_t close_last_ms;
+	uint64_t drain_forced; /* connections closed by the last drain deadline */
+	/* Counters read by the admin API and /metrics (main loop). */
+	uint64_t checks, check_fails[CHK_REASON_MAX];
+	uint64_t check_hist[CHECK_HIST_BUCKETS + 1]; /* latency, cumulative at export */
+	int64_t check_usec_sum;
+	uint64_t health_changes, state_changes;
+	/* Bytes relayed; relay.c is to count these (0 until it does). */
+	uint64_t bytes_in, bytes_out;
 	int refs;
 	int rr_current;	    /* smooth weighted round robin */
 	struct conn *conns; /* its connections (the list is relay.c's) */

@@ -1,14 +1,18 @@
 /* server.c - applying a config to the running daemon. See server.h. */
 #include "lbd/server.h"
 
+#include <errno.h>
 #include <event2/event.h>
+#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/xmalloc.h"
 #include "lbd/check.h"
+#include "lbd/drain.h"
 
 struct pool *server_pool(const struct server *s, const char *name)
 {
@@ -70,21 +74,55 @@ static int prepare_listeners(struct server *s, const struct config *cfg, struct 
 	return 0;
 }
 
+static void on_pool_change(struct pool *p, struct backend *b, void *arg)
+{
+	struct server *s = arg;
+
+	if (b && b->state == BE_DRAIN && s->drain)
+		drainer_kick(s->drain);
+}
+
+/* Applies the file's pool fc with the overlay on top to p (NULL: new). */
+static struct pool *apply_pool(struct server *s, struct pool *p, const struct pool_conf *fc)
+{
+	struct state_eff *eff;
+	size_t n = state_effective(&s->st, fc, &eff);
+	struct pool_conf pc = *fc;
+
+	pc.backends = xcalloc(n ? n : 1, sizeof(*pc.backends));
+	for (size_t i = 0; i < n; i++)
+		pc.backends[i] = eff[i].conf; /* shallow: eff owns them */
+	pc.nbackends = n;
+	if (p) {
+		pool_update(p, &pc);
+	} else {
+		p = pool_new(&pc, s->eng);
+		p->on_change = on_pool_change;
+		p->on_change_arg = s;
+		log_info("pool %s: %zu backends, balance %s", p->conf.name, p->nbe,
+			 balance_name(p->conf.balance));
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct backend *b = pool_find(p, eff[i].conf.name);
+		BUG_ON(!b);
+		if (eff[i].runtime && b->state != eff[i].state)
+			log_info("backend %s/%s: runtime state %s (overlay)", p->conf.name,
+				 b->conf.name, backend_state_name(eff[i].state));
+		backend_set_state(b, eff[i].state);
+		b->remove_when_drained = eff[i].remove_when_drained;
+	}
+	pool_recheck(p);
+	free(pc.backends);
+	state_eff_free(eff, n);
+	return p;
+}
+
 static void apply_pools(struct server *s, const struct config *cfg)
 {
 	struct pool **np = xcalloc(cfg->npools, sizeof(*np));
 
-	for (size_t i = 0; i < cfg->npools; i++) {
-		struct pool *p = server_pool(s, cfg->pools[i].name);
-		if (p) {
-			pool_update(p, &cfg->pools[i]);
-		} else {
-			p = pool_new(&cfg->pools[i], s->eng);
-			log_info("pool %s: %zu backends, balance %s", p->conf.name, p->nbe,
-				 balance_name(p->conf.balance));
-		}
-		np[i] = p;
-	}
+	for (size_t i = 0; i < cfg->npools; i++)
+		np[i] = apply_pool(s, server_pool(s, cfg->pools[i].name), &cfg->pools[i]);
 	/* Pools gone from the file: their backends live on in the
 	 * connections that hold them. */
 	for (size_t i = 0; i < s->npools; i++) {
@@ -130,20 +168,61 @@ static void apply_frontends(struct server *s, const struct config *cfg, struct p
 	s->nfes = cfg->nfrontends;
 }
 
-static int server_apply(struct server *s, struct config *cfg, char **err)
+/* Takes the overlay st (its entries; st is left empty) and applies cfg with
+ * it. The listeners in prep are already open. */
+static void server_commit(struct server *s, struct config *cfg, struct prepared *prep,
+			  struct lbd_state *st)
+{
+	state_clear(&s->st);
+	s->st.e = st->e;
+	s->st.n = st->n;
+	st->e = NULL;
+	st->n = 0;
+	apply_pools(s, cfg);
+	apply_frontends(s, cfg, prep);
+	config_free(s->cfg);
+	s->cfg = cfg;
+	drainer_kick(s->drain);
+}
+
+/* Applies cfg with the overlay; with reset, an empty overlay is persisted
+ * first. Returns SERR_OK, or an error with *err and nothing changed. */
+static enum server_err server_apply(struct server *s, struct config *cfg, bool reset, char **err)
 {
 	struct prepared *prep = xcalloc(cfg->nfrontends ? cfg->nfrontends : 1, sizeof(*prep));
+	struct lbd_state st;
+	enum server_err rc = SERR_OK;
+	int eno = 0;
 
 	if (prepare_listeners(s, cfg, prep, err) < 0) {
 		free(prep);
-		return -1;
+		return SERR_CONFIG;
 	}
-	apply_pools(s, cfg);
-	apply_frontends(s, cfg, prep);
+	state_copy(&st, &s->st);
+	if (reset) {
+		state_clear(&st);
+		if (state_save(&st, err, &eno) < 0) {
+			rc = eno == ENOSPC || eno == EDQUOT ? SERR_NOSPACE : SERR_PERSIST;
+			for (size_t i = 0; i < cfg->nfrontends; i++)
+				if (prep[i].ls)
+					relay_listeners_close(prep[i].ls, prep[i].nls);
+			state_free(&st);
+			free(prep);
+			return rc;
+		}
+		log_info("reload: runtime overlay cleared (%zu entries)", s->st.n);
+	} else if (state_reconcile(&st, cfg) > 0) {
+		/* Same meaning either way: a failed write is only untidy. */
+		char *e2 = NULL;
+		if (state_save(&st, &e2, &eno) < 0) {
+			log_warn("overlay: cannot rewrite the state file: %s", e2);
+			free(e2);
+		}
+	}
+	server_commit(s, cfg, prep, &st);
+	state_free(&st);
 	free(prep);
-	config_free(s->cfg);
-	s->cfg = cfg;
-	return 0;
+	return SERR_OK;
 }
 
 int server_start(struct server *s, struct event_base *base, const char *config_path,
@@ -153,40 +232,329 @@ int server_start(struct server *s, struct event_base *base, const char *config_p
 	s->base = base;
 	s->config_path = xstrdup(config_path);
 	s->started_ms = mono_ms();
+	s->started_wall = (int64_t)time(NULL);
 	s->eng = check_engine_new(base);
-	if (server_apply(s, cfg, err) < 0) {
+	s->drain = drainer_new(base, s);
+	if (state_open(&s->st, cfg->state_dir, err) < 0) {
+		char *e = *err;
+		*err = xasprintf("runtime state: %s (lbd will not guess at acknowledged edits: "
+				 "fix or move the file away)",
+				 e);
+		free(e);
+		config_free(cfg);
+		return -1;
+	}
+	if (s->st.n > 0)
+		log_info("runtime overlay: %zu edits from %s", s->st.n, s->st.path);
+	if (server_apply(s, cfg, false, err) != SERR_OK) {
 		config_free(cfg);
 		return -1;
 	}
 	return 0;
 }
 
-int server_reload(struct server *s)
+enum server_err server_reload_ex(struct server *s, bool reset, struct config_errors *errs,
+				 char **err)
 {
-	struct config_errors errs = {0};
-	struct config *cfg = config_load(s->config_path, &errs);
-	char *err = NULL;
+	struct config_errors e = {0};
+	struct config *cfg = config_load(s->config_path, &e);
+	enum server_err rc;
 
 	s->reloads++;
+	xfree(&s->last_reload_error);
 	if (!cfg) {
 		s->reload_failures++;
-		log_err("reload: refused, keeping the running config: %zu error(s) in %s", errs.n,
+		log_err("reload: refused, keeping the running config: %zu error(s) in %s", e.n,
 			s->config_path);
-		for (size_t i = 0; i < errs.n; i++)
-			log_err("reload: %s", errs.msgs[i]);
-		config_errors_free(&errs);
-		return -1;
+		for (size_t i = 0; i < e.n; i++)
+			log_err("reload: %s", e.msgs[i]);
+		*err = xasprintf("reload refused, running config kept: %zu error(s) in %s", e.n,
+				 s->config_path);
+		s->last_reload_error = xstrdup(*err);
+		if (errs)
+			*errs = e;
+		else
+			config_errors_free(&e);
+		return SERR_CONFIG;
 	}
-	if (server_apply(s, cfg, &err) < 0) {
+	if (strcmp(cfg->state_dir, s->cfg->state_dir) != 0)
+		log_warn("reload: state_dir changed to %s; it takes effect at the next start "
+			 "(runtime edits stay in %s)",
+			 cfg->state_dir, s->cfg->state_dir);
+	rc = server_apply(s, cfg, reset, err);
+	if (rc != SERR_OK) {
 		s->reload_failures++;
-		log_err("reload: refused, keeping the running config: %s", err);
-		free(err);
+		log_err("reload: refused, keeping the running config: %s", *err);
+		s->last_reload_error = xstrdup(*err);
 		config_free(cfg);
-		return -1;
+		return rc;
 	}
-	log_info("reload: applied %s (%zu frontends, %zu pools)", s->config_path, s->nfes,
-		 s->npools);
-	return 0;
+	log_info("reload: applied %s (%zu frontends, %zu pools, %zu runtime edits)", s->config_path,
+		 s->nfes, s->npools, s->st.n);
+	return SERR_OK;
+}
+
+int server_reload(struct server *s)
+{
+	char *err = NULL;
+	enum server_err rc = server_reload_ex(s, false, NULL, &err);
+
+	free(err);
+	return rc == SERR_OK ? 0 : -1;
+}
+
+/* ---- runtime edits ---------------------------------------------------------------------- */
+
+const struct backend_conf *server_file_backend(const struct server *s, const char *pool,
+					       const char *name)
+{
+	const struct pool_conf *fp = config_pool(s->cfg, pool);
+
+	for (size_t i = 0; fp && i < fp->nbackends; i++)
+		if (strcmp(fp->backends[i].name, name) == 0)
+			return &fp->backends[i];
+	return NULL;
+}
+
+/* Persists the overlay with pool/name set to want (NULL: absent). On
+ * success the new overlay is in force; on failure nothing changed. */
+static enum server_err persist(struct server *s, const char *pool, const char *name,
+			       const struct state_backend *want, char **err)
+{
+	struct lbd_state st;
+	char *e = NULL;
+	int eno = 0;
+
+	state_copy(&st, &s->st);
+	state_put(&st, pool, name, server_file_backend(s, pool, name), want);
+	if (state_save(&st, &e, &eno) < 0) {
+		*err = xasprintf("edit not applied: cannot persist it: %s", e);
+		log_err("admin: %s", *err);
+		free(e);
+		state_free(&st);
+		return eno == ENOSPC || eno == EDQUOT ? SERR_NOSPACE : SERR_PERSIST;
+	}
+	state_clear(&s->st);
+	s->st.e = st.e;
+	s->st.n = st.n;
+	st.e = NULL;
+	st.n = 0;
+	state_free(&st);
+	return SERR_OK;
+}
+
+static bool valid_name(const char *n)
+{
+	size_t len = strlen(n);
+
+	if (len == 0 || len > 253)
+		return false;
+	for (const char *c = n; *c; c++)
+		if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
+		      (*c >= '0' && *c <= '9') || *c == '-' || *c == '.' || *c == '_'))
+			return false;
+	return true;
+}
+
+static bool addr_unspecified(const struct sockaddr_conf *a)
+{
+	if (a->ss.ss_family == AF_INET)
+		return ((const struct sockaddr_in *)&a->ss)->sin_addr.s_addr == 0;
+	const struct in6_addr *i6 = &((const struct sockaddr_in6 *)&a->ss)->sin6_addr;
+	return IN6_IS_ADDR_UNSPECIFIED(i6);
+}
+
+static bool same_sockaddr(const struct sockaddr_conf *a, const struct sockaddr_conf *b)
+{
+	return a->len == b->len && memcmp(&a->ss, &b->ss, a->len) == 0;
+}
+
+static enum server_err find_backend(struct server *s, const char *pool, const char *name,
+				    struct pool **pp, struct backend **bp, char **err)
+{
+	*pp = server_pool(s, pool);
+	if (!*pp) {
+		*err = xasprintf("no pool '%s'", pool);
+		return SERR_NOT_FOUND;
+	}
+	*bp = name ? pool_find(*pp, name) : NULL;
+	if (name && !*bp) {
+		*err = xasprintf("no backend '%s' in pool '%s'", name, pool);
+		return SERR_NOT_FOUND;
+	}
+	return SERR_OK;
+}
+
+enum server_err server_backend_add(struct server *s, const char *pool, const char *name,
+				   const char *address, int weight, enum backend_state st,
+				   char **err)
+{
+	struct pool *p;
+	struct backend *b;
+	struct backend_conf bc = {0};
+	const char *why = NULL;
+	enum server_err rc = find_backend(s, pool, NULL, &p, &b, err);
+
+	if (rc != SERR_OK)
+		return rc;
+	if (!valid_name(name)) {
+		*err = xasprintf("bad backend name '%s': use 1 to 253 of a-z A-Z 0-9 . - _", name);
+		return SERR_INVALID;
+	}
+	if (weight < 0 || weight > 256) {
+		*err = xasprintf("bad weight %d: must be 0..256", weight);
+		return SERR_INVALID;
+	}
+	if (sockaddr_conf_parse(address, &bc.addr, &why) < 0) {
+		*err = xasprintf("bad address '%s': %s", address, why);
+		return SERR_INVALID;
+	}
+	if (addr_unspecified(&bc.addr)) {
+		*err = xasprintf("bad address '%s': a backend needs a host, not the any address",
+				 address);
+		sockaddr_conf_free(&bc.addr);
+		return SERR_INVALID;
+	}
+	if (pool_find(p, name)) {
+		*err = xasprintf("backend '%s' already exists in pool '%s'", name, pool);
+		sockaddr_conf_free(&bc.addr);
+		return SERR_CONFLICT;
+	}
+	for (size_t i = 0; i < p->nbe; i++) {
+		if (same_sockaddr(&p->be[i]->conf.addr, &bc.addr)) {
+			*err = xasprintf("address %s is already used by backend '%s' in pool '%s'",
+					 address, p->be[i]->conf.name, pool);
+			sockaddr_conf_free(&bc.addr);
+			return SERR_CONFLICT;
+		}
+	}
+	struct state_backend want = {bc.addr.text, weight, st, false};
+	rc = persist(s, pool, name, &want, err);
+	if (rc == SERR_OK) {
+		bc.name = (char *)name;
+		bc.weight = weight;
+		pool_add(p, &bc, st);
+		pool_recheck(p);
+		log_info("admin: backend %s/%s added at %s, weight %d, %s", pool, name,
+			 bc.addr.text, weight, backend_state_name(st));
+		if (st == BE_DRAIN)
+			drainer_kick(s->drain);
+	}
+	sockaddr_conf_free(&bc.addr);
+	return rc;
+}
+
+static struct state_backend backend_want(const struct backend *b)
+{
+	return (struct state_backend){b->conf.addr.text, b->conf.weight, b->state,
+				      b->remove_when_drained};
+}
+
+enum server_err server_backend_patch(struct server *s, const char *pool, const char *name,
+				     bool has_state, enum backend_state st, bool has_weight,
+				     int weight, char **err)
+{
+	struct pool *p;
+	struct backend *b;
+	enum server_err rc = find_backend(s, pool, name, &p, &b, err);
+
+	if (rc != SERR_OK)
+		return rc;
+	if (has_weight && (weight < 0 || weight > 256)) {
+		*err = xasprintf("bad weight %d: must be 0..256", weight);
+		return SERR_INVALID;
+	}
+	struct state_backend want = backend_want(b);
+	if (has_state) {
+		want.state = st;
+		/* A pending removal survives only a repeated drain. */
+		want.remove_when_drained = b->remove_when_drained && st == BE_DRAIN;
+	}
+	if (has_weight)
+		want.weight = weight;
+	rc = persist(s, pool, name, &want, err);
+	if (rc != SERR_OK)
+		return rc;
+	if (has_weight && b->conf.weight != weight) {
+		log_info("admin: backend %s/%s weight %d -> %d", pool, name, b->conf.weight,
+			 weight);
+		b->conf.weight = weight;
+	}
+	b->remove_when_drained = want.remove_when_drained;
+	if (has_state)
+		backend_set_state(b, st);
+	pool_recheck(p);
+	if (b->state == BE_DRAIN)
+		drainer_kick(s->drain);
+	return SERR_OK;
+}
+
+static void remove_now(struct server *s, struct pool *p, struct backend *b)
+{
+	backend_ref(b);
+	pool_remove(p, b);
+	drainer_adopt(s->drain, b, p->conf.drain_close_rate);
+	backend_unref(b);
+}
+
+enum server_err server_backend_remove(struct server *s, const char *pool, const char *name,
+				      bool drain, bool *pending, char **err)
+{
+	struct pool *p;
+	struct backend *b;
+	enum server_err rc = find_backend(s, pool, name, &p, &b, err);
+
+	*pending = false;
+	if (rc != SERR_OK)
+		return rc;
+	if (drain && b->active > 0) {
+		struct state_backend want = backend_want(b);
+		want.state = BE_DRAIN;
+		want.remove_when_drained = true;
+		rc = persist(s, pool, name, &want, err);
+		if (rc != SERR_OK)
+			return rc;
+		backend_set_state(b, BE_DRAIN); /* no-op if draining already */
+		b->remove_when_drained = true;
+		log_info("admin: backend %s/%s: removal once drained (%llu connections)", pool,
+			 name, (unsigned long long)b->active);
+		drainer_kick(s->drain);
+		*pending = true;
+		return SERR_OK;
+	}
+	rc = persist(s, pool, name, NULL, err);
+	if (rc != SERR_OK)
+		return rc;
+	log_info("admin: backend %s/%s removed", pool, name);
+	remove_now(s, p, b);
+	return SERR_OK;
+}
+
+void server_drain_done(struct server *s, struct backend *b)
+{
+	struct pool *p = b->pool;
+	char *err = NULL;
+	const char *pool = p->conf.name, *name = b->conf.name;
+
+	/* The drain was acknowledged when it began; its end follows from it
+	 * (after a restart a draining backend has no connections and ends at
+	 * once), so a failed write is logged, not a reason to keep draining. */
+	if (b->remove_when_drained) {
+		if (persist(s, pool, name, NULL, &err) != SERR_OK)
+			free(err);
+		log_info("backend %s/%s: drained%s; removed", pool, name,
+			 b->drain_forced ? " (deadline)" : "");
+		remove_now(s, p, b);
+		return;
+	}
+	struct state_backend want = backend_want(b);
+	want.state = BE_DISABLED;
+	want.remove_when_drained = false;
+	if (persist(s, pool, name, &want, &err) != SERR_OK)
+		free(err);
+	log_info("backend %s/%s: drained%s; now disabled", pool, name,
+		 b->drain_forced ? " (deadline)" : "");
+	backend_set_state(b, BE_DISABLED);
 }
 
 static void stop_tick(evutil_socket_t fd, short what, void *arg)
@@ -239,6 +607,10 @@ void server_free(struct server *s)
 		check_engine_free(s->eng);
 	if (s->stop_timer)
 		event_free(s->stop_timer);
+	drainer_free(s->drain);
+	s->drain = NULL;
+	state_free(&s->st);
+	xfree(&s->last_reload_error);
 	config_free(s->cfg);
 	xfree(&s->config_path);
 }

@@ -9,6 +9,11 @@
  * backends), frontends by name; removed ones stop taking connections and
  * are freed when their last connection ends. A config that fails validation,
  * or whose listeners cannot be opened, changes nothing.
+ *
+ * Runtime edits (the admin API): the backends lbd runs are the file with the
+ * persisted overlay of runtime edits on top (lbd/state.h). An edit is
+ * validated, persisted, and only then applied; a reload re-applies the
+ * overlay on the new file, dropping entries the file now agrees with.
  */
 #ifndef LBD_SERVER_H
 #define LBD_SERVER_H
@@ -19,10 +24,12 @@
 #include "config/config.h"
 #include "lbd/pool.h"
 #include "lbd/relay.h"
+#include "lbd/state.h"
 
 struct event_base;
 struct event;
 struct check_engine;
+struct drainer;
 
 struct server {
 	struct event_base *base;
@@ -38,7 +45,46 @@ struct server {
 	int64_t stop_deadline_ms;
 	struct event *stop_timer;
 	uint64_t reloads, reload_failures;
+	int64_t started_wall;	 /* unix seconds */
+	char *last_reload_error; /* NULL after a good reload */
+	struct lbd_state st;	 /* the runtime overlay, as persisted */
+	struct drainer *drain;
 };
+
+/* Why an edit or a reload was refused (the admin API maps it to a status). */
+enum server_err {
+	SERR_OK,
+	SERR_INVALID,	/* bad input: 400 */
+	SERR_NOT_FOUND, /* no such pool or backend: 404 */
+	SERR_CONFLICT,	/* name or address taken: 409 */
+	SERR_PERSIST,	/* the state file could not be written: 500 */
+	SERR_NOSPACE,	/* ... because the disk is full: 507 */
+	SERR_CONFIG,	/* reload: the file does not load or apply: 422 */
+};
+
+/* Runtime edits. Each returns SERR_OK, or an error with *err (caller frees)
+ * and nothing changed. */
+enum server_err server_backend_add(struct server *s, const char *pool, const char *name,
+				   const char *address, int weight, enum backend_state st,
+				   char **err);
+/* has_*: which of state and weight to change. */
+enum server_err server_backend_patch(struct server *s, const char *pool, const char *name,
+				     bool has_state, enum backend_state st, bool has_weight,
+				     int weight, char **err);
+/* With drain and live connections: state drain now, removal when drained
+ * (*pending set). Otherwise removed now; its connections are closed at the
+ * pool's drain_close_rate. */
+enum server_err server_backend_remove(struct server *s, const char *pool, const char *name,
+				      bool drain, bool *pending, char **err);
+/* Reload; reset drops the runtime overlay first. On SERR_CONFIG, errs holds
+ * every config error (may be NULL). */
+enum server_err server_reload_ex(struct server *s, bool reset, struct config_errors *errs,
+				 char **err);
+/* drain.c: b finished draining (no connections left, or closed). */
+void server_drain_done(struct server *s, struct backend *b);
+/* The file's version of pool/name, or NULL. */
+const struct backend_conf *server_file_backend(const struct server *s, const char *pool,
+					       const char *name);
 
 /* Builds pools and frontends from cfg (taken over). Returns -1 with *err. */
 int server_start(struct server *s, struct event_base *base, const char *config_path,

@@ -1,0 +1,153 @@
+/* drain.c - see drain.h. */
+#include "lbd/drain.h"
+
+#include <event2/event.h>
+#include <stdlib.h>
+
+#include "common/clock.h"
+#include "common/log.h"
+#include "common/xmalloc.h"
+#include "lbd/pool.h"
+#include "lbd/relay.h"
+#include "lbd/server.h"
+
+struct orphan {
+	struct backend *b;
+	int64_t rate;
+	double credit;
+	int64_t last_ms;
+};
+
+struct drainer {
+	struct server *s;
+	struct event *tick;
+	struct orphan *orph;
+	size_t norph;
+};
+
+double drainer_seconds_left(const struct backend *b)
+{
+	if (b->state != BE_DRAIN || !b->pool)
+		return 0;
+	int64_t deadline = b->drain_started_ms + b->pool->conf.drain_timeout_ms;
+	return (double)(deadline - mono_ms()) / 1000.0;
+}
+
+/* Closes what the rate allows since the last call. */
+static size_t close_some(struct backend *b, int64_t rate, double *credit, int64_t *last_ms,
+			 int64_t now)
+{
+	double r = rate > 0 ? (double)rate : 1.0;
+
+	*credit += r * (double)(now - *last_ms) / 1000.0;
+	*last_ms = now;
+	if (*credit > r + 1) /* no bursts after a slow tick */
+		*credit = r + 1;
+	size_t n = (size_t)*credit;
+	if (n == 0)
+		return 0;
+	size_t closed = relay_close_backend_conns(b, n);
+	*credit -= (double)n;
+	return closed;
+}
+
+static bool drain_step(struct drainer *d, struct pool *p, struct backend *b, int64_t now)
+{
+	if (b->active == 0) {
+		server_drain_done(d->s, b);
+		return false;
+	}
+	if (now < b->drain_started_ms + p->conf.drain_timeout_ms)
+		return true;
+	if (!b->drain_closing) {
+		b->drain_closing = true;
+		b->close_credit = 1; /* the first one goes at the deadline */
+		b->close_last_ms = now;
+		log_warn("backend %s/%s: drain deadline passed; closing %llu connections at %lld/s",
+			 p->conf.name, b->conf.name, (unsigned long long)b->active,
+			 (long long)p->conf.drain_close_rate);
+	}
+	b->drain_forced +=
+	    close_some(b, p->conf.drain_close_rate, &b->close_credit, &b->close_last_ms, now);
+	if (b->active == 0) {
+		server_drain_done(d->s, b);
+		return false;
+	}
+	return true;
+}
+
+static bool orphans_step(struct drainer *d, int64_t now)
+{
+	for (size_t i = d->norph; i-- > 0;) {
+		struct orphan *o = &d->orph[i];
+		if (o->b->conns)
+			close_some(o->b, o->rate, &o->credit, &o->last_ms, now);
+		if (o->b->conns)
+			continue;
+		backend_unref(o->b);
+		d->orph[i] = d->orph[--d->norph];
+	}
+	return d->norph > 0;
+}
+
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct drainer *d = arg;
+	struct server *s = d->s;
+	int64_t now = mono_ms();
+	bool busy = orphans_step(d, now);
+
+	for (size_t i = 0; i < s->npools; i++) {
+		struct pool *p = s->pools[i];
+		/* server_drain_done may remove p->be[j]: walk from the end. */
+		for (size_t j = p->nbe; j-- > 0;) {
+			if (j >= p->nbe || p->be[j]->state != BE_DRAIN)
+				continue;
+			busy |= drain_step(d, p, p->be[j], now);
+		}
+	}
+	if (busy) {
+		struct timeval tv = {0, DRAIN_TICK_MS * 1000};
+		evtimer_add(d->tick, &tv);
+	}
+}
+
+void drainer_kick(struct drainer *d)
+{
+	if (!evtimer_pending(d->tick, NULL)) {
+		struct timeval tv = {0, 0};
+		evtimer_add(d->tick, &tv);
+	}
+}
+
+void drainer_adopt(struct drainer *d, struct backend *b, int64_t rate)
+{
+	if (!b->conns)
+		return;
+	backend_ref(b);
+	d->orph = xrealloc(d->orph, (d->norph + 1) * sizeof(*d->orph));
+	d->orph[d->norph++] = (struct orphan){b, rate, 1, mono_ms()};
+	log_info("backend %s: removed; closing its %llu connections at %lld/s", b->conf.name,
+		 (unsigned long long)b->active, (long long)rate);
+	drainer_kick(d);
+}
+
+struct drainer *drainer_new(struct event_base *base, struct server *s)
+{
+	struct drainer *d = xcalloc(1, sizeof(*d));
+
+	d->s = s;
+	d->tick = evtimer_new(base, on_tick, d);
+	return d;
+}
+
+void drainer_free(struct drainer *d)
+{
+	if (!d)
+		return;
+	for (size_t i = 0; i < d->norph; i++)
+		backend_unref(d->orph[i].b);
+	free(d->orph);
+	event_free(d->tick);
+	free(d);
+}

@@ -1,0 +1,33 @@
+/*
+ * metrics.h - Prometheus text exposition (format 0.0.4) of the daemon's
+ * counters, for GET /metrics on the admin socket and the metrics listener.
+ *
+ * Families (labels in braces):
+ *   lbd_start_time_seconds, lbd_reloads_total, lbd_reload_failures_total,
+ *   lbd_runtime_edits
+ *   lbd_pool_fail_safe{pool}
+ *   lbd_backend_up{pool,backend}             1 up by its checks, 0 down/unknown
+ *   lbd_backend_health_known{pool,backend}
+ *   lbd_backend_admin_state{pool,backend,state}   1 for the current state
+ *   lbd_backend_weight, lbd_backend_active_connections,
+ *   lbd_backend_connections_total, lbd_backend_connect_failures_total,
+ *   lbd_backend_bytes_total{direction="to_backend"|"from_backend"}
+ *   lbd_backend_check_duration_seconds (histogram)
+ *   lbd_backend_check_failures_total{reason}
+ *   lbd_backend_health_transitions_total, lbd_backend_state_transitions_total
+ *   lbd_backend_drain_seconds_left, lbd_backend_drain_closed
+ *   lbd_frontend_active_connections{frontend}, lbd_frontend_connections_total,
+ *   lbd_frontend_refused_total{frontend,reason="max_connections"|"no_backend"}
+ * Counters are read, never written, here.
+ */
+#ifndef LBD_METRICS_H
+#define LBD_METRICS_H
+
+#include <stddef.h>
+
+struct server;
+
+/* The exposition text (caller frees) and its length. */
+char *metrics_render(const struct server *s, size_t *len);
+
+#endif
