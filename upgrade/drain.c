@@ -17,7 +17,12 @@
 #include "common/log.h"
 #include "common/xmalloc.h"
 
-/* kubectl's texts (k8s.io/kubectl/pkg/drain/filters.go), kept word for word. */
+/*
+ * kubectl's texts (k8s.io/kubectl/pkg/drain/filters.go). The unmanaged one
+ * changed between versions (1.28: "cannot delete Pods declare no controller",
+ * 1.33 prints "cannot delete cannot delete Pods that declare no controller");
+ * we print the grammatical middle.
+ */
 static const char DS_FATAL[] = "cannot delete DaemonSet-managed Pods (use --ignore-daemonsets to "
 			       "ignore)";
 static const char DS_WARNING[] = "ignoring DaemonSet-managed Pods";
@@ -27,8 +32,9 @@ static const char DS_MISSING_WARNING[] = "deleting Pods whose DaemonSet is missi
 static const char LOCAL_FATAL[] = "cannot delete Pods with local storage (use "
 				  "--delete-emptydir-data to override)";
 static const char LOCAL_WARNING[] = "deleting Pods with local storage";
-static const char UNMANAGED_FATAL[] = "cannot delete Pods declare no controller (use --force to "
-				      "override)";
+static const char UNMANAGED_FATAL[] =
+    "cannot delete Pods that declare no controller (use --force to "
+    "override)";
 static const char UNMANAGED_WARNING[] = "deleting Pods that declare no controller";
 
 void drain_opts_init(struct drain_opts *o)

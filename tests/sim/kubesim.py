@@ -733,6 +733,60 @@ def json_patch(doc, ops):
     return doc
 
 
+# ---------------------------------------------------------------- protobuf (DeleteOptions only)
+
+def pb_fields(buf):
+    """Yields (field number, wire type, value) of a protobuf message."""
+    i = 0
+
+    def varint():
+        nonlocal i
+        shift = val = 0
+        while True:
+            b = buf[i]
+            i += 1
+            val |= (b & 0x7F) << shift
+            shift += 7
+            if not b & 0x80:
+                return val
+    while i < len(buf):
+        key = varint()
+        num, wt = key >> 3, key & 7
+        if wt == 0:
+            yield num, wt, varint()
+        elif wt == 2:
+            ln = varint()
+            yield num, wt, buf[i:i + ln]
+            i += ln
+        elif wt == 1:
+            yield num, wt, buf[i:i + 8]
+            i += 8
+        elif wt == 5:
+            yield num, wt, buf[i:i + 4]
+            i += 4
+        else:
+            raise bad_request("protobuf: unsupported wire type %d" % wt)
+
+
+def decode_delete_options_pb(buf):
+    """runtime.Unknown{raw: DeleteOptions{gracePeriodSeconds=1, preconditions=2{uid=1}}}."""
+    raw = b""
+    for num, wt, val in pb_fields(buf):
+        if num == 2 and wt == 2:
+            raw = val
+    out = {}
+    for num, wt, val in pb_fields(raw):
+        if num == 1 and wt == 0:
+            if val >= 1 << 63:
+                val -= 1 << 64
+            out["gracePeriodSeconds"] = val
+        elif num == 2 and wt == 2:
+            for n2, w2, v2 in pb_fields(val):
+                if n2 == 1 and w2 == 2:
+                    out["preconditions"] = {"uid": v2.decode()}
+    return out
+
+
 # ---------------------------------------------------------------- tables
 
 def node_status_text(n):
@@ -911,6 +965,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
         raw = self.rfile.read(n) if n else b""
         if not raw:
             return None
+        if raw.startswith(b"k8s\x00"):
+            # kubectl 1.33 sends DeleteOptions as protobuf; that is the only
+            # protobuf body we decode (other kinds get 415 as a hint).
+            if self.command == "DELETE":
+                return decode_delete_options_pb(raw[4:])
+            raise ApiError(415, "UnsupportedMediaType",
+                           "kubesim decodes protobuf only for DeleteOptions; send JSON")
         try:
             return json.loads(raw)
         except ValueError:

@@ -152,7 +152,7 @@ START_TEST(test_unmanaged)
 
 	ck_assert_int_eq(d.verdict, DRAIN_POD_REFUSE);
 	ck_assert_str_eq(d.message,
-			 "cannot delete Pods declare no controller (use --force to override)");
+			 "cannot delete Pods that declare no controller (use --force to override)");
 	o.force = true;
 	d = drain_filter_pod(&p, &o, DRAIN_OWNER_EXISTS);
 	ck_assert_int_eq(d.verdict, DRAIN_POD_DELETE);
