@@ -210,7 +210,7 @@ class TestKubectlAgainstSim(KubeTestCase):
             with self.subTest(kubectl=v):
                 rc, out = self.kubectl(v, "version")
                 self.assertEqual(rc, 0, out)
-                self.assertIn("Server Version: v1.31.4", out)
+                self.assertRegex(out, r"Server Version: (v1\.31\.4|version\.Info.*GitVersion:\"v1\.31\.4\")")
                 rc, out = self.kubectl(v, "get", "nodes")
                 self.assertEqual(rc, 0, out)
                 self.assertRegex(out, r"master-1\s+Ready\s+control-plane,etcd,master\s+\S+\s+v1\.31\.4")
