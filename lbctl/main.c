@@ -21,6 +21,11 @@ struct verb {
 };
 
 static const struct verb verbs[] = {
+    {"pools", cmd_pools, "every pool and backend at a glance (why a backend is down)"},
+    {"pool", cmd_pool, "pool show POOL"},
+    {"backend", cmd_backend, "backend add|remove|drain|enable|disable|weight ..."},
+    {"status", cmd_status, "is lbd running and serving (--check for keepalived)"},
+    {"reload", cmd_reload, "re-read the config file (--reset drops runtime edits)"},
     {NULL, NULL, NULL},
 };
 

@@ -1,0 +1,173 @@
+/* client.c - see client.h. */
+#include "lbctl/client.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "common/xmalloc.h"
+
+struct sink {
+	char *buf;
+	size_t len;
+};
+
+#define MAX_RESPONSE (64 * 1024 * 1024)
+
+static size_t on_data(char *p, size_t size, size_t n, void *arg)
+{
+	struct sink *s = arg;
+	size_t add = size * n;
+
+	if (s->len + add > MAX_RESPONSE)
+		return 0;
+	s->buf = xrealloc(s->buf, s->len + add + 1);
+	memcpy(s->buf + s->len, p, add);
+	s->len += add;
+	s->buf[s->len] = '\0';
+	return add;
+}
+
+const char *lbctl_target(const struct lbctl_opts *o)
+{
+	return o->url ? o->url : o->socket;
+}
+
+static char *read_token(const char *path, char **err)
+{
+	FILE *f = fopen(path, "r");
+	char buf[4097];
+	size_t n;
+
+	if (!f) {
+		*err = xasprintf("token file %s: %s", path, strerror(errno));
+		return NULL;
+	}
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	while (n > 0 && strchr(" \t\r\n", buf[n - 1]))
+		n--;
+	if (n == 0) {
+		*err = xasprintf("token file %s: empty", path);
+		return NULL;
+	}
+	buf[n] = '\0';
+	return xstrdup(buf);
+}
+
+char *lbctl_escape(const char *s)
+{
+	char *out = xmalloc(strlen(s) * 3 + 1), *p = out;
+
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		    c == '-' || c == '.' || c == '_' || c == '~')
+			*p++ = (char)c;
+		else
+			p += sprintf(p, "%%%02X", c);
+	}
+	*p = '\0';
+	return out;
+}
+
+int lbctl_call(const struct lbctl_opts *o, const char *method, const char *path, const json_t *body,
+	       long timeout_ms, struct lbctl_resp *r, char **err)
+{
+	static bool inited;
+	CURL *c;
+	struct curl_slist *hdrs = NULL;
+	struct sink sink = {0};
+	char *url, *payload = NULL, *auth = NULL;
+	char ebuf[CURL_ERROR_SIZE] = "";
+	int rc = -1;
+
+	memset(r, 0, sizeof(*r));
+	if (!inited) {
+		curl_global_init(CURL_GLOBAL_DEFAULT);
+		inited = true;
+	}
+	if (o->url) {
+		if (!o->token_file) {
+			*err = xstrdup("--url needs --token-file (the admin listener wants a "
+				       "bearer token)");
+			return -1;
+		}
+		char *tok = read_token(o->token_file, err);
+		if (!tok)
+			return -1;
+		auth = xasprintf("Authorization: Bearer %s", tok);
+		free(tok);
+		size_t ul = strlen(o->url);
+		url = xasprintf("%.*s%s", (int)(ul > 0 && o->url[ul - 1] == '/' ? ul - 1 : ul),
+				o->url, path);
+	} else {
+		url = xasprintf("http://lbd%s", path);
+	}
+	c = curl_easy_init();
+	if (!c)
+		fatal("curl_easy_init failed");
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	if (!o->url)
+		curl_easy_setopt(c, CURLOPT_UNIX_SOCKET_PATH, o->socket);
+	else if (getenv("LBD_CACERT"))
+		curl_easy_setopt(c, CURLOPT_CAINFO, getenv("LBD_CACERT"));
+	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms ? timeout_ms : 5000L);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, timeout_ms ? timeout_ms : 30000L);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, &sink);
+	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, ebuf);
+	hdrs = curl_slist_append(hdrs, "Accept: application/json");
+	if (auth)
+		hdrs = curl_slist_append(hdrs, auth);
+	if (body) {
+		payload = json_dumps(body, JSON_COMPACT);
+		hdrs = curl_slist_append(hdrs, "Content-Type: application/json");
+		curl_easy_setopt(c, CURLOPT_POSTFIELDS, payload);
+	}
+	curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
+	CURLcode cc = curl_easy_perform(c);
+	if (cc != CURLE_OK) {
+		*err = xasprintf("cannot reach lbd at %s: %s", lbctl_target(o),
+				 ebuf[0] ? ebuf : curl_easy_strerror(cc));
+		free(sink.buf);
+		goto out;
+	}
+	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->status);
+	r->body = sink.buf ? sink.buf : xstrdup("");
+	r->json = json_loads(r->body, 0, NULL);
+	rc = 0;
+out:
+	curl_slist_free_all(hdrs);
+	curl_easy_cleanup(c);
+	free(payload);
+	free(url);
+	if (auth) {
+		memset(auth, 0, strlen(auth));
+		free(auth);
+	}
+	return rc;
+}
+
+void lbctl_resp_free(struct lbctl_resp *r)
+{
+	if (r->json)
+		json_decref(r->json);
+	xfree(&r->body);
+	r->json = NULL;
+}
+
+const char *lbctl_resp_error(const struct lbctl_resp *r)
+{
+	json_t *e = r->json ? json_object_get(r->json, "error") : NULL;
+
+	if (json_is_string(e))
+		return json_string_value(e);
+	return r->body && r->body[0] ? r->body : "no answer body";
+}
