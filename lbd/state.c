@@ -173,8 +173,8 @@ size_t state_reconcile(struct lbd_state *st, const struct config *cfg)
 		char *now = after ? state_serialize(&(struct lbd_state){.e = after, .n = 1}) : NULL;
 		if (!now || strcmp(before, now) != 0) {
 			changed++;
-			log_info("overlay: %s/%s: the file now agrees %s", pool, name,
-				 now ? "in part; keeping the rest" : "; runtime edit dropped");
+			log_info("overlay: %s/%s: the file now agrees%s", pool, name,
+				 now ? " in part; keeping the rest" : "; runtime edit dropped");
 		}
 		free(now);
 		free(before);
