@@ -311,7 +311,7 @@ static void rule_nodes(const struct gate_conf *conf, const struct gate_inputs *i
 	}
 	if (!kube_ok)
 		return;
-	if (!node_in(in, req->node))
+	if (!req->hypothetical && !node_in(in, req->node))
 		refuse(d,
 		       "nodes: %s is not a node of the cluster (check the name: it must match "
 		       "the Kubernetes node name)",
@@ -396,10 +396,13 @@ static void rule_pool(const struct gate_conf *conf, const struct gate_inputs *in
 	down[0] = '\0';
 	for (size_t i = 0; i < in->pool.n; i++) {
 		const struct gate_backend_in *b = &in->pool.v[i];
+		/* A leaving backend counts as lost even if it is down already: an
+		 * unhealthy member plus a lease on it leaves no margin either. */
+		if (backend_leaving(conf, t, req->node, b->name))
+			after--;
 		if (b->up) {
 			up++;
-			if (!backend_leaving(conf, t, req->node, b->name))
-				after++;
+			after++;
 		} else if (off < sizeof(down)) {
 			off += (size_t)snprintf(down + off, sizeof(down) - off, "; %s down: %s",
 						b->name,
@@ -530,10 +533,11 @@ static void rule_etcd(const struct gate_conf *conf, const struct gate_inputs *in
 		n++;
 		if (strcmp(name, gate_node_etcd(conf, req->node)) == 0)
 			mine = true;
+		if (etcd_leaving(conf, t, req->node, name))
+			after--; /* lost while leased, healthy now or not (see rule_pool) */
 		if (gate_etcd_member_healthy(e, m->id, &why)) {
 			healthy++;
-			if (!etcd_leaving(conf, t, req->node, name))
-				after++;
+			after++;
 		} else if (off < sizeof(sick)) {
 			off += (size_t)snprintf(sick + off, sizeof(sick) - off,
 						"; %s unhealthy: %s", name, why);

@@ -13,7 +13,10 @@
  *   - master: without this node and every other master lease holder, the
  *     healthy apiservers in the quorum pool and the healthy voting etcd
  *     members (learners excluded, all endpoints agreeing on the member list
- *     and cluster ID, no alarms) both stay at or above floor(n/2)+1.
+ *     and cluster ID, no alarms) both stay at or above floor(n/2)+1. A
+ *     leaving member counts as lost even when it is unhealthy already: a
+ *     broken member under a lease is two members out, so when one member is
+ *     down every master lease waits (fail closed) until it is back.
  */
 #ifndef LBD_GATE_POLICY_H
 #define LBD_GATE_POLICY_H
@@ -112,6 +115,7 @@ struct gate_text {
 struct gate_request {
 	const char *node;
 	enum gate_role role;
+	bool hypothetical; /* status' "what would a worker get": no such node needed */
 };
 
 struct gate_decision {

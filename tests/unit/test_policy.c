@@ -208,11 +208,23 @@ START_TEST(test_etcd_asker_already_down)
 {
 	struct fixture f;
 
-	/* The asker's own member is down: taking it down costs nothing more. */
+	/* The asker's own member is down: it still counts as leaving, so the
+	 * cluster would have no margin; refused until it is healthy again. */
 	fx_init(&f);
 	fx_etcd(&f, 3, 0);
 	etcd_down(&f, 1);
 	struct gate_decision d = decide(&f, "m1", GATE_ROLE_MASTER);
+	ck_assert(!d.granted);
+	ck_assert(has_reason(&d, "etcd: 2 of 3 voting members healthy, quorum 2: granting a "
+				 "master lease would leave 1; m1 unhealthy"));
+	gate_decision_free(&d);
+	fx_free(&f);
+
+	/* Five members, the asker down: 4 healthy, 4 - 1 = 3 >= 3. */
+	fx_init(&f);
+	fx_etcd(&f, 5, 0);
+	etcd_down(&f, 1);
+	d = decide(&f, "m1", GATE_ROLE_MASTER);
 	ck_assert(d.granted);
 	gate_decision_free(&d);
 	fx_free(&f);

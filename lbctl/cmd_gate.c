@@ -1,0 +1,547 @@
+/*
+ * cmd_gate.c - lbctl gate status|acquire|release|watch: the gate's client.
+ *
+ * "watch" is the node side of kured's reboot: it runs on every node (a
+ * DaemonSet, packaging/kured/), and
+ *   1. when the reboot-required file exists, asks the gate for a lease;
+ *   2. while it holds one (and the node has not rebooted yet), renews it
+ *      and keeps kured's sentinel file, so kured (--reboot-sentinel=that
+ *      file) reboots the node only under a lease;
+ *   3. after the reboot (the node's bootID differs from the lease's), removes
+ *      the sentinel and waits: the gate releases the lease itself once the
+ *      node is Ready again, its backend up and etcd member healthy, for the
+ *      soak time. Release on outcomes, not on actions.
+ * The sentinel never exists without a lease: any doubt removes it.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/clock.h"
+#include "common/duration.h"
+#include "lbctl/client.h"
+#include "lbctl/lbctl.h"
+
+#define GATE_CALL_TIMEOUT_MS 15000
+
+/* Until lbctl.h declares it (with the verbs table row in main.c). */
+int cmd_gate(int argc, char **argv, const struct lbctl_opts *o);
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"NAME\n"
+		"    lbctl gate - ask lbd's quorum/reboot gate whether a node may go down\n\n"
+		"SYNOPSIS\n"
+		"    lbctl gate status\n"
+		"    lbctl gate acquire --node N --role master|worker [--reason TEXT] [--ttl D]\n"
+		"                       [--wait] [--timeout D]\n"
+		"    lbctl gate release --node N\n"
+		"    lbctl gate watch --node N [--role worker] [--reboot-required FILE]\n"
+		"                     [--sentinel FILE] [--boot-id-file FILE] [--interval D]\n\n"
+		"DESCRIPTION\n"
+		"    status   the quorum arithmetic per input, the leases (stale ones marked),\n"
+		"             and what a master and a worker request would get right now.\n"
+		"    acquire  asks for a lease; refused: prints every reason and exits 3;\n"
+		"             --wait asks again every 5s until --timeout (default 30m), exit 4.\n"
+		"    release  gives a lease back (a node token: only its own; admin: any).\n"
+		"    watch    the kured companion loop (see packaging/kured/). Defaults:\n"
+		"             --reboot-required /var/run/reboot-required,\n"
+		"             --sentinel /var/run/gated-reboot-required,\n"
+		"             --boot-id-file /proc/sys/kernel/random/boot_id, --interval 10s.\n\n"
+		"    A node talks to the gate listener: lbctl --url https://LBD:PORT\n"
+		"    --token-file /etc/lbd/gate-token gate ...\n\n"
+		"EXIT STATUS\n"
+		"    0 ok, 1 error, 2 usage, 3 refused by the gate, 4 timed out\n");
+}
+
+static void print_reasons(json_t *ans)
+{
+	json_t *r;
+	size_t i;
+
+	fprintf(stderr, "refused:\n");
+	json_array_foreach(json_object_get(ans, "reasons"), i, r)
+	    fprintf(stderr, "  - %s\n", json_string_value(r));
+}
+
+static void print_lease(json_t *l, FILE *f)
+{
+	fprintf(f, "%-20s %-7s %-10s fence %-5lld renewed %s  ttl %s%s  %s\n",
+		json_string_value(json_object_get(l, "node")),
+		json_string_value(json_object_get(l, "role")),
+		json_string_value(json_object_get(l, "slot")),
+		(long long)json_integer_value(json_object_get(l, "fence")),
+		json_string_value(json_object_get(l, "renewed")),
+		json_string_value(json_object_get(l, "ttl")),
+		json_is_true(json_object_get(l, "stale")) ? "  STALE (holder stopped renewing; "
+							    "still blocks)"
+							  : "",
+		json_string_value(json_object_get(l, "reason")));
+}
+
+static int fail_resp(const char *what, struct lbctl_resp *r)
+{
+	fprintf(stderr, "lbctl gate %s: %ld %s\n", what, r->status, lbctl_resp_error(r));
+	return EXIT_ERROR;
+}
+
+/* ---- status --------------------------------------------------------------------------- */
+
+static void print_decision(json_t *d, const char *role)
+{
+	json_t *v;
+	size_t i;
+
+	printf("  %s %s: %s\n", role, json_string_value(json_object_get(d, "node")),
+	       json_is_true(json_object_get(d, "granted")) ? "would be GRANTED"
+							   : "would be REFUSED");
+	json_array_foreach(json_object_get(d, "arithmetic"), i, v)
+	    printf("      %s\n", json_string_value(v));
+}
+
+static int gate_status(const struct lbctl_opts *o)
+{
+	struct lbctl_resp r = {0};
+	char *err = NULL;
+	json_t *v, *in;
+	size_t i;
+	const char *k;
+
+	if (lbctl_call(o, "GET", "/v1/gate/status", NULL, GATE_CALL_TIMEOUT_MS, &r, &err) < 0) {
+		fprintf(stderr, "lbctl gate status: %s\n", err);
+		free(err);
+		return EXIT_ERROR;
+	}
+	if (r.status != 200 || !r.json) {
+		int rc = fail_resp("status", &r);
+		lbctl_resp_free(&r);
+		return rc;
+	}
+	if (o->json) {
+		json_dumpf(r.json, stdout, JSON_INDENT(2));
+		printf("\n");
+		lbctl_resp_free(&r);
+		return EXIT_OK;
+	}
+	printf("STORE  %s   concurrency: masters %lld, workers %lld\n",
+	       json_string_value(json_object_get(r.json, "store")),
+	       (long long)json_integer_value(
+		   json_object_get(json_object_get(r.json, "concurrency"), "masters")),
+	       (long long)json_integer_value(
+		   json_object_get(json_object_get(r.json, "concurrency"), "workers")));
+	printf("\nINPUTS\n");
+	in = json_object_get(r.json, "inputs");
+	json_object_foreach(in, k, v)
+	{
+		printf("  %-11s %s", k,
+		       json_is_true(json_object_get(v, "known")) ? "known" : "UNKNOWN");
+		if (json_object_get(v, "age_ms"))
+			printf(" (%llds old)",
+			       (long long)json_integer_value(json_object_get(v, "age_ms")) / 1000);
+		if (json_object_get(v, "why"))
+			printf(": %s", json_string_value(json_object_get(v, "why")));
+		printf("\n");
+	}
+	printf("\nLEASES\n");
+	if (json_array_size(json_object_get(r.json, "leases")) == 0)
+		printf("  (none)\n");
+	json_array_foreach(json_object_get(r.json, "leases"), i, v)
+	{
+		printf("  ");
+		print_lease(v, stdout);
+	}
+	printf("\nA REQUEST NOW\n");
+	json_array_foreach(json_object_get(r.json, "master"), i, v) print_decision(v, "master");
+	print_decision(json_object_get(r.json, "worker"), "worker");
+	lbctl_resp_free(&r);
+	return EXIT_OK;
+}
+
+/* ---- acquire / release ---------------------------------------------------------------- */
+
+/* One request. Returns EXIT_OK (granted or renewed), EXIT_REFUSED, EXIT_ERROR. */
+static int acquire_once(const struct lbctl_opts *o, const char *node, const char *role,
+			const char *reason, const char *ttl, bool quiet, json_t **lease)
+{
+	struct lbctl_resp r = {0};
+	char *err = NULL;
+	json_t *body =
+	    json_pack("{s:s,s:s,s:s}", "node", node, "role", role, "reason", reason ? reason : "");
+	int rc;
+
+	if (ttl)
+		json_object_set_new(body, "ttl", json_string(ttl));
+	if (lbctl_call(o, "POST", "/v1/gate/leases", body, GATE_CALL_TIMEOUT_MS, &r, &err) < 0) {
+		fprintf(stderr, "lbctl gate: %s\n", err);
+		free(err);
+		json_decref(body);
+		return EXIT_ERROR;
+	}
+	json_decref(body);
+	if ((r.status == 200 || r.status == 201) && r.json) {
+		if (lease)
+			*lease = json_incref(json_object_get(r.json, "lease"));
+		rc = EXIT_OK;
+	} else if (r.status == 409 && r.json && json_object_get(r.json, "reasons")) {
+		if (!quiet)
+			print_reasons(r.json);
+		rc = EXIT_REFUSED;
+	} else {
+		rc = fail_resp("acquire", &r);
+	}
+	if (o->json && r.json && !quiet) {
+		json_dumpf(r.json, stdout, JSON_INDENT(2));
+		printf("\n");
+	}
+	lbctl_resp_free(&r);
+	return rc;
+}
+
+static int gate_acquire(int argc, char **argv, const struct lbctl_opts *o)
+{
+	static const struct option lo[] = {
+	    {"node", required_argument, NULL, 'n'},   {"role", required_argument, NULL, 'r'},
+	    {"reason", required_argument, NULL, 'R'}, {"ttl", required_argument, NULL, 'T'},
+	    {"wait", no_argument, NULL, 'w'},	      {"timeout", required_argument, NULL, 't'},
+	    {"help", no_argument, NULL, 'h'},	      {NULL, 0, NULL, 0},
+	};
+	const char *node = NULL, *role = NULL, *reason = "lbctl gate acquire", *ttl = NULL;
+	bool wait = false;
+	int64_t timeout = 30 * 60 * 1000, deadline;
+	int ch, rc;
+
+	while ((ch = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+		switch (ch) {
+		case 'n':
+			node = optarg;
+			break;
+		case 'r':
+			role = optarg;
+			break;
+		case 'R':
+			reason = optarg;
+			break;
+		case 'T':
+			ttl = optarg;
+			break;
+		case 'w':
+			wait = true;
+			break;
+		case 't':
+			if (duration_parse(optarg, &timeout) < 0) {
+				fprintf(stderr, "lbctl gate acquire: --timeout: not a duration\n");
+				return EXIT_USAGE;
+			}
+			break;
+		case 'h':
+			usage(stdout);
+			return EXIT_OK;
+		default:
+			return EXIT_USAGE;
+		}
+	}
+	if (!node || !role) {
+		fprintf(stderr, "lbctl gate acquire: --node and --role are required\n");
+		return EXIT_USAGE;
+	}
+	deadline = mono_ms() + timeout;
+	for (;;) {
+		json_t *lease = NULL;
+		rc = acquire_once(o, node, role, reason, ttl, wait && mono_ms() < deadline, &lease);
+		if (rc == EXIT_OK) {
+			if (!o->json)
+				print_lease(lease, stdout);
+			json_decref(lease);
+			return EXIT_OK;
+		}
+		if (rc != EXIT_REFUSED || !wait)
+			return rc;
+		if (mono_ms() >= deadline) {
+			acquire_once(o, node, role, reason, ttl, false, NULL);
+			fprintf(stderr, "lbctl gate acquire: still refused after the timeout\n");
+			return EXIT_TIMEOUT;
+		}
+		fprintf(stderr, "lbctl gate acquire: refused, asking again in 5s\n");
+		sleep(5);
+	}
+}
+
+static int release(const struct lbctl_opts *o, const char *node, bool missing_ok)
+{
+	struct lbctl_resp r = {0};
+	char *err = NULL, *esc = lbctl_escape(node), path[600];
+	int rc;
+
+	snprintf(path, sizeof(path), "/v1/gate/leases/%s", esc);
+	free(esc);
+	if (lbctl_call(o, "DELETE", path, NULL, GATE_CALL_TIMEOUT_MS, &r, &err) < 0) {
+		fprintf(stderr, "lbctl gate release: %s\n", err);
+		free(err);
+		return EXIT_ERROR;
+	}
+	if (r.status == 200 || (r.status == 404 && missing_ok))
+		rc = EXIT_OK;
+	else
+		rc = fail_resp("release", &r);
+	lbctl_resp_free(&r);
+	return rc;
+}
+
+static int gate_release(int argc, char **argv, const struct lbctl_opts *o)
+{
+	static const struct option lo[] = {
+	    {"node", required_argument, NULL, 'n'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
+	};
+	const char *node = NULL;
+	int ch;
+
+	while ((ch = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+		if (ch == 'n') {
+			node = optarg;
+		} else if (ch == 'h') {
+			usage(stdout);
+			return EXIT_OK;
+		} else {
+			return EXIT_USAGE;
+		}
+	}
+	if (!node) {
+		fprintf(stderr, "lbctl gate release: --node is required\n");
+		return EXIT_USAGE;
+	}
+	int rc = release(o, node, false);
+	if (rc == EXIT_OK && !o->json)
+		printf("released the lease of %s\n", node);
+	return rc;
+}
+
+/* ---- watch ---------------------------------------------------------------------------- */
+
+static volatile sig_atomic_t stop_watch;
+
+static void on_signal(int sig)
+{
+	stop_watch = 1;
+}
+
+static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void say(const char *fmt, ...)
+{
+	va_list ap;
+	time_t t = time(NULL);
+	struct tm tm;
+	char ts[32];
+
+	gmtime_r(&t, &tm);
+	strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	fprintf(stderr, "%s gate watch: ", ts);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+static char *read_boot_id(const char *path)
+{
+	char buf[128] = "";
+	FILE *f = fopen(path, "r");
+
+	if (!f)
+		return NULL;
+	if (!fgets(buf, sizeof(buf), f))
+		buf[0] = '\0';
+	fclose(f);
+	buf[strcspn(buf, " \r\n")] = '\0';
+	return buf[0] ? strdup(buf) : NULL;
+}
+
+static bool exists(const char *path)
+{
+	return access(path, F_OK) == 0;
+}
+
+static void sentinel(const char *path, bool on)
+{
+	if (on && !exists(path)) {
+		FILE *f = fopen(path, "w");
+		if (f) {
+			fclose(f);
+			say("created %s: kured may reboot this node now", path);
+		} else {
+			say("cannot create %s: %s", path, strerror(errno));
+		}
+	} else if (!on && exists(path)) {
+		if (unlink(path) == 0)
+			say("removed %s", path);
+		else
+			say("cannot remove %s: %s", path, strerror(errno));
+	}
+}
+
+/* Our lease, if the gate has one (caller decrefs); -1 if the gate did not answer. */
+static int my_lease(const struct lbctl_opts *o, const char *node, json_t **out)
+{
+	struct lbctl_resp r = {0};
+	char *err = NULL;
+	json_t *v;
+	size_t i;
+
+	*out = NULL;
+	if (lbctl_call(o, "GET", "/v1/gate/leases", NULL, GATE_CALL_TIMEOUT_MS, &r, &err) < 0 ||
+	    r.status != 200 || !r.json) {
+		say("cannot read the leases: %s", err ? err : lbctl_resp_error(&r));
+		free(err);
+		lbctl_resp_free(&r);
+		return -1;
+	}
+	json_array_foreach(json_object_get(r.json, "leases"), i, v)
+	{
+		const char *n = json_string_value(json_object_get(v, "node"));
+		if (n && strcmp(n, node) == 0)
+			*out = json_incref(v);
+	}
+	lbctl_resp_free(&r);
+	return 0;
+}
+
+static int gate_watch(int argc, char **argv, const struct lbctl_opts *o)
+{
+	static const struct option lo[] = {
+	    {"node", required_argument, NULL, 'n'},
+	    {"role", required_argument, NULL, 'r'},
+	    {"reboot-required", required_argument, NULL, 'q'},
+	    {"sentinel", required_argument, NULL, 's'},
+	    {"boot-id-file", required_argument, NULL, 'b'},
+	    {"interval", required_argument, NULL, 'i'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
+	};
+	const char *node = getenv("NODE_NAME"), *role = "worker";
+	const char *required = "/var/run/reboot-required", *sent = "/var/run/gated-reboot-required";
+	const char *boot_file = "/proc/sys/kernel/random/boot_id";
+	int64_t interval = 10000;
+	char last_state[64] = "";
+	int ch;
+
+	while ((ch = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+		switch (ch) {
+		case 'n':
+			node = optarg;
+			break;
+		case 'r':
+			role = optarg;
+			break;
+		case 'q':
+			required = optarg;
+			break;
+		case 's':
+			sent = optarg;
+			break;
+		case 'b':
+			boot_file = optarg;
+			break;
+		case 'i':
+			if (duration_parse(optarg, &interval) < 0 || interval < 100) {
+				fprintf(stderr,
+					"lbctl gate watch: --interval: a duration >= 100ms\n");
+				return EXIT_USAGE;
+			}
+			break;
+		case 'h':
+			usage(stdout);
+			return EXIT_OK;
+		default:
+			return EXIT_USAGE;
+		}
+	}
+	if (!node) {
+		fprintf(stderr, "lbctl gate watch: --node (or $NODE_NAME) is required\n");
+		return EXIT_USAGE;
+	}
+	signal(SIGTERM, on_signal);
+	signal(SIGINT, on_signal);
+	say("node %s (%s): watching %s, sentinel %s", node, role, required, sent);
+	while (!stop_watch) {
+		json_t *lease = NULL;
+		char *boot = read_boot_id(boot_file);
+		const char *state;
+
+		if (my_lease(o, node, &lease) < 0) {
+			state = "gate unreachable";
+			sentinel(sent, false); /* no proof of a lease: no reboot */
+		} else if (lease) {
+			const char *lb = json_string_value(json_object_get(lease, "boot_id"));
+			if (lb && boot && strcmp(lb, boot) != 0) {
+				state = "rebooted; waiting for the gate to see this node back";
+				sentinel(sent, false);
+			} else if (!exists(required)) {
+				state = "reboot no longer required; releasing";
+				sentinel(sent, false);
+				release(o, node, true);
+			} else {
+				state = "holding the lease";
+				/* renew: asking again for what we hold is idempotent */
+				acquire_once(o, node, role, "reboot-required (kured)", NULL, true,
+					     NULL);
+				sentinel(sent, true);
+			}
+		} else {
+			sentinel(sent, false);
+			if (!exists(required)) {
+				state = "idle";
+			} else {
+				int rc =
+				    acquire_once(o, node, role, "reboot-required (kured)", NULL,
+						 strcmp(last_state, "refused") == 0, NULL);
+				if (rc == EXIT_OK) {
+					state = "granted";
+					sentinel(sent, true);
+				} else {
+					state = rc == EXIT_REFUSED ? "refused" : "gate error";
+				}
+			}
+		}
+		if (strcmp(state, last_state) != 0) {
+			say("%s", state);
+			snprintf(last_state, sizeof(last_state), "%s", state);
+		}
+		json_decref(lease);
+		free(boot);
+		for (int64_t slept = 0; slept < interval && !stop_watch; slept += 100)
+			usleep(100 * 1000);
+	}
+	say("stopping");
+	return EXIT_OK;
+}
+
+int cmd_gate(int argc, char **argv, const struct lbctl_opts *o)
+{
+	const char *sub = argc > 1 ? argv[1] : NULL;
+
+	if (!sub || strcmp(sub, "--help") == 0 || strcmp(sub, "-h") == 0 ||
+	    strcmp(sub, "help") == 0) {
+		usage(sub ? stdout : stderr);
+		return sub ? EXIT_OK : EXIT_USAGE;
+	}
+	optind = 0;
+	if (strcmp(sub, "status") == 0)
+		return gate_status(o);
+	if (strcmp(sub, "acquire") == 0)
+		return gate_acquire(argc - 1, argv + 1, o);
+	if (strcmp(sub, "release") == 0)
+		return gate_release(argc - 1, argv + 1, o);
+	if (strcmp(sub, "watch") == 0)
+		return gate_watch(argc - 1, argv + 1, o);
+	fprintf(stderr, "lbctl gate: unknown command '%s' (status, acquire, release, watch)\n",
+		sub);
+	return EXIT_USAGE;
+}
