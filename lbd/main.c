@@ -14,6 +14,7 @@
 #include "common/log.h"
 #include "common/xmalloc.h"
 #include "config/config.h"
+#include "gate/gate.h"
 #include "lbd/admin.h"
 #include "lbd/server.h"
 
@@ -103,6 +104,11 @@ int main(int argc, char **argv)
 	struct admin *admin = admin_new(base, &srv, &err);
 	if (!admin)
 		fatal("cannot start: %s", err);
+	struct gate *gate = gate_start(base, &srv, path, &err);
+	if (!gate && err)
+		fatal("cannot start: %s", err);
+	if (gate)
+		gate_register_routes(gate, admin);
 
 	struct event *sigs[3];
 	int signos[3] = {SIGTERM, SIGINT, SIGHUP};
@@ -116,6 +122,7 @@ int main(int argc, char **argv)
 
 	for (int i = 0; i < 3; i++)
 		event_free(sigs[i]);
+	gate_stop(&gate);
 	admin_free(admin);
 	server_free(&srv);
 	event_base_free(base);
