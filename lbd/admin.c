@@ -799,11 +799,12 @@ static void h_status(struct admin_req *r, void *arg)
 		for (size_t j = 0; j < fe->conf.nlisten; j++)
 			json_array_append_new(ls, json_string(fe->conf.listen[j].text));
 		json_array_append_new(
-		    fes, json_pack("{s:s,s:s,s:o,s:I,s:I,s:I,s:I}", "name", fe->conf.name, "pool",
-				   fe->conf.pool, "listen", ls, "active", (json_int_t)fe->active,
-				   "total", (json_int_t)fe->total, "refused_max_connections",
-				   (json_int_t)fe->refused_max, "no_backend",
-				   (json_int_t)fe->no_backend));
+		    fes,
+		    json_pack("{s:s,s:s,s:o,s:I,s:I,s:I,s:I,s:I}", "name", fe->conf.name, "pool",
+			      fe->conf.pool, "listen", ls, "active", (json_int_t)fe->active,
+			      "total", (json_int_t)fe->total, "refused_max_connections",
+			      (json_int_t)fe->refused_max, "no_backend", (json_int_t)fe->no_backend,
+			      "connect_retries", (json_int_t)fe->retried));
 	}
 	json_t *o = json_pack(
 	    "{s:b,s:s,s:I,s:I,s:o,s:s,s:I,s:I,s:o,s:s,s:I,s:o,s:o}", "ok", ok, "state",

@@ -153,6 +153,10 @@ static void m_frontends(FILE *f, const struct server *s)
 		fe_line(f, "lbd_frontend_refused_total", s->fes[i], ",reason=\"no_backend\"",
 			s->fes[i]->no_backend);
 	}
+	head(f, "lbd_frontend_connect_retries_total", "counter",
+	     "Connects moved to another backend after a refused or timed-out connect.");
+	for (size_t i = 0; i < s->nfes; i++)
+		fe_line(f, "lbd_frontend_connect_retries_total", s->fes[i], "", s->fes[i]->retried);
 }
 
 char *metrics_render(const struct server *s, size_t *len)

@@ -393,9 +393,20 @@ static void conn_close(struct conn *c, bool rst)
 		frontend_destroy(fe);
 }
 
+/* Counts bytes written for the backend's metrics. */
+static void count_bytes(struct conn *c, const struct half *h, ssize_t w)
+{
+	if (w <= 0 || !c->be)
+		return;
+	if (h == &c->c2b)
+		c->be->bytes_out += (uint64_t)w;
+	else
+		c->be->bytes_in += (uint64_t)w;
+}
+
 /* Writes what is pending in h to dst. Returns -1 on a write error, 0 if
  * something is still pending, 1 if all is written. */
-static int half_flush(struct half *h, int dst)
+static int half_flush(struct conn *c, struct half *h, int dst)
 {
 	while (h->len > 0) {
 		ssize_t w = write(dst, h->buf + h->off, h->len);
@@ -404,6 +415,7 @@ static int half_flush(struct half *h, int dst)
 				return 0;
 			return -1;
 		}
+		count_bytes(c, h, w);
 		h->off += (uint32_t)w;
 		h->len -= (uint32_t)w;
 	}
@@ -419,7 +431,7 @@ static int half_flush(struct half *h, int dst)
  */
 static int half_pump(struct conn *c, struct half *h, int src, int dst)
 {
-	int r = half_flush(h, dst);
+	int r = half_flush(c, h, dst);
 	if (r <= 0)
 		return r;
 	for (int i = 0; i < 4 && !h->eof; i++) {
@@ -440,6 +452,7 @@ static int half_pump(struct conn *c, struct half *h, int src, int dst)
 				return -1;
 			w = 0;
 		}
+		count_bytes(c, h, w);
 		if (w < n) {
 			/* The peer is slow: keep the rest, pause reading src. */
 			h->len = (uint32_t)(n - w);
@@ -581,6 +594,7 @@ static void conn_connect(struct conn *c)
 
 	for (;;) {
 		if (c->be) {
+			fe->retried++;
 			if (!c->tried)
 				c->tried = xcalloc(MAX_TRIED, sizeof(*c->tried));
 			c->tried[c->ntried++] = c->be;

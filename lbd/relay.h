@@ -35,6 +35,7 @@ struct frontend {
 	uint64_t total;	      /* accepted ever */
 	uint64_t refused_max; /* closed at once: max_connections reached */
 	uint64_t no_backend;  /* closed: no backend could be reached */
+	uint64_t retried;     /* connects moved to another backend after a failure */
 	bool retired;	      /* removed by a reload; freed with its last connection */
 	struct conn *conns;   /* its client connections (the list is relay.c's) */
 	int64_t last_warn_ms; /* rate limit for warnings */
