@@ -32,7 +32,8 @@ LDFLAGS  += $(SANFLAGS)
 # Debian packages: build, tests, demo, bench.
 DEPS_PKGS := build-essential pkg-config libevent-dev libssl-dev libyaml-dev libjansson-dev \
 	libcurl4-openssl-dev check openssl curl python3 python3-yaml python3-prometheus-client \
-	nginx-light haproxy clang-format iproute2 procps psmisc wrk iperf3 valgrind
+	nginx-light haproxy clang-format iproute2 procps psmisc wrk iperf3 valgrind \
+	etcd-server etcd-client
 
 CORE_SRCS := $(wildcard common/*.c config/*.c gate/*.c upgrade/*.c) \
 	$(filter-out lbd/main.c,$(wildcard lbd/*.c))

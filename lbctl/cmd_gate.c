@@ -31,7 +31,6 @@
 #define GATE_CALL_TIMEOUT_MS 15000
 
 /* Until lbctl.h declares it (with the verbs table row in main.c). */
-int cmd_gate(int argc, char **argv, const struct lbctl_opts *o);
 
 static void usage(FILE *f)
 {
