@@ -30,8 +30,6 @@
 
 #define GATE_CALL_TIMEOUT_MS 15000
 
-/* Until lbctl.h declares it (with the verbs table row in main.c). */
-
 static void usage(FILE *f)
 {
 	fprintf(f,
