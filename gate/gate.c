@@ -46,6 +46,8 @@
 
 #define GATE_MAX_BODY (16 * 1024)
 #define GATE_TOKENS_MAX (1 << 20)
+/* A lease ttl above this is refused: renewed_ms + ttl_ms must not overflow. */
+#define GATE_TTL_MAX_MS (10LL * 366 * 24 * 3600 * 1000)
 
 struct gate {
 	struct config *cfg; /* the gate's own copy */
@@ -222,11 +224,13 @@ static int parse_ttl(json_t *v, int64_t dflt, int64_t *ttl)
 		*ttl = dflt;
 		return 0;
 	}
-	if (json_is_integer(v) && json_integer_value(v) > 0) {
+	if (json_is_integer(v) && json_integer_value(v) > 0 &&
+	    json_integer_value(v) <= GATE_TTL_MAX_MS / 1000) {
 		*ttl = json_integer_value(v) * 1000; /* seconds */
 		return 0;
 	}
-	if (json_is_string(v) && duration_parse(json_string_value(v), ttl) == 0 && *ttl >= 1000)
+	if (json_is_string(v) && duration_parse(json_string_value(v), ttl) == 0 && *ttl >= 1000 &&
+	    *ttl <= GATE_TTL_MAX_MS)
 		return 0;
 	return -1;
 }
@@ -280,7 +284,7 @@ static int handle_acquire(struct gate *g, const char *who, json_t *body, json_t 
 		return error_json(out, 400, "reason: at most 1024 characters");
 	if (parse_ttl(json_object_get(body, "ttl"), g->conf->lease_ttl_ms, &ttl) < 0)
 		return error_json(out, 400,
-				  "ttl: a duration such as \"30m\" (at least 1s) or seconds");
+				  "ttl: a duration such as \"30m\" (1s to 10 years) or seconds");
 	if (!may_act_for(who, node))
 		return error_json(out, 403, "this token may only take the lease of node %s", who);
 
