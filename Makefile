@@ -5,6 +5,7 @@
 #   make run         deps + build + the local demo VIP on 127.0.0.1:6443
 #   make test        deps + build + unit + integration tests (SAN=1: under ASan+UBSan)
 #   make unit        unit tests only;  make integration  integration tests only
+#   make fuzz        every libFuzzer harness for FUZZ_TIME s (default 60); tests/fuzz/fuzz.mk
 #   make bench       lbd against HAProxy, side by side: bench/RESULTS.md
 #   make format      clang-format the C sources;  make format-check  fails on a diff
 #   make clean
@@ -33,7 +34,7 @@ LDFLAGS  += $(SANFLAGS)
 DEPS_PKGS := build-essential pkg-config libevent-dev libssl-dev libyaml-dev libjansson-dev \
 	libcurl4-openssl-dev check openssl curl python3 python3-yaml python3-prometheus-client \
 	nginx-light haproxy clang-format iproute2 procps psmisc wrk iperf3 valgrind \
-	etcd-server etcd-client
+	etcd-server etcd-client clang libclang-rt-14-dev llvm
 
 CORE_SRCS := $(wildcard common/*.c config/*.c gate/*.c upgrade/*.c) \
 	$(filter-out lbd/main.c,$(wildcard lbd/*.c))
@@ -74,6 +75,8 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(BUILD)/libcore.a
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
 
+include tests/fuzz/fuzz.mk
+
 deps:
 	@missing=$$(for p in $(DEPS_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
 		| grep -q 'ok installed' || echo $$p; done); \
@@ -96,7 +99,7 @@ unit: $(UNIT_BINS)
 integration: all
 	LBD_BUILD=$(BUILD) SAN=$(SAN) $(PY) -m unittest discover -s tests/integration -p 'test_*.py' -v
 
-test: deps all format-check unit integration
+test: deps all format-check fuzz-quick unit integration
 	@echo "make test: all passed"
 
 # Side by side with HAProxy on this machine; writes bench/RESULTS.md.
