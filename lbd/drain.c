@@ -34,8 +34,8 @@ double drainer_seconds_left(const struct backend *b)
 }
 
 /* Closes what the rate allows since the last call. */
-static size_t close_some(struct backend *b, int64_t rate, double *credit, int64_t *last_ms,
-			 int64_t now)
+static size_t close_some(struct relay *rl, struct backend *b, int64_t rate, double *credit,
+			 int64_t *last_ms, int64_t now)
 {
 	double r = rate > 0 ? (double)rate : 1.0;
 
@@ -46,7 +46,7 @@ static size_t close_some(struct backend *b, int64_t rate, double *credit, int64_
 	size_t n = (size_t)*credit;
 	if (n == 0)
 		return 0;
-	size_t closed = relay_close_backend_conns(b, n);
+	size_t closed = relay_close_backend_conns(rl, b, n);
 	*credit -= (double)n;
 	return closed;
 }
@@ -67,8 +67,8 @@ static bool drain_step(struct drainer *d, struct pool *p, struct backend *b, int
 			 p->conf.name, b->conf.name, (unsigned long long)b->active,
 			 (long long)p->conf.drain_close_rate);
 	}
-	b->drain_forced +=
-	    close_some(b, p->conf.drain_close_rate, &b->close_credit, &b->close_last_ms, now);
+	b->drain_forced += close_some(d->s->relay, b, p->conf.drain_close_rate, &b->close_credit,
+				      &b->close_last_ms, now);
 	if (b->active == 0) {
 		server_drain_done(d->s, b);
 		return false;
@@ -80,9 +80,9 @@ static bool orphans_step(struct drainer *d, int64_t now)
 {
 	for (size_t i = d->norph; i-- > 0;) {
 		struct orphan *o = &d->orph[i];
-		if (o->b->conns)
-			close_some(o->b, o->rate, &o->credit, &o->last_ms, now);
-		if (o->b->conns)
+		if (o->b->active > 0)
+			close_some(d->s->relay, o->b, o->rate, &o->credit, &o->last_ms, now);
+		if (o->b->active > 0)
 			continue;
 		backend_unref(o->b);
 		d->orph[i] = d->orph[--d->norph];
@@ -122,7 +122,7 @@ void drainer_kick(struct drainer *d)
 
 void drainer_adopt(struct drainer *d, struct backend *b, int64_t rate)
 {
-	if (!b->conns)
+	if (b->active == 0)
 		return;
 	backend_ref(b);
 	d->orph = xrealloc(d->orph, (d->norph + 1) * sizeof(*d->orph));

@@ -5,6 +5,7 @@
  *   lbd -t -c FILE     check FILE and exit 0 (ok) or 1 (every error printed)
  */
 #include <event2/event.h>
+#include <event2/thread.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -12,6 +13,7 @@
 #include <string.h>
 
 #include "common/log.h"
+#include "common/sdnotify.h"
 #include "common/xmalloc.h"
 #include "config/config.h"
 #include "gate/gate.h"
@@ -35,9 +37,13 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 
 	if (sig == SIGHUP) {
 		log_info("SIGHUP: reloading %s", s->config_path);
-		server_reload(s);
+		sdnotify_reloading(); /* systemctl shows "reloading" until READY=1 */
+		int rc = server_reload(s);
+		sdnotify_ready(rc == 0 ? "serving; config reloaded"
+				       : "serving; reload refused, running config kept");
 	} else {
 		log_info("%s: shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+		sdnotify_stopping("stopping: draining connections");
 		server_shutdown(s);
 	}
 }
@@ -93,6 +99,10 @@ int main(int argc, char **argv)
 	}
 	log_setup(cfg->log.format, cfg->log.level, "lbd");
 	signal(SIGPIPE, SIG_IGN);
+	/* Before any event loop exists: the main thread wakes workers with
+	 * event_active() across threads. */
+	if (evthread_use_pthreads() < 0)
+		fatal("libevent has no pthreads support");
 
 	struct event_base *base = event_base_new();
 	if (!base)
@@ -117,6 +127,8 @@ int main(int argc, char **argv)
 		event_add(sigs[i], NULL);
 	}
 	log_info("lbd started: %zu frontends, %zu pools", srv.nfes, srv.npools);
+	/* Listeners are open and the persisted state is applied: Type=notify may go on. */
+	sdnotifyf("READY=1\nSTATUS=serving %zu frontends, %zu pools", srv.nfes, srv.npools);
 
 	event_base_dispatch(base);
 

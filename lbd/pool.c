@@ -8,6 +8,10 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/xmalloc.h"
+#include "lbd/epoch.h"
+
+static void pool_publish(struct pool *p);
+static void snap_free(void *arg);
 
 static const char *const state_names[] = {"enabled", "drain", "disabled"};
 
@@ -37,7 +41,7 @@ bool backend_is_up(const struct backend *b)
 
 void backend_ref(struct backend *b)
 {
-	b->refs++;
+	atomic_fetch_add_explicit(&b->refs, 1, memory_order_relaxed);
 }
 
 static void backend_free(struct backend *b)
@@ -50,8 +54,10 @@ static void backend_free(struct backend *b)
 
 void backend_unref(struct backend *b)
 {
-	BUG_ON(b->refs <= 0);
-	if (--b->refs == 0)
+	int before = atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel);
+
+	BUG_ON(before <= 0);
+	if (before == 1)
 		backend_free(b);
 }
 
@@ -69,6 +75,7 @@ void backend_set_state(struct backend *b, enum backend_state st)
 		 state_names[b->state], state_names[st]);
 	b->state = st;
 	b->state_changes++;
+	atomic_store(&b->close_budget, 0); /* no close left over from a drain */
 	b->drain_started_ms = st == BE_DRAIN ? mono_ms() : 0;
 	b->drain_closing = false;
 	if (st == BE_DRAIN)
@@ -106,6 +113,7 @@ void pool_recheck(struct pool *p)
 	else if (!fail_safe && p->fail_safe)
 		log_warn("pool %s: fail-safe over, no backend is enabled", p->conf.name);
 	p->fail_safe = fail_safe;
+	pool_publish(p);
 }
 
 static void on_check(void *arg, const struct check_result *res)
@@ -128,8 +136,14 @@ static void on_check(void *arg, const struct check_result *res)
 		b->last_fail = *res;
 		b->has_fail = true;
 	}
-	if (!check_health_update(&b->health, ok))
+	bool tcp_was = b->last_tcp_ok;
+	b->last_tcp_ok = res->tcp_ok;
+	if (!check_health_update(&b->health, ok)) {
+		/* The fail-safe tier follows tcp_ok: publish when it moves. */
+		if (p && !b->health.up && tcp_was != res->tcp_ok)
+			pool_recheck(p);
 		return;
+	}
 	b->since_ms = mono_ms();
 	b->health_changes++;
 	if (b->health.up)
@@ -206,15 +220,25 @@ static void pool_conf_copy_settings(struct pool_conf *dst, const struct pool_con
 	health_conf_copy(&dst->health, &src->health);
 }
 
-struct pool *pool_new(const struct pool_conf *conf, struct check_engine *eng)
+struct pool *pool_new(const struct pool_conf *conf, struct check_engine *eng, struct epoch *ep)
 {
 	struct pool *p = xcalloc(1, sizeof(*p));
 
 	pool_conf_copy_settings(&p->conf, conf);
 	p->eng = eng;
+	p->ep = ep;
 	for (size_t i = 0; i < conf->nbackends; i++)
 		pool_add(p, &conf->backends[i], BE_ENABLED);
+	pool_recheck(p);
 	return p;
+}
+
+static void pool_destroy(struct pool *p)
+{
+	free(p->be);
+	xfree(&p->conf.name);
+	health_conf_free(&p->conf.health);
+	free(p);
 }
 
 void pool_free(struct pool *p)
@@ -223,10 +247,26 @@ void pool_free(struct pool *p)
 		return;
 	while (p->nbe > 0)
 		pool_remove(p, p->be[p->nbe - 1]);
-	free(p->be);
-	xfree(&p->conf.name);
-	health_conf_free(&p->conf.health);
-	free(p);
+	/* Workers may still hold the (empty) snapshot; frontends that name
+	 * this pool were retired with it and only reach it through that. */
+	struct pool_snap *sn = atomic_exchange(&p->snap, NULL);
+	if (sn)
+		epoch_defer(p->ep, snap_free, sn);
+	p->retired = true;
+	if (p->holds == 0)
+		pool_destroy(p);
+}
+
+void pool_hold(struct pool *p)
+{
+	p->holds++;
+}
+
+void pool_release(struct pool *p)
+{
+	BUG_ON(p->holds <= 0);
+	if (--p->holds == 0 && p->retired)
+		pool_destroy(p);
 }
 
 static bool health_conf_equal(const struct health_conf *a, const struct health_conf *b)
@@ -292,7 +332,93 @@ void pool_update(struct pool *p, const struct pool_conf *conf)
 	pool_recheck(p);
 }
 
-/* ---- balancing ---- */
+/* ---- snapshots ---- */
+
+enum { TIER_UP = 1, TIER_LIVE = 2, TIER_ANY = 4 };
+#define RR_MAX 4096 /* longest precomputed round robin order */
+
+static uint8_t tiers_of(const struct backend *b)
+{
+	uint8_t t = 0;
+
+	if (b->state != BE_ENABLED || b->conf.weight <= 0)
+		return 0;
+	t |= TIER_ANY;
+	if (backend_is_up(b))
+		t |= TIER_UP;
+	if (!b->health.known || b->last.tcp_ok)
+		t |= TIER_LIVE;
+	return t;
+}
+
+static void snap_free(void *arg)
+{
+	struct pool_snap *sn = arg;
+
+	for (size_t i = 0; i < sn->n; i++)
+		backend_unref(sn->be[i].b);
+	free(sn->rr);
+	free(sn);
+}
+
+/*
+ * The round robin order of the up tier, computed once per snapshot with
+ * smooth weighted round robin (every backend gains its weight, the richest
+ * is picked and pays the total: 5:1:1 goes a a b a c a a). Workers then only
+ * step an atomic cursor through it.
+ */
+static void snap_rr_order(struct pool_snap *sn)
+{
+	size_t total = 0;
+	int *cur;
+
+	for (size_t i = 0; i < sn->n; i++)
+		if (sn->be[i].tiers & TIER_UP)
+			total += (size_t)sn->be[i].weight;
+	if (total == 0 || total > RR_MAX)
+		return;
+	cur = xcalloc(sn->n, sizeof(*cur));
+	sn->rr = xcalloc(total, sizeof(*sn->rr));
+	for (size_t k = 0; k < total; k++) {
+		size_t best = SIZE_MAX;
+		for (size_t i = 0; i < sn->n; i++) {
+			if (!(sn->be[i].tiers & TIER_UP))
+				continue;
+			cur[i] += sn->be[i].weight;
+			if (best == SIZE_MAX || cur[i] > cur[best])
+				best = i;
+		}
+		cur[best] -= (int)total;
+		sn->rr[k] = (uint16_t)best;
+	}
+	sn->nrr = total;
+	free(cur);
+}
+
+/* Builds and publishes what workers balance over; the old snapshot is freed
+ * once no worker can still be reading it. */
+static void pool_publish(struct pool *p)
+{
+	struct pool_snap *sn = xcalloc(1, sizeof(*sn) + p->nbe * sizeof(sn->be[0]));
+	struct pool_snap *old;
+
+	sn->balance = p->conf.balance;
+	sn->n = p->nbe;
+	for (size_t i = 0; i < p->nbe; i++) {
+		struct backend *b = p->be[i];
+		backend_ref(b);
+		sn->be[i].b = b;
+		sn->be[i].weight = b->conf.weight;
+		sn->be[i].tiers = tiers_of(b);
+	}
+	if (sn->balance == BAL_ROUND_ROBIN)
+		snap_rr_order(sn);
+	old = atomic_exchange(&p->snap, sn);
+	if (old)
+		epoch_defer(p->ep, snap_free, old);
+}
+
+/* ---- balancing (worker threads: reads only the snapshot) ---- */
 
 static bool was_tried(const struct backend *b, struct backend *const *tried, size_t ntried)
 {
@@ -302,63 +428,55 @@ static bool was_tried(const struct backend *b, struct backend *const *tried, siz
 	return false;
 }
 
-enum tier { TIER_UP, TIER_LIVE, TIER_ANY };
-
-static bool in_tier(const struct backend *b, enum tier t)
+static bool usable(const struct pool_snap *sn, size_t i, uint8_t tier, struct backend *const *tried,
+		   size_t ntried)
 {
-	if (b->state != BE_ENABLED || b->conf.weight <= 0)
-		return false;
-	switch (t) {
-	case TIER_UP:
-		return backend_is_up(b);
-	case TIER_LIVE:
-		return !b->health.known || b->last.tcp_ok;
-	case TIER_ANY:
-		return true;
-	}
-	return false;
+	return (sn->be[i].tiers & tier) && !was_tried(sn->be[i].b, tried, ntried);
 }
 
-static struct backend *pick_least_conn(struct pool *p, enum tier t, struct backend *const *tried,
-				       size_t ntried)
+static struct backend *pick_least_conn(struct pool_snap *sn, uint8_t tier,
+				       struct backend *const *tried, size_t ntried)
 {
-	struct backend *best = NULL;
-	size_t n = p->nbe;
+	size_t best = SIZE_MAX, n = sn->n;
+	uint64_t best_active = 0;
+	unsigned off = atomic_fetch_add_explicit(&sn->cursor, 1, memory_order_relaxed);
 
-	/* Lowest (active+1)/weight wins; compared by cross-multiplication.
+	/* Lowest (active+1)/weight wins, compared by cross-multiplication.
 	 * Start at a rotating offset so ties spread over the backends. */
 	for (size_t k = 0; k < n; k++) {
-		struct backend *b = p->be[(k + p->lc_offset) % n];
-		if (!in_tier(b, t) || was_tried(b, tried, ntried))
+		size_t i = (k + off) % n;
+		if (!usable(sn, i, tier, tried, ntried))
 			continue;
-		if (!best || (b->active + 1) * (uint64_t)best->conf.weight <
-				 (best->active + 1) * (uint64_t)b->conf.weight)
-			best = b;
+		uint64_t a = atomic_load_explicit(&sn->be[i].b->active, memory_order_relaxed);
+		if (best == SIZE_MAX || (a + 1) * (uint64_t)sn->be[best].weight <
+					    (best_active + 1) * (uint64_t)sn->be[i].weight) {
+			best = i;
+			best_active = a;
+		}
 	}
-	p->lc_offset++;
-	return best;
+	return best == SIZE_MAX ? NULL : sn->be[best].b;
 }
 
-static struct backend *pick_round_robin(struct pool *p, enum tier t, struct backend *const *tried,
-					size_t ntried)
+static struct backend *pick_round_robin(struct pool_snap *sn, uint8_t tier,
+					struct backend *const *tried, size_t ntried)
 {
-	struct backend *best = NULL;
-	int total = 0;
+	unsigned c = atomic_fetch_add_explicit(&sn->cursor, 1, memory_order_relaxed);
 
-	/* Smooth weighted round robin: every candidate gains its weight, the
-	 * richest is picked and pays the total. Spreads 5:1:1 as a a b a c a a. */
-	for (size_t i = 0; i < p->nbe; i++) {
-		struct backend *b = p->be[i];
-		if (!in_tier(b, t) || was_tried(b, tried, ntried))
-			continue;
-		b->rr_current += b->conf.weight;
-		total += b->conf.weight;
-		if (!best || b->rr_current > best->rr_current)
-			best = b;
+	if (tier == TIER_UP && sn->nrr > 0) {
+		/* The precomputed order, from the cursor on, skipping tried. */
+		for (size_t k = 0; k < sn->nrr; k++) {
+			size_t i = sn->rr[(c + k) % sn->nrr];
+			if (usable(sn, i, tier, tried, ntried))
+				return sn->be[i].b;
+		}
+		return NULL;
 	}
-	if (best)
-		best->rr_current -= total;
-	return best;
+	for (size_t k = 0; k < sn->n; k++) {
+		size_t i = (c + k) % sn->n;
+		if (usable(sn, i, tier, tried, ntried))
+			return sn->be[i].b;
+	}
+	return NULL;
 }
 
 static uint64_t fnv1a(uint64_t h, const void *data, size_t len)
@@ -394,49 +512,57 @@ static uint64_t source_key(const struct sockaddr *src)
 	return h;
 }
 
-static struct backend *pick_source_hash(struct pool *p, enum tier t, const struct sockaddr *src,
-					struct backend *const *tried, size_t ntried)
+static struct backend *pick_source_hash(struct pool_snap *sn, uint8_t tier,
+					const struct sockaddr *src, struct backend *const *tried,
+					size_t ntried)
 {
-	struct backend *best = NULL;
+	size_t best = SIZE_MAX;
 	double best_score = 0;
 	uint64_t key = source_key(src);
 
 	/* Weighted rendezvous hashing: a client stays on its backend while
 	 * that backend is usable, and only the clients of a backend that goes
 	 * away move. */
-	for (size_t i = 0; i < p->nbe; i++) {
-		struct backend *b = p->be[i];
-		if (!in_tier(b, t) || was_tried(b, tried, ntried))
+	for (size_t i = 0; i < sn->n; i++) {
+		if (!usable(sn, i, tier, tried, ntried))
 			continue;
-		uint64_t h = mix64(fnv1a(key, b->conf.name, strlen(b->conf.name)));
+		const char *name = sn->be[i].b->conf.name;
+		uint64_t h = mix64(fnv1a(key, name, strlen(name)));
 		double u = ((double)(h >> 11) + 0.5) / 9007199254740992.0; /* (0,1) */
-		double score = -(double)b->conf.weight / log(u);
-		if (!best || score > best_score) {
-			best = b;
+		double score = -(double)sn->be[i].weight / log(u);
+		if (best == SIZE_MAX || score > best_score) {
+			best = i;
 			best_score = score;
 		}
 	}
-	return best;
+	return best == SIZE_MAX ? NULL : sn->be[best].b;
 }
 
 struct backend *pool_pick(struct pool *p, const struct sockaddr *src, struct backend *const *tried,
 			  size_t ntried)
 {
-	for (enum tier t = TIER_UP; t <= TIER_ANY; t++) {
+	struct pool_snap *sn = atomic_load(&p->snap);
+	static const uint8_t order[] = {TIER_UP, TIER_LIVE, TIER_ANY};
+
+	if (!sn)
+		return NULL;
+	for (size_t t = 0; t < sizeof(order); t++) {
 		struct backend *b = NULL;
-		switch (p->conf.balance) {
+		switch (sn->balance) {
 		case BAL_LEAST_CONN:
-			b = pick_least_conn(p, t, tried, ntried);
+			b = pick_least_conn(sn, order[t], tried, ntried);
 			break;
 		case BAL_ROUND_ROBIN:
-			b = pick_round_robin(p, t, tried, ntried);
+			b = pick_round_robin(sn, order[t], tried, ntried);
 			break;
 		case BAL_SOURCE_HASH:
-			b = pick_source_hash(p, t, src, tried, ntried);
+			b = pick_source_hash(sn, order[t], src, tried, ntried);
 			break;
 		}
-		if (b)
+		if (b) {
+			backend_ref(b);
 			return b;
+		}
 	}
 	return NULL;
 }

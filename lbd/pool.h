@@ -13,10 +13,17 @@
  *      still reached TCP (or that were never checked yet);
  *   3. any enabled backend - the connect retry sorts out the dead.
  * Backends already tried for this client connection are skipped.
+ *
+ * Threads: everything here runs on the main thread except pool_pick and the
+ * atomic counters, which worker threads use. Workers balance over an
+ * immutable snapshot (struct pool_snap) that the main thread rebuilds on
+ * every change (pool_recheck) and swaps in atomically; the old one is freed
+ * through lbd/epoch.h once no worker can be reading it.
  */
 #ifndef LBD_POOL_H
 #define LBD_POOL_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -30,7 +37,7 @@ enum backend_state { BE_ENABLED, BE_DRAIN, BE_DISABLED };
 extern const double pool_check_hist_le[CHECK_HIST_BUCKETS];
 
 struct pool;
-struct conn; /* lbd/relay.c */
+struct epoch;
 
 struct backend {
 	struct backend_conf conf;
@@ -41,10 +48,11 @@ struct backend {
 	struct check_result last;      /* most recent check result */
 	struct check_result last_fail; /* most recent failed one: the reason operators read */
 	bool has_fail;
-	int64_t since_ms; /* when health last changed (monotonic ms) */
-	uint64_t active;  /* connections now */
-	uint64_t total;	  /* connections ever */
-	uint64_t connect_failures;
+	int64_t since_ms;	 /* when health last changed (monotonic ms) */
+	_Atomic uint64_t active; /* connections now (workers count) */
+	_Atomic uint64_t total;	 /* connections ever */
+	_Atomic uint64_t connect_failures;
+	bool last_tcp_ok; /* of the last check (main thread) */
 	int64_t drain_started_ms;
 	/* Drain bookkeeping (lbd/drain.c, main loop only). */
 	bool remove_when_drained; /* DELETE ?drain=1: remove once drained */
@@ -57,11 +65,25 @@ struct backend {
 	uint64_t check_hist[CHECK_HIST_BUCKETS + 1]; /* latency, cumulative at export */
 	int64_t check_usec_sum;
 	uint64_t health_changes, state_changes;
-	/* Bytes relayed; relay.c is to count these (0 until it does). */
-	uint64_t bytes_in, bytes_out;
-	int refs;
-	int rr_current;	    /* smooth weighted round robin */
-	struct conn *conns; /* its connections (the list is relay.c's) */
+	/* Drain deadline: connections the workers may still close (relay.c). */
+	_Atomic int64_t close_budget;
+	/* Bytes relayed, counted by the workers. */
+	_Atomic uint64_t bytes_in, bytes_out;
+	_Atomic int refs;
+};
+
+/* What workers balance over: immutable but for the cursor. */
+struct pool_snap {
+	enum balance balance;
+	_Atomic unsigned cursor; /* round robin position, least_conn tie rotation */
+	uint16_t *rr;		 /* round robin order over up backends (indexes) */
+	size_t nrr;
+	size_t n;
+	struct snap_be {
+		struct backend *b; /* the snapshot holds a reference */
+		int weight;
+		uint8_t tiers; /* which preference tiers it is in (pool.c) */
+	} be[];
 };
 
 struct pool {
@@ -69,16 +91,22 @@ struct pool {
 	struct backend **be;
 	size_t nbe;
 	bool fail_safe;
-	unsigned lc_offset; /* rotates ties in least_conn */
+	_Atomic(struct pool_snap *) snap;
 	struct check_engine *eng;
+	struct epoch *ep; /* NULL: no worker threads (unit tests) */
+	int holds;	  /* frontends using the pool (pool_hold) */
+	bool retired;	  /* pool_free'd, waiting for its last frontend */
 	/* Called after any backend's health or state changed (for drain and
 	 * metrics); may be NULL. */
 	void (*on_change)(struct pool *p, struct backend *b, void *arg);
 	void *on_change_arg;
 };
 
-struct pool *pool_new(const struct pool_conf *conf, struct check_engine *eng);
+struct pool *pool_new(const struct pool_conf *conf, struct check_engine *eng, struct epoch *ep);
+/* Detaches every backend; the struct itself goes with its last hold. */
 void pool_free(struct pool *p);
+void pool_hold(struct pool *p);
+void pool_release(struct pool *p);
 
 /* Applies new settings and membership (backends matched by name; a changed
  * address replaces the backend). Runtime states of kept backends stay. */
@@ -90,8 +118,8 @@ struct backend *pool_add(struct pool *p, const struct backend_conf *bc, enum bac
 /* Detaches b from p; b lives on while connections hold it. */
 void pool_remove(struct pool *p, struct backend *b);
 
-/* Picks a backend for a client at src (may be NULL), skipping those in
- * tried[]. Returns NULL if none is usable. Takes no reference. */
+/* Any thread. Picks a backend for a client at src (may be NULL), skipping
+ * those in tried[]. Returns it with a reference taken, or NULL. */
 struct backend *pool_pick(struct pool *p, const struct sockaddr *src, struct backend *const *tried,
 			  size_t ntried);
 
@@ -103,7 +131,8 @@ int backend_state_parse(const char *s, enum backend_state *out);
 /* Up by its check; unknown counts as not up. */
 bool backend_is_up(const struct backend *b);
 
-/* Re-evaluates the pool's fail-safe state and logs transitions. */
+/* Re-evaluates the pool's fail-safe state, logs transitions, and publishes
+ * a new snapshot. Call after any change to backends, states, weights. */
 void pool_recheck(struct pool *p);
 
 #endif

@@ -1,7 +1,8 @@
 /*
- * relay.c - listeners, connect with retry, and the byte relay. See relay.h.
+ * relay.c - workers, listeners, connect with retry, and the byte relay.
+ * See relay.h.
  *
- * Life of a connection:
+ * Life of a connection (all on the worker that accepted it):
  *   accept -> CONNECTING (non-blocking connect to a picked backend, timer =
  *   connect timeout; on failure the next backend) -> RELAYING (both ways,
  *   timer = idle timeout) -> closed when both directions saw EOF and all
@@ -20,9 +21,13 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <event2/event_struct.h> /* events embedded in struct conn: one allocation */
+#include <event2/thread.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -30,34 +35,47 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/xmalloc.h"
+#include "lbd/epoch.h"
 
 #define RELAY_CHUNK (16 * 1024)
 #define ACCEPT_BURST 64
-#define MAX_TRIED 17 /* retries are at most 16 */
+#define MAX_TRIED 17		 /* retries are at most 16 */
+#define QUIESCE_MS 20		 /* how often a worker tells the epoch it holds nothing */
+#define REAP_MS 100		 /* how often main looks for retired frontends to free */
+#define SPLICE_AFTER (64 * 1024) /* bytes in one direction before it switches to splice */
+#define PIPE_SIZE (256 * 1024)
+
+struct worker;
 
 struct listener {
-	struct frontend *fe;
+	struct worker *w;
+	struct frontend *fe; /* the worker's to read once listening */
 	int fd;
+	bool listening; /* worker: ev is added */
 	struct event ev;
-	struct event pause; /* re-enables accepting after fd exhaustion */
+	struct event pause;	/* re-enables accepting after fd exhaustion */
+	struct listener *wnext; /* worker's list */
 	char *text;
 };
 
 /* One direction of a connection: bytes read from src not yet written to dst. */
 struct half {
-	char *buf;
+	char *buf; /* user-space leftovers (read/write mode) */
 	uint32_t off, len;
-	bool eof;  /* src sent FIN */
-	bool shut; /* we passed the FIN on to dst */
+	uint32_t in_pipe; /* bytes in the pipe (splice mode) */
+	int pipe[2];	  /* -1 until the direction switches to splice */
+	uint64_t moved;	  /* bytes so far: decides the switch to splice */
+	bool eof;	  /* src sent FIN */
+	bool shut;	  /* we passed the FIN on to dst */
 };
 
 enum conn_phase { PH_CONNECTING, PH_RELAYING };
 
 struct conn {
+	struct worker *w;
 	struct frontend *fe;
 	struct backend *be;
-	struct conn *fe_prev, *fe_next;
-	struct conn *be_prev, *be_next;
+	struct conn *prev, *next; /* worker's list */
 	int cfd, bfd;
 	short cwant, bwant; /* interest now registered */
 	uint8_t phase;
@@ -73,13 +91,314 @@ struct conn {
 	} src;
 };
 
-/* Shared read buffer: the relay runs on one thread per event base. */
+enum cmd_type { CMD_LISTEN, CMD_UNLISTEN, CMD_SET_FE, CMD_CLOSE_BACKEND, CMD_EXIT };
+
+struct cmd {
+	enum cmd_type type;
+	struct listener *l;
+	struct frontend *fe;
+	struct backend *b; /* CLOSE_BACKEND: holds a reference */
+};
+
+struct worker {
+	struct relay *r;
+	int id;
+	pthread_t thread;
+	struct event_base *base;
+	struct event *notify;
+	struct event *quiesce;
+	pthread_mutex_t mu;
+	struct cmd *q; /* under mu */
+	size_t nq, capq;
+	struct conn *conns;
+	struct listener *ls;
+};
+
+struct relay {
+	int n;
+	struct worker *w;
+	struct epoch *ep;
+	struct frontend **retired; /* main thread */
+	size_t nretired;
+	struct event *reap;
+};
+
+/* Shared read buffer: one per worker thread. */
 static _Thread_local char relay_buf[RELAY_CHUNK];
 
 static void conn_connect(struct conn *c);
 static void conn_update_events(struct conn *c);
 static void conn_close(struct conn *c, bool rst);
 static void conn_timer_cb(evutil_socket_t fd, short what, void *arg);
+static void listener_accept(evutil_socket_t lfd, short what, void *arg);
+static void listener_resume(evutil_socket_t fd, short what, void *arg);
+
+/* ---- commands from the main thread ---- */
+
+static void worker_send(struct worker *w, struct cmd c)
+{
+	pthread_mutex_lock(&w->mu);
+	if (w->nq == w->capq) {
+		w->capq = w->capq ? w->capq * 2 : 8;
+		w->q = xrealloc(w->q, w->capq * sizeof(*w->q));
+	}
+	w->q[w->nq++] = c;
+	pthread_mutex_unlock(&w->mu);
+	event_active(w->notify, EV_READ, 0);
+}
+
+static void listener_free(struct listener *l)
+{
+	close(l->fd);
+	free(l->text);
+	free(l);
+}
+
+static void worker_unlisten(struct worker *w, struct listener *l)
+{
+	struct listener **pp = &w->ls;
+
+	while (*pp && *pp != l)
+		pp = &(*pp)->wnext;
+	if (*pp)
+		*pp = l->wnext;
+	if (l->listening) {
+		event_del(&l->ev);
+		event_del(&l->pause);
+	}
+	listener_free(l);
+}
+
+/* Takes one close from b's budget, shared by all workers. */
+static bool take_close(struct backend *b)
+{
+	int64_t v = atomic_load(&b->close_budget);
+
+	while (v > 0)
+		if (atomic_compare_exchange_weak(&b->close_budget, &v, v - 1))
+			return true;
+	return false;
+}
+
+static void worker_close_backend(struct worker *w, struct backend *b)
+{
+	struct conn *c = w->conns, *next;
+
+	for (; c; c = next) {
+		next = c->next;
+		if (c->be == b && c->phase == PH_RELAYING) {
+			if (!take_close(b))
+				return;
+			conn_close(c, false);
+		}
+	}
+}
+
+static void worker_exit(struct worker *w)
+{
+	while (w->conns)
+		conn_close(w->conns, false);
+	while (w->ls)
+		worker_unlisten(w, w->ls);
+	event_base_loopbreak(w->base);
+}
+
+static void worker_run_cmd(struct worker *w, struct cmd *c)
+{
+	switch (c->type) {
+	case CMD_LISTEN:
+		c->l->wnext = w->ls;
+		w->ls = c->l;
+		event_assign(&c->l->ev, w->base, c->l->fd, EV_READ | EV_PERSIST, listener_accept,
+			     c->l);
+		evtimer_assign(&c->l->pause, w->base, listener_resume, c->l);
+		event_add(&c->l->ev, NULL);
+		c->l->listening = true;
+		break;
+	case CMD_UNLISTEN:
+		worker_unlisten(w, c->l);
+		break;
+	case CMD_SET_FE:
+		c->l->fe = c->fe;
+		break;
+	case CMD_CLOSE_BACKEND:
+		worker_close_backend(w, c->b);
+		backend_unref(c->b);
+		break;
+	case CMD_EXIT:
+		worker_exit(w);
+		break;
+	}
+}
+
+static void worker_notify(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker *w = arg;
+	struct cmd *q;
+	size_t n;
+
+	pthread_mutex_lock(&w->mu);
+	q = w->q;
+	n = w->nq;
+	w->q = NULL;
+	w->nq = w->capq = 0;
+	pthread_mutex_unlock(&w->mu);
+	for (size_t i = 0; i < n; i++)
+		worker_run_cmd(w, &q[i]);
+	free(q);
+}
+
+static void worker_quiesce(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker *w = arg;
+	epoch_quiesce(w->r->ep, w->id);
+}
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+
+	event_base_dispatch(w->base);
+	return NULL;
+}
+
+/* ---- the relay (main thread) ---- */
+
+static void reap_retired(evutil_socket_t fd, short what, void *arg);
+
+static void frontend_destroy(void *arg)
+{
+	struct frontend *fe = arg;
+
+	pool_release(fe->pool);
+	for (size_t i = 0; i < fe->conf.nlisten; i++)
+		sockaddr_conf_free(&fe->conf.listen[i]);
+	free(fe->conf.listen);
+	free(fe->conf.name);
+	free(fe->conf.pool);
+	tls_conf_free(&fe->conf.tls);
+	free(fe->ls);
+	free(fe);
+}
+
+struct relay *relay_start(struct event_base *main_base, int nthreads, char **err)
+{
+	struct relay *r = xcalloc(1, sizeof(*r));
+	struct timeval q = {0, QUIESCE_MS * 1000};
+
+	if (nthreads <= 0) {
+		long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+		nthreads = cpus > 0 ? (int)cpus : 1;
+	}
+	r->n = nthreads;
+	r->ep = epoch_new(main_base, nthreads);
+	r->reap = evtimer_new(main_base, reap_retired, r);
+	r->w = xcalloc((size_t)nthreads, sizeof(*r->w));
+	for (int i = 0; i < nthreads; i++) {
+		struct worker *w = &r->w[i];
+		w->r = r;
+		w->id = i;
+		pthread_mutex_init(&w->mu, NULL);
+		w->base = event_base_new();
+		if (!w->base)
+			fatal("worker %d: cannot create its event loop", i);
+		w->notify = event_new(w->base, -1, EV_PERSIST, worker_notify, w);
+		/* Keeps the loop alive while it has nothing else to do. */
+		w->quiesce = event_new(w->base, -1, EV_PERSIST, worker_quiesce, w);
+		event_add(w->quiesce, &q);
+		epoch_quiesce(r->ep, i);
+		if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
+			*err = xasprintf("cannot start worker thread %d: %s", i, strerror(errno));
+			return NULL;
+		}
+	}
+	log_info("relay: %d worker threads", nthreads);
+	return r;
+}
+
+void relay_stop(struct relay *r)
+{
+	if (!r || !r->w)
+		return;
+	for (int i = 0; i < r->n; i++)
+		worker_send(&r->w[i], (struct cmd){.type = CMD_EXIT});
+	for (int i = 0; i < r->n; i++) {
+		struct worker *w = &r->w[i];
+		pthread_join(w->thread, NULL);
+		/* Commands sent after the exit (none should be) still own refs. */
+		worker_notify(-1, 0, w);
+		event_free(w->notify);
+		event_free(w->quiesce);
+		event_base_free(w->base);
+		pthread_mutex_destroy(&w->mu);
+	}
+	xfree(&r->w);
+}
+
+void relay_free(struct relay *r)
+{
+	if (!r)
+		return;
+	for (size_t i = 0; i < r->nretired; i++)
+		frontend_destroy(r->retired[i]);
+	free(r->retired);
+	epoch_free(r->ep);
+	event_free(r->reap);
+	free(r);
+}
+
+struct epoch *relay_epoch(const struct relay *r)
+{
+	return r->ep;
+}
+
+int relay_nthreads(const struct relay *r)
+{
+	return r->n;
+}
+
+uint64_t relay_retired_active(const struct relay *r)
+{
+	uint64_t n = 0;
+	for (size_t i = 0; i < r->nretired; i++)
+		n += atomic_load(&r->retired[i]->active);
+	return n;
+}
+
+static void reap_retired(evutil_socket_t fd, short what, void *arg)
+{
+	struct relay *r = arg;
+	size_t keep = 0;
+
+	for (size_t i = 0; i < r->nretired; i++) {
+		struct frontend *fe = r->retired[i];
+		/* A worker's last touch of fe is the decrement to 0; the epoch
+		 * covers the instructions after it. */
+		if (atomic_load(&fe->active) == 0)
+			epoch_defer(r->ep, frontend_destroy, fe);
+		else
+			r->retired[keep++] = fe;
+	}
+	r->nretired = keep;
+	if (keep > 0) {
+		struct timeval tv = {0, REAP_MS * 1000};
+		evtimer_add(r->reap, &tv);
+	}
+}
+
+size_t relay_close_backend_conns(struct relay *r, struct backend *b, size_t n)
+{
+	if (n == 0 || !r->w)
+		return 0;
+	/* Any worker may hold b's connections: all are asked, and together
+	 * they close no more than the budget allows. */
+	atomic_store(&b->close_budget, (int64_t)n);
+	for (int i = 0; i < r->n; i++) {
+		backend_ref(b);
+		worker_send(&r->w[i], (struct cmd){.type = CMD_CLOSE_BACKEND, .b = b});
+	}
+	return n;
+}
 
 /* ---- listeners ---- */
 
@@ -94,8 +413,8 @@ static int listener_socket(const struct frontend_conf *conf, const struct sockad
 		return -1;
 	}
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	/* SO_REUSEPORT lets a reload bind the same address before it closes
-	 * the old socket, so no connection attempt is refused in between. */
+	/* SO_REUSEPORT: one socket per worker on the same address, and a
+	 * reload binds before it closes, so no connect is refused between. */
 	setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
 	if (a->ss.ss_family == AF_INET6)
 		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
@@ -109,78 +428,205 @@ static int listener_socket(const struct frontend_conf *conf, const struct sockad
 	return fd;
 }
 
-int relay_listeners_open(const struct frontend_conf *conf, struct listener ***out, size_t *nout,
-			 char **err)
+int relay_listeners_open(struct relay *r, const struct frontend_conf *conf, struct listener ***out,
+			 size_t *nout, char **err)
 {
-	struct listener **ls = xcalloc(conf->nlisten, sizeof(*ls));
+	size_t n = conf->nlisten * (size_t)r->n;
+	struct listener **ls = xcalloc(n ? n : 1, sizeof(*ls));
 
-	for (size_t i = 0; i < conf->nlisten; i++) {
-		int fd = listener_socket(conf, &conf->listen[i], err);
+	for (size_t i = 0; i < n; i++) {
+		const struct sockaddr_conf *a = &conf->listen[i / (size_t)r->n];
+		int fd = listener_socket(conf, a, err);
 		if (fd < 0) {
 			relay_listeners_close(ls, i);
 			return -1;
 		}
 		ls[i] = xcalloc(1, sizeof(**ls));
 		ls[i]->fd = fd;
-		ls[i]->text = xstrdup(conf->listen[i].text);
+		ls[i]->w = &r->w[i % (size_t)r->n];
+		ls[i]->text = xstrdup(a->text);
 	}
 	*out = ls;
-	*nout = conf->nlisten;
+	*nout = n;
 	return 0;
 }
 
 void relay_listeners_close(struct listener **ls, size_t nls)
 {
-	for (size_t i = 0; i < nls; i++) {
-		if (!ls[i])
-			continue;
-		if (ls[i]->fe) {
-			event_del(&ls[i]->ev);
-			event_del(&ls[i]->pause);
-		}
-		close(ls[i]->fd);
-		free(ls[i]->text);
-		free(ls[i]);
-	}
+	for (size_t i = 0; i < nls; i++)
+		if (ls[i])
+			listener_free(ls[i]);
 	free(ls);
+}
+
+/* Main thread: hands listeners to their workers (they own them from now). */
+static void listeners_start(struct frontend *fe)
+{
+	for (size_t i = 0; i < fe->nls; i++) {
+		struct listener *l = fe->ls[i];
+		l->fe = fe;
+		worker_send(l->w, (struct cmd){.type = CMD_LISTEN, .l = l});
+		if (i % (size_t)fe->r->n == 0)
+			log_info("listening on %s (frontend %s)", l->text, fe->conf.name);
+	}
+}
+
+static void listeners_stop(struct frontend *fe)
+{
+	for (size_t i = 0; i < fe->nls; i++)
+		worker_send(fe->ls[i]->w, (struct cmd){.type = CMD_UNLISTEN, .l = fe->ls[i]});
+	xfree(&fe->ls);
+	fe->nls = 0;
 }
 
 static bool warn_ok(struct frontend *fe)
 {
 	int64_t now = mono_ms();
-	if (now - fe->last_warn_ms < 1000)
+	int64_t last = atomic_load_explicit(&fe->last_warn_ms, memory_order_relaxed);
+
+	if (now - last < 1000)
 		return false;
-	fe->last_warn_ms = now;
-	return true;
+	return atomic_compare_exchange_strong(&fe->last_warn_ms, &last, now);
 }
 
-static void conn_new(struct frontend *fe, int fd, const struct sockaddr *sa, socklen_t salen)
+/* ---- frontends (main thread) ---- */
+
+static void frontend_conf_copy(struct frontend_conf *dst, const struct frontend_conf *src)
 {
-	struct conn *c = xcalloc(1, sizeof(*c));
-	int one = 1;
-
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	c->fe = fe;
-	c->cfd = fd;
-	c->bfd = -1;
-	if (salen <= sizeof(c->src))
-		memcpy(&c->src, sa, salen);
-	c->fe_next = fe->conns;
-	if (fe->conns)
-		fe->conns->fe_prev = c;
-	fe->conns = c;
-	fe->active++;
-	fe->total++;
-	event_assign(&c->cev, fe->base, -1, 0, NULL, NULL);
-	event_assign(&c->bev, fe->base, -1, 0, NULL, NULL);
-	evtimer_assign(&c->tev, fe->base, conn_timer_cb, c);
-	conn_connect(c);
+	*dst = *src;
+	dst->name = xstrdup(src->name);
+	dst->pool = xstrdup(src->pool);
+	dst->listen = xcalloc(src->nlisten ? src->nlisten : 1, sizeof(*dst->listen));
+	for (size_t i = 0; i < src->nlisten; i++)
+		sockaddr_conf_copy(&dst->listen[i], &src->listen[i]);
+	tls_conf_copy(&dst->tls, &src->tls);
 }
+
+static struct frontend *frontend_make(struct relay *r, const struct frontend_conf *conf,
+				      struct pool *pool)
+{
+	struct frontend *fe = xcalloc(1, sizeof(*fe));
+
+	frontend_conf_copy(&fe->conf, conf);
+	fe->r = r;
+	fe->pool = pool;
+	pool_hold(pool);
+	return fe;
+}
+
+struct frontend *frontend_new(struct relay *r, const struct frontend_conf *conf, struct pool *pool,
+			      struct listener **ls, size_t nls)
+{
+	struct frontend *fe = frontend_make(r, conf, pool);
+
+	fe->ls = ls;
+	fe->nls = nls;
+	listeners_start(fe);
+	return fe;
+}
+
+#define SAME_STR(x, y) ((!(x) && !(y)) || ((x) && (y) && strcmp((x), (y)) == 0))
+static bool frontend_conf_equal(const struct frontend_conf *a, const struct frontend_conf *b)
+{
+	return a->mode == b->mode && a->max_connections == b->max_connections &&
+	       a->connect_timeout_ms == b->connect_timeout_ms &&
+	       a->idle_timeout_ms == b->idle_timeout_ms && a->retries == b->retries &&
+	       a->freebind == b->freebind && SAME_STR(a->pool, b->pool) &&
+	       a->tls.verify == b->tls.verify && SAME_STR(a->tls.ca, b->tls.ca) &&
+	       SAME_STR(a->tls.cert, b->tls.cert) && SAME_STR(a->tls.key, b->tls.key) &&
+	       SAME_STR(a->tls.sni, b->tls.sni);
+}
+#undef SAME_STR
+
+struct frontend *frontend_update(struct frontend *fe, const struct frontend_conf *conf,
+				 struct pool *pool, struct listener **ls, size_t nls)
+{
+	if (!ls && pool == fe->pool && frontend_conf_equal(&fe->conf, conf))
+		return fe;
+
+	struct frontend *nfe = frontend_make(fe->r, conf, pool);
+	/* Counters carry on: the frontend is the same to operators. */
+	atomic_store(&nfe->total, atomic_load(&fe->total));
+	atomic_store(&nfe->refused_max, atomic_load(&fe->refused_max));
+	atomic_store(&nfe->no_backend, atomic_load(&fe->no_backend));
+	atomic_store(&nfe->retried, atomic_load(&fe->retried));
+	if (ls) {
+		nfe->ls = ls;
+		nfe->nls = nls;
+		listeners_start(nfe);
+		listeners_stop(fe);
+	} else {
+		/* Same sockets, new settings: workers switch each listener. */
+		nfe->ls = fe->ls;
+		nfe->nls = fe->nls;
+		fe->ls = NULL;
+		fe->nls = 0;
+		for (size_t i = 0; i < nfe->nls; i++)
+			worker_send(nfe->ls[i]->w,
+				    (struct cmd){.type = CMD_SET_FE, .l = nfe->ls[i], .fe = nfe});
+	}
+	return nfe;
+}
+
+void frontend_stop(struct frontend *fe)
+{
+	listeners_stop(fe);
+}
+
+void frontend_retire(struct frontend *fe)
+{
+	struct relay *r = fe->r;
+
+	listeners_stop(fe);
+	fe->retired = true;
+	r->retired = xrealloc(r->retired, (r->nretired + 1) * sizeof(*r->retired));
+	r->retired[r->nretired++] = fe;
+	if (!evtimer_pending(r->reap, NULL)) {
+		struct timeval tv = {0, REAP_MS * 1000};
+		evtimer_add(r->reap, &tv);
+	}
+}
+
+void frontend_free(struct frontend *fe)
+{
+	/* Workers are gone: their listeners and connections with them. */
+	xfree(&fe->ls);
+	fe->nls = 0;
+	frontend_destroy(fe);
+}
+
+/* ---- connections (worker threads) ---- */
 
 static void listener_resume(evutil_socket_t fd, short what, void *arg)
 {
 	struct listener *l = arg;
 	event_add(&l->ev, NULL);
+}
+
+static void conn_new(struct worker *w, struct frontend *fe, int fd, const struct sockaddr *sa,
+		     socklen_t salen)
+{
+	struct conn *c = xcalloc(1, sizeof(*c));
+	int one = 1;
+
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	c->w = w;
+	c->fe = fe;
+	c->cfd = fd;
+	c->bfd = -1;
+	c->c2b.pipe[0] = c->c2b.pipe[1] = -1;
+	c->b2c.pipe[0] = c->b2c.pipe[1] = -1;
+	if (salen <= sizeof(c->src))
+		memcpy(&c->src, sa, salen);
+	c->next = w->conns;
+	if (w->conns)
+		w->conns->prev = c;
+	w->conns = c;
+	atomic_fetch_add_explicit(&fe->total, 1, memory_order_relaxed);
+	event_assign(&c->cev, w->base, -1, 0, NULL, NULL);
+	event_assign(&c->bev, w->base, -1, 0, NULL, NULL);
+	evtimer_assign(&c->tev, w->base, conn_timer_cb, c);
+	conn_connect(c);
 }
 
 static void listener_accept(evutil_socket_t lfd, short what, void *arg)
@@ -211,8 +657,10 @@ static void listener_accept(evutil_socket_t lfd, short what, void *arg)
 			log_warn("frontend %s: accept: %s", fe->conf.name, strerror(errno));
 			return;
 		}
-		if (fe->active >= (uint64_t)fe->conf.max_connections) {
-			fe->refused_max++;
+		uint64_t was = atomic_fetch_add(&fe->active, 1);
+		if (was >= (uint64_t)fe->conf.max_connections) {
+			atomic_fetch_sub(&fe->active, 1);
+			atomic_fetch_add_explicit(&fe->refused_max, 1, memory_order_relaxed);
 			if (warn_ok(fe))
 				log_warn("frontend %s: max_connections %d reached, closing new "
 					 "connections",
@@ -220,144 +668,26 @@ static void listener_accept(evutil_socket_t lfd, short what, void *arg)
 			close(fd);
 			continue;
 		}
-		conn_new(fe, fd, (struct sockaddr *)&ss, len);
+		conn_new(l->w, fe, fd, (struct sockaddr *)&ss, len);
 	}
-}
-
-static void listeners_start(struct frontend *fe)
-{
-	for (size_t i = 0; i < fe->nls; i++) {
-		struct listener *l = fe->ls[i];
-		l->fe = fe;
-		event_assign(&l->ev, fe->base, l->fd, EV_READ | EV_PERSIST, listener_accept, l);
-		evtimer_assign(&l->pause, fe->base, listener_resume, l);
-		event_add(&l->ev, NULL);
-		log_info("listening on %s (frontend %s)", l->text, fe->conf.name);
-	}
-}
-
-/* ---- frontends ---- */
-
-static void frontend_conf_copy(struct frontend_conf *dst, const struct frontend_conf *src)
-{
-	*dst = *src;
-	dst->name = xstrdup(src->name);
-	dst->pool = xstrdup(src->pool);
-	dst->listen = xcalloc(src->nlisten, sizeof(*dst->listen));
-	for (size_t i = 0; i < src->nlisten; i++)
-		sockaddr_conf_copy(&dst->listen[i], &src->listen[i]);
-	tls_conf_copy(&dst->tls, &src->tls);
-}
-
-static void frontend_conf_free(struct frontend_conf *c)
-{
-	for (size_t i = 0; i < c->nlisten; i++)
-		sockaddr_conf_free(&c->listen[i]);
-	xfree(&c->listen);
-	xfree(&c->name);
-	xfree(&c->pool);
-	tls_conf_free(&c->tls);
-}
-
-struct frontend *frontend_new(struct event_base *base, const struct frontend_conf *conf,
-			      struct pool *pool, struct listener **ls, size_t nls)
-{
-	struct frontend *fe = xcalloc(1, sizeof(*fe));
-
-	frontend_conf_copy(&fe->conf, conf);
-	fe->pool = pool;
-	fe->base = base;
-	fe->ls = ls;
-	fe->nls = nls;
-	listeners_start(fe);
-	return fe;
-}
-
-void frontend_update(struct frontend *fe, const struct frontend_conf *conf, struct pool *pool,
-		     struct listener **ls, size_t nls)
-{
-	frontend_conf_free(&fe->conf);
-	frontend_conf_copy(&fe->conf, conf);
-	fe->pool = pool;
-	if (ls) {
-		/* The new sockets are bound already (SO_REUSEPORT): accept on
-		 * them first, then close the old ones. */
-		struct listener **old = fe->ls;
-		size_t nold = fe->nls;
-		fe->ls = ls;
-		fe->nls = nls;
-		listeners_start(fe);
-		relay_listeners_close(old, nold);
-	}
-}
-
-void frontend_stop(struct frontend *fe)
-{
-	relay_listeners_close(fe->ls, fe->nls);
-	fe->ls = NULL;
-	fe->nls = 0;
-}
-
-static void frontend_destroy(struct frontend *fe)
-{
-	frontend_stop(fe);
-	frontend_conf_free(&fe->conf);
-	free(fe);
-}
-
-void frontend_free(struct frontend *fe)
-{
-	fe->retired = true;
-	while (fe->conns) {
-		if (fe->active == 1) {
-			conn_close(fe->conns, false); /* frees fe too */
-			return;
-		}
-		conn_close(fe->conns, false);
-	}
-	frontend_destroy(fe);
-}
-
-void frontend_retire(struct frontend *fe)
-{
-	frontend_stop(fe);
-	fe->retired = true;
-	fe->pool = NULL;
-	if (fe->active == 0)
-		frontend_destroy(fe);
-}
-
-/* ---- connections ---- */
-
-static void be_list_add(struct conn *c)
-{
-	struct backend *b = c->be;
-	c->be_prev = NULL;
-	c->be_next = b->conns;
-	if (b->conns)
-		b->conns->be_prev = c;
-	b->conns = c;
-}
-
-static void be_list_del(struct conn *c)
-{
-	if (c->be_prev)
-		c->be_prev->be_next = c->be_next;
-	else
-		c->be->conns = c->be_next;
-	if (c->be_next)
-		c->be_next->be_prev = c->be_prev;
-	c->be_prev = c->be_next = NULL;
 }
 
 static void conn_release_backend(struct conn *c)
 {
 	if (!c->be)
 		return;
-	be_list_del(c);
-	c->be->active--;
+	atomic_fetch_sub_explicit(&c->be->active, 1, memory_order_relaxed);
 	backend_unref(c->be);
 	c->be = NULL;
+}
+
+static void half_free(struct half *h)
+{
+	free(h->buf);
+	if (h->pipe[0] >= 0) {
+		close(h->pipe[0]);
+		close(h->pipe[1]);
+	}
 }
 
 /* Closes both sides. With rst, the sockets are reset rather than closed
@@ -365,6 +695,7 @@ static void conn_release_backend(struct conn *c)
 static void conn_close(struct conn *c, bool rst)
 {
 	struct frontend *fe = c->fe;
+	struct worker *w = c->w;
 	struct linger lg = {1, 0};
 
 	event_del(&c->cev);
@@ -379,18 +710,18 @@ static void conn_close(struct conn *c, bool rst)
 	if (c->bfd >= 0)
 		close(c->bfd);
 	conn_release_backend(c);
-	if (c->fe_prev)
-		c->fe_prev->fe_next = c->fe_next;
+	if (c->prev)
+		c->prev->next = c->next;
 	else
-		fe->conns = c->fe_next;
-	if (c->fe_next)
-		c->fe_next->fe_prev = c->fe_prev;
-	free(c->c2b.buf);
-	free(c->b2c.buf);
+		w->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	half_free(&c->c2b);
+	half_free(&c->b2c);
 	free(c->tried);
 	free(c);
-	if (--fe->active == 0 && fe->retired)
-		frontend_destroy(fe);
+	/* The last touch of fe: a retired frontend may be freed after it. */
+	atomic_fetch_sub(&fe->active, 1);
 }
 
 /* Counts bytes written for the backend's metrics. */
@@ -399,9 +730,9 @@ static void count_bytes(struct conn *c, const struct half *h, ssize_t w)
 	if (w <= 0 || !c->be)
 		return;
 	if (h == &c->c2b)
-		c->be->bytes_out += (uint64_t)w;
+		atomic_fetch_add_explicit(&c->be->bytes_out, (uint64_t)w, memory_order_relaxed);
 	else
-		c->be->bytes_in += (uint64_t)w;
+		atomic_fetch_add_explicit(&c->be->bytes_in, (uint64_t)w, memory_order_relaxed);
 }
 
 /* Writes what is pending in h to dst. Returns -1 on a write error, 0 if
@@ -421,7 +752,56 @@ static int half_flush(struct conn *c, struct half *h, int dst)
 	}
 	xfree(&h->buf);
 	h->off = 0;
+	while (h->in_pipe > 0) {
+		ssize_t w = splice(h->pipe[0], NULL, dst, NULL, h->in_pipe,
+				   SPLICE_F_NONBLOCK | SPLICE_F_MOVE);
+		if (w < 0) {
+			if (errno == EAGAIN || errno == EINTR)
+				return 0;
+			return -1;
+		}
+		count_bytes(c, h, w);
+		h->in_pipe -= (uint32_t)w;
+	}
 	return 1;
+}
+
+/* Bulk: move src -> pipe -> dst without copying through user space. */
+static int half_splice(struct conn *c, struct half *h, int src, int dst)
+{
+	for (int i = 0; i < 4 && !h->eof; i++) {
+		ssize_t n = splice(src, NULL, h->pipe[1], NULL, PIPE_SIZE,
+				   SPLICE_F_NONBLOCK | SPLICE_F_MOVE);
+		if (n < 0) {
+			if (errno == EAGAIN || errno == EINTR)
+				break;
+			return -1;
+		}
+		if (n == 0) {
+			h->eof = true;
+			break;
+		}
+		c->last_active_ms = mono_ms();
+		h->in_pipe += (uint32_t)n;
+		h->moved += (uint64_t)n;
+		int r = half_flush(c, h, dst);
+		if (r <= 0)
+			return r;
+	}
+	return 0;
+}
+
+/* A direction that has moved enough to be bulk gets a pipe. */
+static void half_maybe_splice(struct half *h)
+{
+	if (h->pipe[0] >= 0 || h->moved < SPLICE_AFTER || h->len > 0)
+		return;
+	if (pipe2(h->pipe, O_NONBLOCK | O_CLOEXEC) < 0) {
+		h->pipe[0] = h->pipe[1] = -1;
+		h->moved = 0; /* no fds for a pipe now: try again later */
+		return;
+	}
+	fcntl(h->pipe[1], F_SETPIPE_SZ, PIPE_SIZE);
 }
 
 /*
@@ -434,6 +814,12 @@ static int half_pump(struct conn *c, struct half *h, int src, int dst)
 	int r = half_flush(c, h, dst);
 	if (r <= 0)
 		return r;
+	half_maybe_splice(h);
+	if (h->pipe[0] >= 0) {
+		if (half_splice(c, h, src, dst) < 0)
+			return -1;
+		goto fin;
+	}
 	for (int i = 0; i < 4 && !h->eof; i++) {
 		ssize_t n = read(src, relay_buf, sizeof(relay_buf));
 		if (n < 0) {
@@ -446,6 +832,7 @@ static int half_pump(struct conn *c, struct half *h, int src, int dst)
 			break;
 		}
 		c->last_active_ms = mono_ms();
+		h->moved += (uint64_t)n;
 		ssize_t w = write(dst, relay_buf, (size_t)n);
 		if (w < 0) {
 			if (errno != EAGAIN && errno != EINTR)
@@ -463,8 +850,9 @@ static int half_pump(struct conn *c, struct half *h, int src, int dst)
 		if (n < (ssize_t)sizeof(relay_buf))
 			break;
 	}
+fin:
 	/* Pass a FIN on once everything before it was written. */
-	if (h->eof && h->len == 0 && !h->shut) {
+	if (h->eof && h->len == 0 && h->in_pipe == 0 && !h->shut) {
 		shutdown(dst, SHUT_WR);
 		h->shut = true;
 	}
@@ -512,21 +900,26 @@ static void set_interest(struct conn *c, struct event *ev, int fd, short *have, 
 	*have = want;
 	if (!want)
 		return;
-	event_assign(ev, c->fe->base, fd, want | EV_PERSIST, conn_relay_cb, c);
+	event_assign(ev, c->w->base, fd, want | EV_PERSIST, conn_relay_cb, c);
 	event_add(ev, NULL);
+}
+
+static bool half_pending(const struct half *h)
+{
+	return h->len > 0 || h->in_pipe > 0;
 }
 
 static void conn_update_events(struct conn *c)
 {
 	short cw = 0, bw = 0;
 
-	if (!c->c2b.eof && c->c2b.len == 0)
+	if (!c->c2b.eof && !half_pending(&c->c2b))
 		cw |= EV_READ;
-	if (c->b2c.len > 0)
+	if (half_pending(&c->b2c))
 		cw |= EV_WRITE;
-	if (!c->b2c.eof && c->b2c.len == 0)
+	if (!c->b2c.eof && !half_pending(&c->b2c))
 		bw |= EV_READ;
-	if (c->c2b.len > 0)
+	if (half_pending(&c->c2b))
 		bw |= EV_WRITE;
 	set_interest(c, &c->cev, c->cfd, &c->cwant, cw);
 	set_interest(c, &c->bev, c->bfd, &c->bwant, bw);
@@ -539,7 +932,7 @@ static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
 	if (c->phase == PH_CONNECTING) {
 		log_debug("frontend %s: connect to %s timed out", c->fe->conf.name,
 			  c->be->conf.name);
-		c->be->connect_failures++;
+		atomic_fetch_add_explicit(&c->be->connect_failures, 1, memory_order_relaxed);
 		conn_connect(c);
 		return;
 	}
@@ -559,7 +952,7 @@ static void conn_established(struct conn *c)
 	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
 
 	c->phase = PH_RELAYING;
-	c->be->total++;
+	atomic_fetch_add_explicit(&c->be->total, 1, memory_order_relaxed);
 	xfree(&c->tried);
 	c->last_active_ms = mono_ms();
 	event_del(&c->bev);
@@ -583,7 +976,7 @@ static void conn_connect_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	log_debug("frontend %s: connect to %s: %s", c->fe->conf.name, c->be->conf.name,
 		  strerror(err));
-	c->be->connect_failures++;
+	atomic_fetch_add_explicit(&c->be->connect_failures, 1, memory_order_relaxed);
 	conn_connect(c);
 }
 
@@ -594,7 +987,7 @@ static void conn_connect(struct conn *c)
 
 	for (;;) {
 		if (c->be) {
-			fe->retried++;
+			atomic_fetch_add_explicit(&fe->retried, 1, memory_order_relaxed);
 			if (!c->tried)
 				c->tried = xcalloc(MAX_TRIED, sizeof(*c->tried));
 			c->tried[c->ntried++] = c->be;
@@ -608,10 +1001,10 @@ static void conn_connect(struct conn *c)
 		/* tried[] holds pointers only to compare; a backend freed
 		 * meanwhile cannot be picked again, so no reference is needed. */
 		struct backend *b = NULL;
-		if (fe->pool && c->ntried <= fe->conf.retries)
+		if (c->ntried <= fe->conf.retries)
 			b = pool_pick(fe->pool, &c->src.sa, c->tried, c->ntried);
 		if (!b) {
-			fe->no_backend++;
+			atomic_fetch_add_explicit(&fe->no_backend, 1, memory_order_relaxed);
 			if (warn_ok(fe))
 				log_warn("frontend %s: no backend reachable for a client after "
 					 "%u attempts",
@@ -619,10 +1012,8 @@ static void conn_connect(struct conn *c)
 			conn_close(c, false);
 			return;
 		}
-		c->be = b;
-		backend_ref(b);
-		b->active++;
-		be_list_add(c);
+		c->be = b; /* pool_pick took the reference */
+		atomic_fetch_add_explicit(&b->active, 1, memory_order_relaxed);
 
 		const struct sockaddr_conf *a = &b->conf.addr;
 		c->bfd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -642,27 +1033,13 @@ static void conn_connect(struct conn *c)
 		if (errno == EINPROGRESS) {
 			int64_t ms = fe->conf.connect_timeout_ms;
 			struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
-			event_assign(&c->bev, fe->base, c->bfd, EV_WRITE, conn_connect_cb, c);
+			event_assign(&c->bev, c->w->base, c->bfd, EV_WRITE, conn_connect_cb, c);
 			event_add(&c->bev, NULL);
 			evtimer_add(&c->tev, &tv);
 			return;
 		}
 		log_debug("frontend %s: connect to %s: %s", fe->conf.name, b->conf.name,
 			  strerror(errno));
-		b->connect_failures++;
+		atomic_fetch_add_explicit(&b->connect_failures, 1, memory_order_relaxed);
 	}
-}
-
-size_t relay_close_backend_conns(struct backend *b, size_t n)
-{
-	size_t closed = 0;
-
-	/* Hold b: closing its last connection may drop its last reference. */
-	backend_ref(b);
-	while (b->conns && closed < n) {
-		conn_close(b->conns, false);
-		closed++;
-	}
-	backend_unref(b);
-	return closed;
 }

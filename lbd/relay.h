@@ -1,21 +1,34 @@
 /*
- * relay.h - frontends, their listeners, and the TCP relay.
+ * relay.h - worker threads, frontends, their listeners, and the TCP relay.
  *
- * A frontend accepts on its listeners, picks a backend from its pool, and
- * relays bytes both ways on non-blocking sockets with plain libevent events
- * (no bufferevents: the data path must stay ours to tune). A failed connect
- * (refused, unreachable, timed out) moves the client to the next backend,
- * up to conf.retries times, before any byte of the client is sent, so a dead
- * master costs the client nothing. Half-close is relayed in both directions;
- * a reset on one side is passed on as a reset to the other.
+ * The relay runs on worker threads, one event loop each (default: one per
+ * core). Every listen address is opened once per worker with SO_REUSEPORT,
+ * so the kernel spreads new connections over the workers and a connection
+ * lives on one thread for its whole life, without locks. The main thread
+ * (config, checks, admin API) talks to workers only through commands
+ * (listen, stop listening, close a backend's connections, exit) and through
+ * what workers read atomically: pool snapshots and counters.
+ *
+ * A frontend accepts, picks a backend from its pool, and relays bytes both
+ * ways on non-blocking sockets with plain libevent events (no bufferevents).
+ * A failed connect (refused, unreachable, timed out) moves the client to the
+ * next backend, up to conf.retries times, before any byte of the client is
+ * sent, so a dead master costs the client nothing. Half-close is relayed in
+ * both directions; a reset on one side is passed on as a reset.
  *
  * A connection keeps no buffer while idle: data goes from a read straight to
  * a write; only what the peer could not take yet is kept, and reading from
- * that side pauses until it drains.
+ * that side pauses until it drains. Bulk transfers switch to splice(2)
+ * through a pipe, so their bytes never cross into user space.
+ *
+ * A frontend's settings never change once it exists: a reload that changes
+ * them makes a new frontend (taking over the listening sockets) and retires
+ * the old one, which is freed after its last connection.
  */
 #ifndef LBD_RELAY_H
 #define LBD_RELAY_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -24,44 +37,60 @@
 
 struct event_base;
 struct listener;
+struct relay;
+struct epoch;
 
 struct frontend {
-	struct frontend_conf conf;
-	struct pool *pool;
-	struct event_base *base;
-	struct listener **ls;
+	struct frontend_conf conf; /* immutable */
+	struct pool *pool;	   /* held (pool_hold) */
+	struct relay *r;
+	struct listener **ls; /* main thread's view, to send commands */
 	size_t nls;
-	uint64_t active;      /* client connections now */
-	uint64_t total;	      /* accepted ever */
-	uint64_t refused_max; /* closed at once: max_connections reached */
-	uint64_t no_backend;  /* closed: no backend could be reached */
-	uint64_t retried;     /* connects moved to another backend after a failure */
-	bool retired;	      /* removed by a reload; freed with its last connection */
-	struct conn *conns;   /* its client connections (the list is relay.c's) */
-	int64_t last_warn_ms; /* rate limit for warnings */
+	_Atomic uint64_t active;      /* client connections now */
+	_Atomic uint64_t total;	      /* accepted ever */
+	_Atomic uint64_t refused_max; /* closed at once: max_connections reached */
+	_Atomic uint64_t no_backend;  /* closed: no backend could be reached */
+	_Atomic uint64_t retried;     /* connects moved to another backend after a failure */
+	_Atomic int64_t last_warn_ms; /* rate limit for warnings */
+	bool retired;		      /* main thread: replaced or removed by a reload */
 };
 
-/* Opens (binds and listens) every address of conf, without accepting yet.
- * On failure returns -1 and a message in err (caller frees). */
-int relay_listeners_open(const struct frontend_conf *conf, struct listener ***ls, size_t *nls,
-			 char **err);
+/* Starts nthreads workers (0: one per core). The epoch reclaimer and the
+ * retired-frontend reaper run on main_base. */
+struct relay *relay_start(struct event_base *main_base, int nthreads, char **err);
+/* Closes every connection, stops and joins the workers. */
+void relay_stop(struct relay *r);
+/* After relay_stop and after the last pool_free: frees what is left. */
+void relay_free(struct relay *r);
+struct epoch *relay_epoch(const struct relay *r);
+int relay_nthreads(const struct relay *r);
+/* Connections of retired frontends still open. */
+uint64_t relay_retired_active(const struct relay *r);
+
+/* Opens (binds and listens) every address of conf once per worker, without
+ * accepting yet. On failure returns -1 and a message in err (caller frees). */
+int relay_listeners_open(struct relay *r, const struct frontend_conf *conf, struct listener ***ls,
+			 size_t *nls, char **err);
+/* Closes listeners that were opened but never given to a frontend. */
 void relay_listeners_close(struct listener **ls, size_t nls);
 
 /* Takes ownership of the opened listeners and starts accepting. */
-struct frontend *frontend_new(struct event_base *base, const struct frontend_conf *conf,
-			      struct pool *pool, struct listener **ls, size_t nls);
-/* Reload: new settings and pool; if ls is not NULL, they replace the
- * listeners (the old ones are closed; established connections stay). */
-void frontend_update(struct frontend *fe, const struct frontend_conf *conf, struct pool *pool,
-		     struct listener **ls, size_t nls);
+struct frontend *frontend_new(struct relay *r, const struct frontend_conf *conf, struct pool *pool,
+			      struct listener **ls, size_t nls);
+/* Reload: returns fe if nothing changed, else a new frontend with the new
+ * settings, taking over fe's listeners (ls NULL) or using ls. The caller
+ * retires fe when a new one is returned. */
+struct frontend *frontend_update(struct frontend *fe, const struct frontend_conf *conf,
+				 struct pool *pool, struct listener **ls, size_t nls);
 /* Stops accepting. */
 void frontend_stop(struct frontend *fe);
-/* Stops accepting and frees fe once its last connection ends. */
+/* Stops accepting; freed after its last connection. */
 void frontend_retire(struct frontend *fe);
-/* Frees at once, closing every connection (for exit). */
+/* At exit, after relay_stop. */
 void frontend_free(struct frontend *fe);
 
-/* Closes up to n of b's connections (the drain deadline); returns how many. */
-size_t relay_close_backend_conns(struct backend *b, size_t n);
+/* Asks the workers to close up to n of b's connections (the drain deadline);
+ * returns how many were asked for. They close asynchronously. */
+size_t relay_close_backend_conns(struct relay *r, struct backend *b, size_t n);
 
 #endif

@@ -35,7 +35,7 @@ uint64_t server_active_conns(const struct server *s)
 	uint64_t n = 0;
 	for (size_t i = 0; i < s->nfes; i++)
 		n += s->fes[i]->active;
-	return n;
+	return n + relay_retired_active(s->relay);
 }
 
 static bool same_listen(const struct frontend_conf *a, const struct frontend_conf *b)
@@ -64,7 +64,7 @@ static int prepare_listeners(struct server *s, const struct config *cfg, struct 
 		struct frontend *fe = server_frontend(s, fc->name);
 		if (fe && same_listen(&fe->conf, fc))
 			continue;
-		if (relay_listeners_open(fc, &prep[i].ls, &prep[i].nls, err) < 0) {
+		if (relay_listeners_open(s->relay, fc, &prep[i].ls, &prep[i].nls, err) < 0) {
 			for (size_t j = 0; j < i; j++)
 				if (prep[j].ls)
 					relay_listeners_close(prep[j].ls, prep[j].nls);
@@ -96,7 +96,7 @@ static struct pool *apply_pool(struct server *s, struct pool *p, const struct po
 	if (p) {
 		pool_update(p, &pc);
 	} else {
-		p = pool_new(&pc, s->eng);
+		p = pool_new(&pc, s->eng, relay_epoch(s->relay));
 		p->on_change = on_pool_change;
 		p->on_change_arg = s;
 		log_info("pool %s: %zu backends, balance %s", p->conf.name, p->nbe,
@@ -149,9 +149,9 @@ static void apply_frontends(struct server *s, const struct config *cfg, struct p
 		struct pool *p = server_pool(s, fc->pool);
 		BUG_ON(!p); /* validated: a frontend names an existing pool */
 		if (fe)
-			frontend_update(fe, fc, p, prep[i].ls, prep[i].nls);
+			fe = frontend_update(fe, fc, p, prep[i].ls, prep[i].nls);
 		else
-			fe = frontend_new(s->base, fc, p, prep[i].ls, prep[i].nls);
+			fe = frontend_new(s->relay, fc, p, prep[i].ls, prep[i].nls);
 		nf[i] = fe;
 	}
 	for (size_t i = 0; i < s->nfes; i++) {
@@ -235,6 +235,11 @@ int server_start(struct server *s, struct event_base *base, const char *config_p
 	s->started_wall = (int64_t)time(NULL);
 	s->eng = check_engine_new(base);
 	s->drain = drainer_new(base, s);
+	s->relay = relay_start(base, cfg->threads, err);
+	if (!s->relay) {
+		config_free(cfg);
+		return -1;
+	}
 	if (state_open(&s->st, cfg->state_dir, err) < 0) {
 		char *e = *err;
 		*err = xasprintf("runtime state: %s (lbd will not guess at acknowledged edits: "
@@ -597,18 +602,22 @@ void server_shutdown(struct server *s)
 
 void server_free(struct server *s)
 {
+	/* Workers first: once joined, nothing else reads shared state. */
+	relay_stop(s->relay);
 	for (size_t i = 0; i < s->nfes; i++)
 		frontend_free(s->fes[i]);
 	xfree(&s->fes);
+	drainer_free(s->drain);
+	s->drain = NULL;
 	for (size_t i = 0; i < s->npools; i++)
 		pool_free(s->pools[i]);
 	xfree(&s->pools);
+	relay_free(s->relay); /* runs the deferred frees: pool snapshots */
+	s->relay = NULL;
 	if (s->eng)
 		check_engine_free(s->eng);
 	if (s->stop_timer)
 		event_free(s->stop_timer);
-	drainer_free(s->drain);
-	s->drain = NULL;
 	state_free(&s->st);
 	xfree(&s->last_reload_error);
 	config_free(s->cfg);

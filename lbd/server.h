@@ -49,6 +49,7 @@ struct server {
 	char *last_reload_error; /* NULL after a good reload */
 	struct lbd_state st;	 /* the runtime overlay, as persisted */
 	struct drainer *drain;
+	struct relay *relay; /* the worker threads */
 };
 
 /* Why an edit or a reload was refused (the admin API maps it to a status). */

@@ -31,11 +31,22 @@ static struct pool *make_pool(enum balance bal, const int *weights, size_t n)
 		pc.backends[i].weight = weights[i];
 		ck_assert_int_eq(sockaddr_conf_parse(addr, &pc.backends[i].addr, &why), 0);
 	}
-	p = pool_new(&pc, NULL);
+	p = pool_new(&pc, NULL, NULL);
 	for (size_t i = 0; i < n; i++)
 		backend_conf_free(&pc.backends[i]);
 	free(pc.backends);
 	return p;
+}
+
+/* pool_pick for a test: the reference it takes is dropped at once (the
+ * pool still holds the backend). */
+static struct backend *pick(struct pool *p, const struct sockaddr *src,
+			    struct backend *const *tried, size_t ntried)
+{
+	struct backend *b = pool_pick(p, src, tried, ntried);
+	if (b)
+		backend_unref(b);
+	return b;
 }
 
 static void set_up(struct pool *p, size_t i, bool up)
@@ -44,6 +55,7 @@ static void set_up(struct pool *p, size_t i, bool up)
 	check_health_init(&b->health, 2, 3);
 	check_health_update(&b->health, up);
 	b->last.tcp_ok = up;
+	b->last_tcp_ok = up;
 	pool_recheck(p);
 }
 
@@ -71,7 +83,7 @@ START_TEST(round_robin_follows_weights)
 
 	all_up(p);
 	for (int i = 0; i < 700; i++) {
-		size_t k = index_of(p, pool_pick(p, NULL, NULL, 0));
+		size_t k = index_of(p, pick(p, NULL, NULL, 0));
 		count[k]++;
 		if (i < 7)
 			seq[i] = (char)('a' + k);
@@ -93,13 +105,13 @@ START_TEST(least_conn_balances_active_by_weight)
 	all_up(p);
 	/* Open 400 connections that all stay: actives end up 1:2:1. */
 	for (int i = 0; i < 400; i++)
-		pool_pick(p, NULL, NULL, 0)->active++;
+		pick(p, NULL, NULL, 0)->active++;
 	ck_assert_uint_eq(p->be[0]->active, 100);
 	ck_assert_uint_eq(p->be[1]->active, 200);
 	ck_assert_uint_eq(p->be[2]->active, 100);
 	/* The least loaded (per weight) gets the next one. */
 	p->be[2]->active = 10;
-	ck_assert_ptr_eq(pool_pick(p, NULL, NULL, 0), p->be[2]);
+	ck_assert_ptr_eq(pick(p, NULL, NULL, 0), p->be[2]);
 	pool_free(p);
 }
 END_TEST
@@ -113,7 +125,7 @@ START_TEST(least_conn_spreads_ties)
 	all_up(p);
 	/* Short connections (closed before the next): ties must rotate. */
 	for (int i = 0; i < 300; i++)
-		count[index_of(p, pool_pick(p, NULL, NULL, 0))]++;
+		count[index_of(p, pick(p, NULL, NULL, 0))]++;
 	ck_assert_uint_eq(count[0], 100);
 	ck_assert_uint_eq(count[1], 100);
 	ck_assert_uint_eq(count[2], 100);
@@ -137,11 +149,11 @@ START_TEST(source_hash_is_sticky_and_weighted)
 	all_up(p);
 	for (int i = 0; i < 3000; i++) {
 		struct sockaddr_in c = client(i);
-		struct backend *b = pool_pick(p, (struct sockaddr *)&c, NULL, 0);
+		struct backend *b = pick(p, (struct sockaddr *)&c, NULL, 0);
 		first[i] = index_of(p, b);
 		count[first[i]]++;
 		/* Same client, same backend. */
-		ck_assert_ptr_eq(pool_pick(p, (struct sockaddr *)&c, NULL, 0), b);
+		ck_assert_ptr_eq(pick(p, (struct sockaddr *)&c, NULL, 0), b);
 	}
 	/* Weight 2 gets about half. */
 	ck_assert_msg(count[2] > 1300 && count[2] < 1700, "weight-2 share %zu", count[2]);
@@ -149,7 +161,7 @@ START_TEST(source_hash_is_sticky_and_weighted)
 	set_up(p, 0, false);
 	for (int i = 0; i < 3000; i++) {
 		struct sockaddr_in c = client(i);
-		size_t k = index_of(p, pool_pick(p, (struct sockaddr *)&c, NULL, 0));
+		size_t k = index_of(p, pick(p, (struct sockaddr *)&c, NULL, 0));
 		if (first[i] != 0)
 			ck_assert_uint_eq(k, first[i]);
 		else
@@ -170,7 +182,7 @@ START_TEST(down_drain_disabled_and_zero_weight_get_nothing)
 	backend_set_state(p->be[1], BE_DRAIN);
 	backend_set_state(p->be[2], BE_DISABLED);
 	for (int i = 0; i < 50; i++)
-		ck_assert_ptr_eq(pool_pick(p, NULL, NULL, 0), p->be[4]);
+		ck_assert_ptr_eq(pick(p, NULL, NULL, 0), p->be[4]);
 	pool_free(p);
 }
 END_TEST
@@ -185,14 +197,16 @@ START_TEST(fail_safe_prefers_live_backends)
 	ck_assert(p->fail_safe);
 	/* b1 fails /readyz but still accepts TCP: it gets the traffic. */
 	p->be[1]->last.tcp_ok = true;
+	pool_recheck(p);
 	for (int i = 0; i < 10; i++)
-		ck_assert_ptr_eq(pool_pick(p, NULL, NULL, 0), p->be[1]);
+		ck_assert_ptr_eq(pick(p, NULL, NULL, 0), p->be[1]);
 	/* Nobody live: still try someone enabled rather than no one. */
 	p->be[1]->last.tcp_ok = false;
-	ck_assert_ptr_nonnull(pool_pick(p, NULL, NULL, 0));
+	pool_recheck(p);
+	ck_assert_ptr_nonnull(pick(p, NULL, NULL, 0));
 	set_up(p, 2, true);
 	ck_assert(!p->fail_safe);
-	ck_assert_ptr_eq(pool_pick(p, NULL, NULL, 0), p->be[2]);
+	ck_assert_ptr_eq(pick(p, NULL, NULL, 0), p->be[2]);
 	pool_free(p);
 }
 END_TEST
@@ -207,9 +221,9 @@ START_TEST(tried_backends_are_skipped)
 	tried[0] = p->be[0];
 	tried[1] = p->be[2];
 	for (int i = 0; i < 10; i++)
-		ck_assert_ptr_eq(pool_pick(p, NULL, tried, 2), p->be[1]);
+		ck_assert_ptr_eq(pick(p, NULL, tried, 2), p->be[1]);
 	tried[2] = p->be[1];
-	ck_assert_ptr_null(pool_pick(p, NULL, tried, 3));
+	ck_assert_ptr_null(pick(p, NULL, tried, 3));
 	pool_free(p);
 }
 END_TEST
