@@ -165,6 +165,10 @@ void admin_error(struct admin_req *r, int status, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	/* msg may quote the request (a path from any client): JSON wants UTF-8. */
+	for (char *p = msg; *p; p++)
+		if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f)
+			*p = '?';
 	admin_reply_json(r, status, json_pack("{s:s}", "error", msg));
 }
 
