@@ -7,6 +7,8 @@
 #   make unit        unit tests only;  make integration  integration tests only
 #   make fuzz        every libFuzzer harness for FUZZ_TIME s (default 60); tests/fuzz/fuzz.mk
 #   make bench       lbd against HAProxy, side by side: bench/RESULTS.md
+#   make deb         the Debian package: $(BUILD)/lbd_VERSION_ARCH.deb (scripts/mkdeb.sh)
+#   make install     PREFIX=/usr/local DESTDIR= SYSCONFDIR=/etc (scripts/install.sh)
 #   make format      clang-format the C sources;  make format-check  fails on a diff
 #   make clean
 
@@ -35,6 +37,8 @@ DEPS_PKGS := build-essential pkg-config libevent-dev libssl-dev libyaml-dev libj
 	libcurl4-openssl-dev check openssl curl python3 python3-yaml python3-prometheus-client \
 	nginx-light haproxy clang-format iproute2 procps psmisc wrk iperf3 valgrind \
 	etcd-server etcd-client clang libclang-rt-14-dev llvm
+# The package and the keepalived pair: make deb, lintian, systemd-analyze, test_pair.
+DEPS_PKGS += dpkg-dev lintian man-db systemd keepalived bash-completion adduser
 
 CORE_SRCS := $(wildcard common/*.c config/*.c gate/*.c upgrade/*.c) \
 	$(filter-out lbd/main.c,$(wildcard lbd/*.c))
@@ -88,7 +92,7 @@ deps:
 	export DEBIAN_FRONTEND=noninteractive; \
 	apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null \
 		|| { echo "deps: apt-get install failed"; exit 1; }; \
-	for s in nginx haproxy; do systemctl disable --now $$s >/dev/null 2>&1 || true; done
+	for s in nginx haproxy keepalived; do systemctl disable --now $$s >/dev/null 2>&1 || true; done
 
 run: deps all
 	@$(PY) scripts/demo.py --build $(BUILD)
@@ -105,6 +109,16 @@ test: deps all format-check fuzz-quick unit integration
 # Side by side with HAProxy on this machine; writes bench/RESULTS.md.
 bench: deps all
 	$(PY) bench/run.py --build $(BUILD)
+
+PREFIX     ?= /usr/local
+SYSCONFDIR ?= /etc
+.PHONY: deb install
+deb:
+	@BUILD=$(BUILD) sh scripts/mkdeb.sh
+
+install: all
+	BUILD=$(BUILD) PREFIX=$(PREFIX) DESTDIR=$(DESTDIR) SYSCONFDIR=$(SYSCONFDIR) \
+		sh scripts/install.sh
 
 format:
 	clang-format -i $(ALL_C) $(wildcard */*.h)
