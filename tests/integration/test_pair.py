@@ -323,7 +323,8 @@ class PairTest(harness.TestCase):
         active = self.vip_holders()[0]
         standby = [r for r in NODES if r != active][0]
         kas[standby].log.wait(r"Entering BACKUP STATE", T(10), proc=kas[standby])
-        harness.note("VIP on %s after %.1fs", active, time.monotonic() - t0)
+        print("\n  [pair] VIP on %s %.1fs after keepalived started" % (active, time.monotonic() - t0),
+              file=sys.stderr, flush=True)
 
         prober = self.start_prober()
         self.wait_probes_ok(prober, 0.0, 10, T(10), "the VIP to answer the client")
@@ -352,7 +353,7 @@ class PairTest(harness.TestCase):
         msg = ("failover: VIP moved %.2fs after the kill; first new connection through %s "
                "succeeded %.2fs after the kill (client saw %d failed attempts over %.2fs)"
                % (t_moved - t_kill, standby, gap, len(fails), outage))
-        print("\n  [pair] " + msg, file=sys.stderr, flush=True)
+        print("  [pair] " + msg, file=sys.stderr, flush=True)
         self.assertLess(gap, T(8), msg)
 
         # Bring the killed lbd back: its keepalived returns to BACKUP and,
