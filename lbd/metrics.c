@@ -153,6 +153,11 @@ static void m_frontends(FILE *f, const struct server *s)
 		fe_line(f, "lbd_frontend_refused_total", s->fes[i], ",reason=\"no_backend\"",
 			s->fes[i]->no_backend);
 	}
+	head(f, "lbd_frontend_tls_handshake_failures_total", "counter",
+	     "Mode tls: client handshakes that failed or timed out.");
+	for (size_t i = 0; i < s->nfes; i++)
+		fe_line(f, "lbd_frontend_tls_handshake_failures_total", s->fes[i], "",
+			s->fes[i]->tls_failures);
 	head(f, "lbd_frontend_connect_retries_total", "counter",
 	     "Connects moved to another backend after a refused or timed-out connect.");
 	for (size_t i = 0; i < s->nfes; i++)

@@ -25,6 +25,8 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -69,7 +71,7 @@ struct half {
 	bool shut;	  /* we passed the FIN on to dst */
 };
 
-enum conn_phase { PH_CONNECTING, PH_RELAYING };
+enum conn_phase { PH_HANDSHAKE, PH_CONNECTING, PH_RELAYING };
 
 struct conn {
 	struct worker *w;
@@ -80,7 +82,9 @@ struct conn {
 	short cwant, bwant; /* interest now registered */
 	uint8_t phase;
 	uint8_t ntried;
-	struct backend **tried; /* only while connecting after a failure */
+	bool tls_read_wants_write; /* SSL_read needs the socket writable */
+	SSL *ssl;		   /* mode tls: the client side */
+	struct backend **tried;	   /* only while connecting after a failure */
 	struct event cev, bev, tev;
 	struct half c2b, b2c;
 	int64_t last_active_ms;
@@ -270,6 +274,8 @@ static void frontend_destroy(void *arg)
 {
 	struct frontend *fe = arg;
 
+	if (fe->ssl_ctx)
+		SSL_CTX_free(fe->ssl_ctx);
 	pool_release(fe->pool);
 	for (size_t i = 0; i < fe->conf.nlisten; i++)
 		sockaddr_conf_free(&fe->conf.listen[i]);
@@ -515,10 +521,11 @@ static struct frontend *frontend_make(struct relay *r, const struct frontend_con
 }
 
 struct frontend *frontend_new(struct relay *r, const struct frontend_conf *conf, struct pool *pool,
-			      struct listener **ls, size_t nls)
+			      struct listener **ls, size_t nls, SSL_CTX *ctx)
 {
 	struct frontend *fe = frontend_make(r, conf, pool);
 
+	fe->ssl_ctx = ctx;
 	fe->ls = ls;
 	fe->nls = nls;
 	listeners_start(fe);
@@ -539,12 +546,14 @@ static bool frontend_conf_equal(const struct frontend_conf *a, const struct fron
 #undef SAME_STR
 
 struct frontend *frontend_update(struct frontend *fe, const struct frontend_conf *conf,
-				 struct pool *pool, struct listener **ls, size_t nls)
+				 struct pool *pool, struct listener **ls, size_t nls, SSL_CTX *ctx)
 {
-	if (!ls && pool == fe->pool && frontend_conf_equal(&fe->conf, conf))
+	if (!ls && !ctx && pool == fe->pool && frontend_conf_equal(&fe->conf, conf))
 		return fe;
 
 	struct frontend *nfe = frontend_make(fe->r, conf, pool);
+	nfe->ssl_ctx = ctx;
+	atomic_store(&nfe->tls_failures, atomic_load(&fe->tls_failures));
 	/* Counters carry on: the frontend is the same to operators. */
 	atomic_store(&nfe->total, atomic_load(&fe->total));
 	atomic_store(&nfe->refused_max, atomic_load(&fe->refused_max));
@@ -603,6 +612,49 @@ static void listener_resume(evutil_socket_t fd, short what, void *arg)
 	event_add(&l->ev, NULL);
 }
 
+static void conn_handshake_cb(evutil_socket_t fd, short what, void *arg);
+
+/* Mode tls: completes the server handshake, then connects to a backend.
+ * Backends are not touched for clients that fail it. */
+static void conn_handshake(struct conn *c)
+{
+	int r = SSL_accept(c->ssl);
+	short want;
+
+	if (r == 1) {
+		event_del(&c->cev);
+		c->cwant = 0;
+		event_del(&c->tev);
+		conn_connect(c);
+		return;
+	}
+	switch (SSL_get_error(c->ssl, r)) {
+	case SSL_ERROR_WANT_READ:
+		want = EV_READ;
+		break;
+	case SSL_ERROR_WANT_WRITE:
+		want = EV_WRITE;
+		break;
+	default: {
+		char buf[160];
+		ERR_error_string_n(ERR_peek_last_error(), buf, sizeof(buf));
+		ERR_clear_error();
+		atomic_fetch_add_explicit(&c->fe->tls_failures, 1, memory_order_relaxed);
+		log_debug("frontend %s: TLS handshake failed: %s", c->fe->conf.name, buf);
+		conn_close(c, false);
+		return;
+	}
+	}
+	event_del(&c->cev);
+	event_assign(&c->cev, c->w->base, c->cfd, want, conn_handshake_cb, c);
+	event_add(&c->cev, NULL);
+}
+
+static void conn_handshake_cb(evutil_socket_t fd, short what, void *arg)
+{
+	conn_handshake(arg);
+}
+
 static void conn_new(struct worker *w, struct frontend *fe, int fd, const struct sockaddr *sa,
 		     socklen_t salen)
 {
@@ -626,6 +678,20 @@ static void conn_new(struct worker *w, struct frontend *fe, int fd, const struct
 	event_assign(&c->cev, w->base, -1, 0, NULL, NULL);
 	event_assign(&c->bev, w->base, -1, 0, NULL, NULL);
 	evtimer_assign(&c->tev, w->base, conn_timer_cb, c);
+	if (fe->ssl_ctx) {
+		int64_t ms = fe->conf.connect_timeout_ms;
+		struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+		c->ssl = SSL_new(fe->ssl_ctx);
+		if (!c->ssl || SSL_set_fd(c->ssl, fd) != 1) {
+			ERR_clear_error();
+			conn_close(c, false);
+			return;
+		}
+		c->phase = PH_HANDSHAKE;
+		evtimer_add(&c->tev, &tv); /* the handshake gets the connect timeout */
+		conn_handshake(c);
+		return;
+	}
 	conn_connect(c);
 }
 
@@ -718,6 +784,8 @@ static void conn_close(struct conn *c, bool rst)
 		c->next->prev = c->prev;
 	half_free(&c->c2b);
 	half_free(&c->b2c);
+	if (c->ssl)
+		SSL_free(c->ssl);
 	free(c->tried);
 	free(c);
 	/* The last touch of fe: a retired frontend may be freed after it. */
@@ -735,12 +803,66 @@ static void count_bytes(struct conn *c, const struct half *h, ssize_t w)
 		atomic_fetch_add_explicit(&c->be->bytes_in, (uint64_t)w, memory_order_relaxed);
 }
 
+/* read(2), or SSL_read on the client side of a TLS frontend, with read's
+ * conventions: 0 at EOF, -1 with errno EAGAIN when it would block. */
+static ssize_t io_read(struct conn *c, int fd, void *buf, size_t n)
+{
+	if (!c->ssl || fd != c->cfd)
+		return read(fd, buf, n);
+	int r = SSL_read(c->ssl, buf, (int)n);
+	if (r > 0)
+		return r;
+	switch (SSL_get_error(c->ssl, r)) {
+	case SSL_ERROR_ZERO_RETURN:
+		return 0;
+	case SSL_ERROR_WANT_WRITE:
+		c->tls_read_wants_write = true;
+		/* fall through */
+	case SSL_ERROR_WANT_READ:
+		errno = EAGAIN;
+		return -1;
+	default:
+		ERR_clear_error();
+		errno = ECONNRESET;
+		return -1;
+	}
+}
+
+static ssize_t io_write(struct conn *c, int fd, const void *buf, size_t n)
+{
+	if (!c->ssl || fd != c->cfd)
+		return write(fd, buf, n);
+	int r = SSL_write(c->ssl, buf, (int)n);
+	if (r > 0)
+		return r;
+	switch (SSL_get_error(c->ssl, r)) {
+	case SSL_ERROR_WANT_READ:
+	case SSL_ERROR_WANT_WRITE:
+		errno = EAGAIN;
+		return -1;
+	default:
+		ERR_clear_error();
+		errno = EPIPE;
+		return -1;
+	}
+}
+
+/* Passes a FIN on: TLS says close_notify first. */
+static void io_shut_wr(struct conn *c, int fd)
+{
+	if (c->ssl && fd == c->cfd) {
+		SSL_shutdown(c->ssl);
+		ERR_clear_error();
+	}
+	shutdown(fd, SHUT_WR);
+}
+
 /* Writes what is pending in h to dst. Returns -1 on a write error, 0 if
  * something is still pending, 1 if all is written. */
 static int half_flush(struct conn *c, struct half *h, int dst)
 {
 	while (h->len > 0) {
-		ssize_t w = write(dst, h->buf + h->off, h->len);
+		ssize_t w = io_write(c, dst, h->buf + h->off, h->len);
 		if (w < 0) {
 			if (errno == EAGAIN || errno == EINTR)
 				return 0;
@@ -814,14 +936,15 @@ static int half_pump(struct conn *c, struct half *h, int src, int dst)
 	int r = half_flush(c, h, dst);
 	if (r <= 0)
 		return r;
-	half_maybe_splice(h);
+	if (!c->ssl) /* TLS bytes must pass through OpenSSL */
+		half_maybe_splice(h);
 	if (h->pipe[0] >= 0) {
 		if (half_splice(c, h, src, dst) < 0)
 			return -1;
 		goto fin;
 	}
 	for (int i = 0; i < 4 && !h->eof; i++) {
-		ssize_t n = read(src, relay_buf, sizeof(relay_buf));
+		ssize_t n = io_read(c, src, relay_buf, sizeof(relay_buf));
 		if (n < 0) {
 			if (errno == EAGAIN || errno == EINTR)
 				break;
@@ -833,7 +956,7 @@ static int half_pump(struct conn *c, struct half *h, int src, int dst)
 		}
 		c->last_active_ms = mono_ms();
 		h->moved += (uint64_t)n;
-		ssize_t w = write(dst, relay_buf, (size_t)n);
+		ssize_t w = io_write(c, dst, relay_buf, (size_t)n);
 		if (w < 0) {
 			if (errno != EAGAIN && errno != EINTR)
 				return -1;
@@ -853,7 +976,7 @@ static int half_pump(struct conn *c, struct half *h, int src, int dst)
 fin:
 	/* Pass a FIN on once everything before it was written. */
 	if (h->eof && h->len == 0 && h->in_pipe == 0 && !h->shut) {
-		shutdown(dst, SHUT_WR);
+		io_shut_wr(c, dst);
 		h->shut = true;
 	}
 	return 0;
@@ -871,9 +994,11 @@ static void conn_relay_cb(evutil_socket_t fd, short what, void *arg)
 	int r = 0;
 
 	if (client) {
+		bool rw = c->tls_read_wants_write && (what & EV_WRITE);
+		c->tls_read_wants_write = false;
 		if (what & EV_WRITE)
 			r = half_pump(c, &c->b2c, c->bfd, c->cfd);
-		if (r >= 0 && (what & EV_READ))
+		if (r >= 0 && ((what & EV_READ) || rw))
 			r = half_pump(c, &c->c2b, c->cfd, c->bfd);
 	} else {
 		if (what & EV_WRITE)
@@ -890,6 +1015,10 @@ static void conn_relay_cb(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	conn_update_events(c);
+	/* OpenSSL may hold decrypted or buffered records the kernel no longer
+	 * reports as readable: come back for them. */
+	if (c->ssl && (c->cwant & EV_READ) && SSL_has_pending(c->ssl))
+		event_active(&c->cev, EV_READ, 0);
 }
 
 static void set_interest(struct conn *c, struct event *ev, int fd, short *have, short want)
@@ -915,7 +1044,7 @@ static void conn_update_events(struct conn *c)
 
 	if (!c->c2b.eof && !half_pending(&c->c2b))
 		cw |= EV_READ;
-	if (half_pending(&c->b2c))
+	if (half_pending(&c->b2c) || c->tls_read_wants_write)
 		cw |= EV_WRITE;
 	if (!c->b2c.eof && !half_pending(&c->b2c))
 		bw |= EV_READ;
@@ -929,6 +1058,11 @@ static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct conn *c = arg;
 
+	if (c->phase == PH_HANDSHAKE) {
+		atomic_fetch_add_explicit(&c->fe->tls_failures, 1, memory_order_relaxed);
+		conn_close(c, false);
+		return;
+	}
 	if (c->phase == PH_CONNECTING) {
 		log_debug("frontend %s: connect to %s timed out", c->fe->conf.name,
 			  c->be->conf.name);

@@ -37,6 +37,7 @@
 
 struct event_base;
 struct listener;
+struct ssl_ctx_st; /* OpenSSL's SSL_CTX */
 struct relay;
 struct epoch;
 
@@ -46,13 +47,15 @@ struct frontend {
 	struct relay *r;
 	struct listener **ls; /* main thread's view, to send commands */
 	size_t nls;
-	_Atomic uint64_t active;      /* client connections now */
-	_Atomic uint64_t total;	      /* accepted ever */
-	_Atomic uint64_t refused_max; /* closed at once: max_connections reached */
-	_Atomic uint64_t no_backend;  /* closed: no backend could be reached */
-	_Atomic uint64_t retried;     /* connects moved to another backend after a failure */
-	_Atomic int64_t last_warn_ms; /* rate limit for warnings */
-	bool retired;		      /* main thread: replaced or removed by a reload */
+	_Atomic uint64_t active;       /* client connections now */
+	_Atomic uint64_t total;	       /* accepted ever */
+	_Atomic uint64_t refused_max;  /* closed at once: max_connections reached */
+	_Atomic uint64_t no_backend;   /* closed: no backend could be reached */
+	_Atomic uint64_t retried;      /* connects moved to another backend after a failure */
+	_Atomic uint64_t tls_failures; /* mode tls: handshakes that failed */
+	_Atomic int64_t last_warn_ms;  /* rate limit for warnings */
+	struct ssl_ctx_st *ssl_ctx;    /* mode tls: certificate and settings, owned */
+	bool retired;		       /* main thread: replaced or removed by a reload */
 };
 
 /* Starts nthreads workers (0: one per core). The epoch reclaimer and the
@@ -74,14 +77,17 @@ int relay_listeners_open(struct relay *r, const struct frontend_conf *conf, stru
 /* Closes listeners that were opened but never given to a frontend. */
 void relay_listeners_close(struct listener **ls, size_t nls);
 
-/* Takes ownership of the opened listeners and starts accepting. */
+/* Takes ownership of the opened listeners (and of ctx, for mode tls: see
+ * lbd/tls.h) and starts accepting. */
 struct frontend *frontend_new(struct relay *r, const struct frontend_conf *conf, struct pool *pool,
-			      struct listener **ls, size_t nls);
+			      struct listener **ls, size_t nls, struct ssl_ctx_st *ctx);
 /* Reload: returns fe if nothing changed, else a new frontend with the new
- * settings, taking over fe's listeners (ls NULL) or using ls. The caller
- * retires fe when a new one is returned. */
+ * settings, taking over fe's listeners (ls NULL) or using ls. A TLS frontend
+ * is always renewed, so certificate files are re-read on every reload. The
+ * caller retires fe when a new one is returned. */
 struct frontend *frontend_update(struct frontend *fe, const struct frontend_conf *conf,
-				 struct pool *pool, struct listener **ls, size_t nls);
+				 struct pool *pool, struct listener **ls, size_t nls,
+				 struct ssl_ctx_st *ctx);
 /* Stops accepting. */
 void frontend_stop(struct frontend *fe);
 /* Stops accepting; freed after its last connection. */

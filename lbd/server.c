@@ -13,6 +13,7 @@
 #include "common/xmalloc.h"
 #include "lbd/check.h"
 #include "lbd/drain.h"
+#include "lbd/tls.h"
 
 struct pool *server_pool(const struct server *s, const char *name)
 {
@@ -54,7 +55,18 @@ static bool same_listen(const struct frontend_conf *a, const struct frontend_con
 struct prepared {
 	struct listener **ls;
 	size_t nls;
+	SSL_CTX *ctx; /* mode tls: certificate and key, freshly loaded */
 };
+
+static void prepared_free(struct prepared *prep, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (prep[i].ls)
+			relay_listeners_close(prep[i].ls, prep[i].nls);
+		if (prep[i].ctx)
+			SSL_CTX_free(prep[i].ctx);
+	}
+}
 
 static int prepare_listeners(struct server *s, const struct config *cfg, struct prepared *prep,
 			     char **err)
@@ -62,12 +74,19 @@ static int prepare_listeners(struct server *s, const struct config *cfg, struct 
 	for (size_t i = 0; i < cfg->nfrontends; i++) {
 		const struct frontend_conf *fc = &cfg->frontends[i];
 		struct frontend *fe = server_frontend(s, fc->name);
+		if (fc->mode == FE_MODE_TLS) {
+			char *who = xasprintf("frontend %s", fc->name);
+			prep[i].ctx = tls_server_ctx(&fc->tls, who, err);
+			free(who);
+			if (!prep[i].ctx) {
+				prepared_free(prep, i);
+				return -1;
+			}
+		}
 		if (fe && same_listen(&fe->conf, fc))
 			continue;
 		if (relay_listeners_open(s->relay, fc, &prep[i].ls, &prep[i].nls, err) < 0) {
-			for (size_t j = 0; j < i; j++)
-				if (prep[j].ls)
-					relay_listeners_close(prep[j].ls, prep[j].nls);
+			prepared_free(prep, i + 1);
 			return -1;
 		}
 	}
@@ -149,9 +168,9 @@ static void apply_frontends(struct server *s, const struct config *cfg, struct p
 		struct pool *p = server_pool(s, fc->pool);
 		BUG_ON(!p); /* validated: a frontend names an existing pool */
 		if (fe)
-			fe = frontend_update(fe, fc, p, prep[i].ls, prep[i].nls);
+			fe = frontend_update(fe, fc, p, prep[i].ls, prep[i].nls, prep[i].ctx);
 		else
-			fe = frontend_new(s->relay, fc, p, prep[i].ls, prep[i].nls);
+			fe = frontend_new(s->relay, fc, p, prep[i].ls, prep[i].nls, prep[i].ctx);
 		nf[i] = fe;
 	}
 	for (size_t i = 0; i < s->nfes; i++) {
@@ -203,9 +222,7 @@ static enum server_err server_apply(struct server *s, struct config *cfg, bool r
 		state_clear(&st);
 		if (state_save(&st, err, &eno) < 0) {
 			rc = eno == ENOSPC || eno == EDQUOT ? SERR_NOSPACE : SERR_PERSIST;
-			for (size_t i = 0; i < cfg->nfrontends; i++)
-				if (prep[i].ls)
-					relay_listeners_close(prep[i].ls, prep[i].nls);
+			prepared_free(prep, cfg->nfrontends);
 			state_free(&st);
 			free(prep);
 			return rc;
