@@ -260,6 +260,7 @@ class PairTest(harness.TestCase):
         for k, v in fields.items():
             text = text.replace("{{%s}}" % k, v)
         self.assertNotIn("{{", text, "a template field was left unfilled")
+        os.makedirs(self.path(role), exist_ok=True)
         path = self.path(role, "keepalived.conf")
         with open(path, "w") as f:
             f.write(text)
@@ -300,10 +301,35 @@ class PairTest(harness.TestCase):
     # -- the test ---------------------------------------------------------------
 
     def test_keepalived_conf_template_is_valid(self):
-        """The template, filled in, passes keepalived's own config test."""
+        """The template, filled in (its comments left out), passes
+        keepalived's own config test."""
         os.makedirs(self.path("a"), exist_ok=True)
         conf = self.keepalived_config("a")
         r = subprocess.run([KEEPALIVED, "--config-test", "--use-file", conf],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=20)
+        self.assertEqual(r.returncode, 0, r.stdout.decode(errors="replace"))
+
+    def test_deploy_md_sed_command(self):
+        """docs/deploy.md's sed line, run as written (paths moved into the
+        test dir), gives a config keepalived accepts."""
+        with open(os.path.join(ROOT, "docs", "deploy.md")) as f:
+            doc = f.read()
+        m = re.search(r"^(sed .*?keepalived\.conf\.tmpl > /etc/keepalived/keepalived\.conf)$",
+                      doc, re.M | re.S)
+        self.assertIsNotNone(m, "docs/deploy.md has no sed line for the template")
+        out = self.path("keepalived.conf")
+        cmd = m.group(1).replace("/usr/share/doc/lbd/examples/keepalived.conf.tmpl", TEMPLATE)
+        cmd = cmd.replace("/etc/keepalived/keepalived.conf", out)
+        # keepalived checks that the track_script exists: the built lbctl,
+        # in a root-only directory, stands in for the installed one.
+        self.keepalived_config("a")
+        cmd = cmd.replace("/usr/bin/lbctl", self.path("bin", "lbctl"))
+        subprocess.run(["bash", "-euc", cmd], check=True, timeout=20)
+        with open(out) as f:
+            text = f.read()
+        body = "".join(l for l in text.splitlines(True) if not l.lstrip().startswith("#"))
+        self.assertNotIn("{{", body, "the documented sed left a field unfilled")
+        r = subprocess.run([KEEPALIVED, "--config-test", "--use-file", out],
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=20)
         self.assertEqual(r.returncode, 0, r.stdout.decode(errors="replace"))
 
