@@ -10,6 +10,7 @@
  * granted before the store has it.
  */
 #include "gate/gate.h"
+#include "lbd/tls.h"
 
 #include <errno.h>
 #include <event2/buffer.h>
@@ -758,13 +759,8 @@ static int open_listener(struct gate *g, char **err)
 		return -1;
 	}
 	if (g->conf->tls.cert && g->conf->tls.key) {
-		g->ssl = SSL_CTX_new(TLS_server_method());
-		SSL_CTX_set_min_proto_version(g->ssl, TLS1_2_VERSION);
-		if (SSL_CTX_use_certificate_chain_file(g->ssl, g->conf->tls.cert) != 1 ||
-		    SSL_CTX_use_PrivateKey_file(g->ssl, g->conf->tls.key, SSL_FILETYPE_PEM) != 1) {
-			*err =
-			    xasprintf("gate.tls: cannot load %s / %s: %s", g->conf->tls.cert,
-				      g->conf->tls.key, ERR_reason_error_string(ERR_get_error()));
+		g->ssl = tls_server_ctx(&g->conf->tls, "gate.tls", err);
+		if (!g->ssl) {
 			close(fd);
 			return -1;
 		}

@@ -7,6 +7,7 @@
  * through server_backend_*(), which validate, persist and only then apply.
  */
 #include "lbd/admin.h"
+#include "lbd/tls.h"
 
 #include <errno.h>
 #include <event2/buffer.h>
@@ -643,29 +644,12 @@ static int open_unix(struct admin *a, const char *path, int mode, char **err)
 	return 0;
 }
 
-static SSL_CTX *server_tls(const struct tls_conf *t, char **err)
-{
-	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
-
-	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-	if (SSL_CTX_use_certificate_chain_file(ctx, t->cert) != 1 ||
-	    SSL_CTX_use_PrivateKey_file(ctx, t->key, SSL_FILETYPE_PEM) != 1 ||
-	    SSL_CTX_check_private_key(ctx) != 1) {
-		char buf[256];
-		ERR_error_string_n(ERR_get_error(), buf, sizeof(buf));
-		*err = xasprintf("admin TLS: %s / %s: %s", t->cert, t->key, buf);
-		SSL_CTX_free(ctx);
-		return NULL;
-	}
-	return ctx;
-}
-
 static int open_tcp(struct admin *a, const struct sockaddr_conf *addr, const char *what, bool token,
 		    bool metrics_only, const struct tls_conf *tls, char **err)
 {
 	SSL_CTX *ctx = NULL;
 
-	if (tls && tls->cert && tls->key && !(ctx = server_tls(tls, err)))
+	if (tls && tls->cert && tls->key && !(ctx = tls_server_ctx(tls, what, err)))
 		return -1;
 	struct evconnlistener *lev = evconnlistener_new_bind(
 	    a->base, NULL, NULL, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC,
