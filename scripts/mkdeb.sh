@@ -31,7 +31,8 @@ DEB=$OUT/lbd_${VERSION}_${ARCH}.deb
 export DEB_BUILD_MAINT_OPTIONS=hardening=+all
 CF="$(dpkg-buildflags --get CPPFLAGS) $(dpkg-buildflags --get CFLAGS)"
 LF="$(dpkg-buildflags --get LDFLAGS)"
-make -s -C "$ROOT" BUILD="$HARD" EXTRA_CFLAGS="$CF" LDFLAGS="$LF" all
+# SAN= : never a sanitizer build in a package, even under make test SAN=1.
+make -s -C "$ROOT" BUILD="$HARD" SAN= EXTRA_CFLAGS="$CF" LDFLAGS="$LF" all
 
 # 2. The file tree.
 rm -rf "$STAGE" "$SRC"
