@@ -5,10 +5,12 @@
 #ifndef LBD_FUZZ_H
 #define LBD_FUZZ_H
 
+#include <ftw.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/log.h"
 #include "common/xmalloc.h"
@@ -41,6 +43,26 @@ static inline char *fuzz_cstr(const uint8_t *data, size_t size)
 static inline void fuzz_quiet_logs(void)
 {
 	log_setup(LOG_FMT_TEXT, LOG_LVL_ERR, "fuzz");
+}
+
+/* Removes a harness's scratch directory when the fuzzer exits. */
+static char fuzz_scratch[128];
+
+static inline int fuzz_rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	return remove(path) < 0 ? 0 : 0;
+}
+
+static inline void fuzz_rm_scratch(void)
+{
+	if (fuzz_scratch[0])
+		nftw(fuzz_scratch, fuzz_rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static inline void fuzz_scratch_at_exit(const char *dir)
+{
+	snprintf(fuzz_scratch, sizeof(fuzz_scratch), "%s", dir);
+	atexit(fuzz_rm_scratch);
 }
 
 #endif

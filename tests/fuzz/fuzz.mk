@@ -20,6 +20,9 @@ FUZZ_SRCS  := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BINS  := $(FUZZ_SRCS:tests/fuzz/%.c=$(FUZZ_DIR)/%)
 FUZZ_OBJS  := $(CORE_SRCS:%.c=$(FUZZ_DIR)/obj/%.o)
 
+# The harnesses themselves use Linux/GNU APIs (accept4, nftw).
+$(FUZZ_DIR)/obj/tests/fuzz/%.o: FUZZ_CFLAGS += -D_GNU_SOURCE
+
 # Extra link flags per harness (fuzz_kubeconfig confines the files it may read).
 FUZZ_LDFLAGS_fuzz_kubeconfig := -Wl,--wrap=fopen
 

@@ -72,6 +72,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	snprintf(dir, sizeof(dir), "/dev/shm/lbd-fuzz-admin.%d", (int)getpid());
 	if (mkdir(dir, 0700) < 0 && errno != EEXIST)
 		fatal("fuzz_admin: mkdir %s", dir);
+	fuzz_scratch_at_exit(dir);
 	snprintf(sock_path, sizeof(sock_path), "%s/admin.sock", dir);
 	put("token", "s3cret\n", token, sizeof(token));
 	tcp_port = free_port();

@@ -13,7 +13,6 @@
  * time; a detail that is non-empty printable ASCII; OK only with status 200;
  * a bad status quotes it ("readyz 503..."); the TCP connect counts as done.
  */
-#define _GNU_SOURCE /* accept4 */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <event2/event.h>

@@ -43,6 +43,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	snprintf(dir, sizeof(dir), "/tmp/lbd-fuzz-gate.%d", (int)getpid());
 	if (mkdir(dir, 0700) < 0 && errno != EEXIST)
 		fatal("fuzz_gate: mkdir %s", dir);
+	fuzz_scratch_at_exit(dir);
 	snprintf(cfg, sizeof(cfg), "%s/state", dir);
 	if (mkdir(cfg, 0700) < 0 && errno != EEXIST)
 		fatal("fuzz_gate: mkdir %s", cfg);

@@ -50,6 +50,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	snprintf(dir, sizeof(dir), "/tmp/lbd-fuzz-kc.%d", (int)getpid());
 	if (mkdir(dir, 0700) < 0 && errno != EEXIST)
 		fatal("fuzz_kubeconfig: mkdir %s", dir);
+	fuzz_scratch_at_exit(dir);
 	put("ca.crt", "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n");
 	put("client.crt", "-----BEGIN CERTIFICATE-----\nMIIC\n-----END CERTIFICATE-----\n");
 	put("client.key", "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n");
