@@ -51,6 +51,8 @@ LBCTL_OBJS := $(LBCTL_SRCS:%.c=$(BUILD)/obj/%.o)
 UNIT_BINS  := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 
 .PHONY: all deps run test unit integration format format-check clean bench
+# Keep the objects of test binaries: they are not throwaway intermediates.
+.SECONDARY:
 all: $(BUILD)/lbd $(BUILD)/lbctl
 
 # Rebuild everything when the flags change (SAN=1 after a plain build, say).
