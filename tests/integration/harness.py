@@ -12,7 +12,9 @@ and a name (wait_for / LogFile.wait), never bare sleeps used as assertions.
             ...
 
 Environment: LBD_BUILD (default "build") holds lbd; SAN set and not empty
-(sanitizer build) multiplies every timeout by 3.
+(sanitizer build) multiplies every timeout by 3; LBD_TEST_TMP is where the
+run's temp dir goes (default $TMPDIR or /tmp); LBD_KEEP_TMP=1 keeps it (logs
+of every process) after the run; LBD_TEST_VERBOSE=1 prints measurements.
 """
 
 import atexit
@@ -53,12 +55,8 @@ def T(seconds):
 
 def run_dir():
     """The temp area of this test run (certs live here), removed at exit."""
-    global _run_dir
     with _run_lock:
-        if _run_dir is None:
-            _run_dir = tempfile.mkdtemp(prefix="lbd-it-")
-            atexit.register(_cleanup_run_dir)
-        return _run_dir
+        return run_dir_unlocked()
 
 
 def _cleanup_run_dir():
@@ -69,6 +67,13 @@ def _cleanup_run_dir():
 
 # --------------------------------------------------------------------------
 # Waiting
+
+
+def note(fmt, *args):
+    """A measurement worth seeing: printed when LBD_TEST_VERBOSE is set."""
+    if os.environ.get("LBD_TEST_VERBOSE"):
+        sys.stderr.write("  [note] " + (fmt % args if args else fmt) + "\n")
+        sys.stderr.flush()
 
 
 class WaitTimeout(AssertionError):
@@ -212,7 +217,7 @@ def certs():
     run with the openssl CLI. Returns dict(ca=, cert=, key=) paths."""
     global _certs
     with _run_lock:
-        if _certs is None:
+        if _certs is None or not all(os.path.exists(p) for p in _certs.values()):
             _certs = make_certs(os.path.join(run_dir_unlocked(), "certs"))
         return _certs
 
@@ -220,8 +225,10 @@ def certs():
 def run_dir_unlocked():
     global _run_dir
     if _run_dir is None:
-        _run_dir = tempfile.mkdtemp(prefix="lbd-it-")
+        _run_dir = tempfile.mkdtemp(prefix="lbd-it-", dir=os.environ.get("LBD_TEST_TMP"))
         atexit.register(_cleanup_run_dir)
+    # Someone else's clean-up of /tmp may have removed it under us: recreate it.
+    os.makedirs(_run_dir, mode=0o700, exist_ok=True)
     return _run_dir
 
 
@@ -278,6 +285,7 @@ class Proc:
                                       stdout=stdout if stdout is not None else self._err,
                                       stderr=self._err, cwd=cwd, env=env, start_new_session=True)
         self.pid = self.popen.pid
+        self.killed = False  # stop() had to SIGKILL it
         with _procs_lock:
             _procs.append(self)
 
@@ -308,6 +316,7 @@ class Proc:
             except ProcessLookupError:
                 pass
             if self.wait(timeout) is None:
+                self.killed = True
                 try:
                     os.killpg(self.pid, signal.SIGKILL)
                 except (ProcessLookupError, PermissionError):
@@ -528,7 +537,8 @@ class TestCase(unittest.TestCase):
 
     def setUp(self):
         super().setUp()
-        self.tmp = tempfile.mkdtemp(prefix=self.id().rsplit(".", 1)[-1] + "-", dir=run_dir())
+        # Short: the admin socket lives here and a unix socket path is at most 107 bytes.
+        self.tmp = tempfile.mkdtemp(prefix=self.id().rsplit(".", 1)[-1][5:29] + "-", dir=run_dir())
         self.procs = []
         self.addCleanup(self._stop_procs)
 
@@ -645,6 +655,7 @@ class TestCase(unittest.TestCase):
         path = self.write_config(cfg)
         p = self.spawn("lbd", [LBD, "-c", path], cwd=ROOT)
         p.config_path = path
+        self.addCleanup(self.check_clean_exit, p)
         if wait_listening and not isinstance(cfg, str):
             for fe in cfg["frontends"]:
                 for a in fe["listen"]:
@@ -652,6 +663,19 @@ class TestCase(unittest.TestCase):
         for b in wait_up or []:
             p.log.wait(r"backend %s is UP" % re.escape(b), T(10), proc=p)
         return p
+
+    SAN_MARKERS = re.compile(r"ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:|"
+                             r"ThreadSanitizer|Segmentation fault|Assertion .* failed")
+
+    def check_clean_exit(self, p):
+        """Stops lbd (SIGTERM) and fails the test if it crashed, exited
+        non-zero on its own, or a sanitizer reported anything."""
+        rc = p.stop(timeout=T(8))
+        bad = self.SAN_MARKERS.search(p.log.text())
+        if bad:
+            self.fail("%s (pid %d): sanitizer/crash report in its log:\n%s" % (p.name, p.pid, p.log.tail(n=60)))
+        if rc != 0 and not (p.killed and rc == -signal.SIGKILL):
+            self.fail("%s (pid %d) exited with %s; log tail:\n%s" % (p.name, p.pid, rc, p.log.tail()))
 
     def lbd_check(self, path):
         """`lbd -t -c path`: returns (exit status, stdout+stderr)."""
