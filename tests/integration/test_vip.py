@@ -41,9 +41,11 @@ class VipCase(harness.TestCase):
     def masters(self, n=3, **kw):
         return [self.start_apiserver("master-%d" % (i + 1), **kw) for i in range(n)]
 
-    def start_vip(self, backends, **kw):
+    def start_vip(self, backends, weights=None, **kw):
         cfg = self.lbd_config(backends, **kw)
-        up = ["vip/%s" % b.name for b in backends]
+        for b, w in zip(cfg["pools"][0]["backends"], weights or []):
+            b["weight"] = w
+        up = ["vip/%s" % (b[0] if isinstance(b, tuple) else b.name) for b in backends]
         self.lbd = self.start_lbd(cfg, wait_up=up)
         self.cfg = cfg
         self.vip = host_port(cfg["frontends"][0]["listen"][0])
@@ -200,6 +202,62 @@ class BackendLoss(VipCase):
         self.assertEqual(set(got), {"master-2", "master-3"})
 
 
+    def test_connect_timeout_is_retried_on_next_backend(self):
+        """A backend whose SYNs go unanswered (listen backlog full, nothing
+        accepting) while lbd still thinks it UP: clients are served by the
+        next backend after the connect timeout, not failed."""
+        def pong(c):
+            c.recv(100)
+            c.sendall(b"pong\n")
+        good = RawBackend("good", pong)
+        self.addCleanup(good.close)
+        # The black hole: backlog 1, accepts only until told to stop.
+        hole = socket.socket()
+        self.addCleanup(hole.close)
+        hole.bind((LOOPBACK, 0))
+        hole.listen(1)
+        accepting = threading.Event()
+        accepting.set()
+
+        def accept_while_told():
+            while accepting.is_set():
+                hole.settimeout(0.05)
+                try:
+                    hole.accept()[0].close()
+                except (socket.timeout, OSError):
+                    pass
+        threading.Thread(target=accept_while_told, daemon=True).start()
+        self.start_vip([("hole", "%s:%d" % hole.getsockname()), good],
+                       health={"type": "tcp", "interval": "30s", "timeout": "1s"},
+                       frontend={"timeouts": {"connect": "400ms", "idle": "30s"}})
+        accepting.clear()
+        time.sleep(0.1)  # let the accept loop notice (not an assertion)
+        fill = []
+        for _ in range(16):  # fill the backlog until a connect is dropped
+            s = socket.socket()
+            s.settimeout(0.3)
+            fill.append(s)
+            try:
+                s.connect(hole.getsockname())
+            except (socket.timeout, OSError):
+                break
+        else:
+            self.skipTest("could not fill a listen backlog on this kernel")
+        self.addCleanup(lambda: [s.close() for s in fill])
+        took = []
+        for i in range(6):
+            t0 = time.monotonic()
+            c = socket.create_connection(self.vip, timeout=T(5))
+            with c:
+                c.sendall(b"ping\n")
+                self.assertEqual(recv_all(c), b"pong\n", "request %d" % i)
+            took.append(time.monotonic() - t0)
+        harness.note("connect-timeout retries: %s", " ".join("%.2fs" % t for t in took))
+        self.assertLess(max(took), T(0.4 + 1.0))
+        self.assertGreaterEqual(max(took), 0.35, "no request went to the black hole first: "
+                                "the test did not exercise the connect timeout")
+
+
 class HealthChecks(VipCase):
     def test_hung_readyz_taken_out_in_bound_and_back_after_rise(self):
         """/readyz accepts TCP but never answers: DOWN within
@@ -271,6 +329,21 @@ class HealthChecks(VipCase):
         self.lbd.log.wait(r"pool vip: fail-safe over", T(5), since=mark, proc=self.lbd)
         self.lbd.log.wait(r"backend vip/master-1 is UP", T(5), since=mark, proc=self.lbd)
         self.assertEqual(set(self.who(10)), {"master-1"})
+
+
+class Balance(VipCase):
+    def test_round_robin_weights(self):
+        ms = self.masters(2)
+        self.start_vip(ms, pool={"balance": "round_robin"}, weights=[1, 3])
+        got = self.who(40)
+        harness.note("weights 1:3 -> %d:%d", got.count("master-1"), got.count("master-2"))
+        self.assertAlmostEqual(got.count("master-2"), 30, delta=3, msg="weight 3 of 4 over 40: %s" % got)
+
+    def test_source_hash_sticks(self):
+        ms = self.masters(3)
+        self.start_vip(ms, pool={"balance": "source_hash"})
+        got = self.who(12)
+        self.assertEqual(len(set(got)), 1, "one client address, one backend: %s" % got)
 
 
 class Reload(VipCase):
