@@ -285,7 +285,8 @@ class TestBackendFaults(FaultCase):
                 except socket.timeout:
                     continue
             self.assertEqual(out, msg)
-        self.assertLess(rss_kb(p.pid) - rss0, 64 * 1024, "lbd's RSS grew with the unread bytes")
+        if not os.environ.get("SAN"):  # ASan's quarantine makes RSS meaningless
+            self.assertLess(rss_kb(p.pid) - rss0, 64 * 1024, "lbd's RSS grew with the unread bytes")
         stuck.close()
         self.assertTrue(p.alive())
 
@@ -365,6 +366,8 @@ class TestAdminSlowloris(FaultCase):
             s.connect(self.sock)
             s.sendall(b"GET /v1/sta")
             s.close()
+        # Answered only once lbd has accepted every connection before it (FIFO backlog).
+        self.assertEqual(api(self.sock, "GET", "/v1/status")[0], 200)
         wait_for(lambda: fd_count(p.pid) <= base + 2, T(2), "lbd's fds back to %d" % base)
 
 
