@@ -124,6 +124,8 @@ static void on_check(void *arg, const struct check_result *res)
 
 	b->last = *res;
 	b->checks++;
+	if (ok)
+		atomic_store(&b->suspect_until_ms, 0);
 	if (res->reason < CHK_REASON_MAX)
 		b->check_fails[res->reason] += !ok;
 	b->check_usec_sum += res->latency_us;
@@ -420,6 +422,20 @@ static void pool_publish(struct pool *p)
 
 /* ---- balancing (worker threads: reads only the snapshot) ---- */
 
+#define SUSPECT_MS 2000
+
+void backend_connect_failed(struct backend *b)
+{
+	atomic_fetch_add_explicit(&b->connect_failures, 1, memory_order_relaxed);
+	atomic_store_explicit(&b->suspect_until_ms, mono_ms() + SUSPECT_MS, memory_order_relaxed);
+}
+
+static bool suspect(const struct backend *b)
+{
+	int64_t until = atomic_load_explicit(&b->suspect_until_ms, memory_order_relaxed);
+	return until != 0 && mono_ms() < until;
+}
+
 static bool was_tried(const struct backend *b, struct backend *const *tried, size_t ntried)
 {
 	for (size_t i = 0; i < ntried; i++)
@@ -428,10 +444,22 @@ static bool was_tried(const struct backend *b, struct backend *const *tried, siz
 	return false;
 }
 
+/* A suspect backend leaves the up tier; the fail-safe tiers keep it, so a
+ * pool whose every backend failed a connect still gets tried. */
 static bool usable(const struct pool_snap *sn, size_t i, uint8_t tier, struct backend *const *tried,
 		   size_t ntried)
 {
-	return (sn->be[i].tiers & tier) && !was_tried(sn->be[i].b, tried, ntried);
+	return (sn->be[i].tiers & tier) && !was_tried(sn->be[i].b, tried, ntried) &&
+	       !(tier == TIER_UP && suspect(sn->be[i].b));
+}
+
+/* A retry scans from where the first pick was: it must not move the
+ * cursor, or every next client would start at the failed backend again. */
+static unsigned cursor_next(struct pool_snap *sn, size_t ntried)
+{
+	if (ntried > 0)
+		return atomic_load_explicit(&sn->cursor, memory_order_relaxed);
+	return atomic_fetch_add_explicit(&sn->cursor, 1, memory_order_relaxed);
 }
 
 static struct backend *pick_least_conn(struct pool_snap *sn, uint8_t tier,
@@ -439,7 +467,7 @@ static struct backend *pick_least_conn(struct pool_snap *sn, uint8_t tier,
 {
 	size_t best = SIZE_MAX, n = sn->n;
 	uint64_t best_active = 0;
-	unsigned off = atomic_fetch_add_explicit(&sn->cursor, 1, memory_order_relaxed);
+	unsigned off = cursor_next(sn, ntried);
 
 	/* Lowest (active+1)/weight wins, compared by cross-multiplication.
 	 * Start at a rotating offset so ties spread over the backends. */
@@ -460,7 +488,7 @@ static struct backend *pick_least_conn(struct pool_snap *sn, uint8_t tier,
 static struct backend *pick_round_robin(struct pool_snap *sn, uint8_t tier,
 					struct backend *const *tried, size_t ntried)
 {
-	unsigned c = atomic_fetch_add_explicit(&sn->cursor, 1, memory_order_relaxed);
+	unsigned c = cursor_next(sn, ntried);
 
 	if (tier == TIER_UP && sn->nrr > 0) {
 		/* The precomputed order, from the cursor on, skipping tried. */

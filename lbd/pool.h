@@ -65,6 +65,10 @@ struct backend {
 	uint64_t check_hist[CHECK_HIST_BUCKETS + 1]; /* latency, cumulative at export */
 	int64_t check_usec_sum;
 	uint64_t health_changes, state_changes;
+	/* Passive check: a worker whose connect failed marks the backend
+	 * suspect until then (monotonic ms); picks avoid it while others are
+	 * up, and its next good check clears the mark. */
+	_Atomic int64_t suspect_until_ms;
 	/* Drain deadline: connections the workers may still close (relay.c). */
 	_Atomic int64_t close_budget;
 	/* Bytes relayed, counted by the workers. */
@@ -130,6 +134,9 @@ const char *backend_state_name(enum backend_state st);
 int backend_state_parse(const char *s, enum backend_state *out);
 /* Up by its check; unknown counts as not up. */
 bool backend_is_up(const struct backend *b);
+
+/* Any thread: a connect to b was refused or timed out. */
+void backend_connect_failed(struct backend *b);
 
 /* Re-evaluates the pool's fail-safe state, logs transitions, and publishes
  * a new snapshot. Call after any change to backends, states, weights. */

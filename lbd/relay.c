@@ -1066,7 +1066,7 @@ static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
 	if (c->phase == PH_CONNECTING) {
 		log_debug("frontend %s: connect to %s timed out", c->fe->conf.name,
 			  c->be->conf.name);
-		atomic_fetch_add_explicit(&c->be->connect_failures, 1, memory_order_relaxed);
+		backend_connect_failed(c->be);
 		conn_connect(c);
 		return;
 	}
@@ -1110,7 +1110,7 @@ static void conn_connect_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	log_debug("frontend %s: connect to %s: %s", c->fe->conf.name, c->be->conf.name,
 		  strerror(err));
-	atomic_fetch_add_explicit(&c->be->connect_failures, 1, memory_order_relaxed);
+	backend_connect_failed(c->be);
 	conn_connect(c);
 }
 
@@ -1174,6 +1174,6 @@ static void conn_connect(struct conn *c)
 		}
 		log_debug("frontend %s: connect to %s: %s", fe->conf.name, b->conf.name,
 			  strerror(errno));
-		atomic_fetch_add_explicit(&b->connect_failures, 1, memory_order_relaxed);
+		backend_connect_failed(b);
 	}
 }

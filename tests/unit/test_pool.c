@@ -263,6 +263,36 @@ START_TEST(update_keeps_state_and_replaces_moved)
 }
 END_TEST
 
+START_TEST(failed_connect_makes_a_backend_suspect_until_a_good_check)
+{
+	int w[] = {1, 1};
+	struct pool *p = make_pool(BAL_ROUND_ROBIN, w, 2);
+	struct backend *tried[1];
+
+	all_up(p);
+	/* b0 drops connects silently: the first client tries it, retries b1. */
+	struct backend *first = pick(p, NULL, NULL, 0);
+	tried[0] = first;
+	struct backend *retry = pick(p, NULL, tried, 1);
+	ck_assert_ptr_ne(first, retry);
+	backend_connect_failed(first);
+	/* Every next client goes straight to the other one... */
+	for (int i = 0; i < 10; i++)
+		ck_assert_ptr_eq(pick(p, NULL, NULL, 0), retry);
+	/* ...unless it is the only one left: the fail-safe tiers keep it. */
+	backend_connect_failed(retry);
+	ck_assert_ptr_nonnull(pick(p, NULL, NULL, 0));
+	/* What a good check does (on_check): the mark goes. */
+	atomic_store(&first->suspect_until_ms, 0);
+	atomic_store(&retry->suspect_until_ms, 0);
+	size_t seen0 = 0;
+	for (int i = 0; i < 10; i++)
+		seen0 += pick(p, NULL, NULL, 0) == p->be[0];
+	ck_assert_uint_eq(seen0, 5);
+	pool_free(p);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("pool");
@@ -279,6 +309,7 @@ int main(void)
 	tcase_add_test(tc, fail_safe_prefers_live_backends);
 	tcase_add_test(tc, tried_backends_are_skipped);
 	tcase_add_test(tc, update_keeps_state_and_replaces_moved);
+	tcase_add_test(tc, failed_connect_makes_a_backend_suspect_until_a_good_check);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
