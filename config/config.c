@@ -1049,6 +1049,7 @@ static const struct field gate_fields[] = {
 static const struct field top_fields[] = {
     STR(struct config, "state_dir", state_dir),
     INT(struct config, "threads", threads, 0, 256),
+    BOOL(struct config, "freebind", freebind),
     DUR(struct config, "shutdown_grace", shutdown_grace_ms, 0),
     SECTION(struct config, "admin", admin, admin_fields),
     SECTION(struct config, "metrics", metrics, metrics_fields),
@@ -1325,6 +1326,10 @@ static void validate_frontends(struct ctx *c, const struct ynode *root)
 		const struct frontend_conf *fe = &cfg->frontends[i];
 		const struct ynode *fn = item(root, "frontends", i);
 		char path[64], *kpath;
+
+		/* The top-level freebind is the default of every frontend. */
+		if (fn && !ynode_get(fn, "freebind"))
+			cfg->frontends[i].freebind = cfg->freebind;
 
 		snprintf(path, sizeof(path), "frontends[%zu]", i);
 		for (size_t j = 0; fe->name && j < i; j++) {

@@ -147,6 +147,7 @@ struct config {
 	char *state_dir;	   /* default /var/lib/lbd */
 	int threads;		   /* worker threads, 0 = one per core (default) */
 	int64_t shutdown_grace_ms; /* SIGTERM: wait this long for connections, default 30s */
+	bool freebind;		   /* default of frontends[].freebind (the standby of a pair) */
 	struct admin_conf admin;
 	struct metrics_conf metrics;
 	struct log_conf log;

@@ -303,6 +303,24 @@ START_TEST(test_defaults)
 }
 END_TEST
 
+START_TEST(test_freebind_default)
+{
+	struct config *cfg =
+	    load_ok("freebind: true\n"
+		    "frontends:\n"
+		    "  - {name: a, listen: ':6443', pool: masters}\n"
+		    "  - {name: b, listen: ':6444', pool: masters, freebind: false}\n" POOL);
+
+	ck_assert(cfg->freebind);
+	ck_assert(cfg->frontends[0].freebind);	/* inherits the top level */
+	ck_assert(!cfg->frontends[1].freebind); /* says otherwise */
+	config_free(cfg);
+	cfg = load_ok(FRONTEND POOL);
+	ck_assert(!cfg->frontends[0].freebind);
+	config_free(cfg);
+}
+END_TEST
+
 START_TEST(test_examples_load)
 {
 	static const char *const files[] = {"config/examples/demo.yaml",
@@ -738,6 +756,7 @@ int main(void)
 
 	tcase_add_test(good, test_full_config);
 	tcase_add_test(good, test_defaults);
+	tcase_add_test(good, test_freebind_default);
 	tcase_add_test(good, test_examples_load);
 	tcase_add_test(good, test_demo_values);
 	tcase_add_test(good, test_helpers);
