@@ -500,6 +500,7 @@ class TestStateFaults(FaultCase):
             t.start()
             time.sleep(0.3 + random.random() * 0.4)
             p.stop(signal.SIGKILL)
+            p.killed = True  # on purpose: harness.check_clean_exit accepts -SIGKILL then
             stop.set()
             t.join(T(5))
             self.assertTrue(acked, "no edit acknowledged before the kill")
