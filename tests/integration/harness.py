@@ -297,6 +297,8 @@ class Proc:
 
     def send_signal(self, sig):
         if self.popen.poll() is None:
+            if sig == signal.SIGKILL:
+                self.killed = True  # asked for: not a crash
             os.kill(self.pid, sig)
 
     def wait(self, timeout):
@@ -311,6 +313,8 @@ class Proc:
         Returns the exit status."""
         timeout = T(5) if timeout is None else timeout
         if self.popen.poll() is None:
+            if sig == signal.SIGKILL:
+                self.killed = True  # asked for: not a crash
             try:
                 os.kill(self.pid, sig)
             except ProcessLookupError:
