@@ -256,14 +256,14 @@ bool gate_window_open(const struct gate_conf *conf, int64_t now_ms, char **which
 	}
 	for (size_t i = 0; i < conf->nwindows && !open; i++) {
 		const struct gate_window *w = &conf->windows[i];
-		const char *tzname = w->tz ? w->tz : "UTC", *err = NULL;
+		const char *zone = w->tz ? w->tz : "UTC", *err = NULL;
 		struct tm tm;
 		char wt[128];
 		int start = hhmm(w->start), end = hhmm(w->end), now;
 
 		window_text(w, wt, sizeof(wt));
-		if (tz_localtime(tzname, now_ms / 1000, &tm, &err) < 0) {
-			gate_text_add(&why, "window %s: time zone %s: %s", wt, tzname, err);
+		if (tz_localtime(zone, now_ms / 1000, &tm, &err) < 0) {
+			gate_text_add(&why, "window %s: time zone %s: %s", wt, zone, err);
 			continue;
 		}
 		now = tm.tm_hour * 60 + tm.tm_min;
@@ -276,7 +276,7 @@ bool gate_window_open(const struct gate_conf *conf, int64_t now_ms, char **which
 			       (has_day(w, (tm.tm_wday + 6) % 7) && now < end);
 		if (open)
 			*which = xasprintf("inside window %s (now %s %02d:%02d %s)", wt,
-					   dn[tm.tm_wday], tm.tm_hour, tm.tm_min, tzname);
+					   dn[tm.tm_wday], tm.tm_hour, tm.tm_min, zone);
 		else
 			gate_text_add(&why, "%s (now %s %02d:%02d there)", wt, dn[tm.tm_wday],
 				      tm.tm_hour, tm.tm_min);
