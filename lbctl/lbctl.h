@@ -36,5 +36,7 @@ int cmd_status(int argc, char **argv, const struct lbctl_opts *o);
 int cmd_reload(int argc, char **argv, const struct lbctl_opts *o);
 int cmd_node(int argc, char **argv, const struct lbctl_opts *o);
 int cmd_gate(int argc, char **argv, const struct lbctl_opts *o);
+int cmd_upgrade(int argc, char **argv, const struct lbctl_opts *o);
+int cmd_migrate(int argc, char **argv, const struct lbctl_opts *o);
 
 #endif

@@ -27,6 +27,8 @@ static const struct verb verbs[] = {
     {"backend", cmd_backend, "backend add|remove|drain|enable|disable|weight ..."},
     {"status", cmd_status, "is lbd running and serving (--check for keepalived)"},
     {"reload", cmd_reload, "re-read the config file (--reset drops runtime edits)"},
+    {"upgrade", cmd_upgrade, "upgrade PLAN [--dry-run] [--resume] | upgrade status PLAN"},
+    {"migrate", cmd_migrate, "migrate PLAN [--dry-run] [--resume]: swap nodes behind the VIP"},
     {NULL, NULL, NULL},
 };
 
