@@ -21,6 +21,7 @@ struct verb {
 };
 
 static const struct verb verbs[] = {
+    {"gate", cmd_gate, "gate status|acquire|release|watch: the reboot gate"},
     {"node", cmd_node, "list, cordon, uncordon, drain Kubernetes nodes"},
     {"pools", cmd_pools, "every pool and backend at a glance (why a backend is down)"},
     {"pool", cmd_pool, "pool show POOL"},
