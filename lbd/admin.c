@@ -60,6 +60,7 @@ struct lst {
 	bool need_token;
 	bool metrics_only;
 	struct guard *guards;
+	struct event *sweep; /* frees the guards of connections evhttp has let go */
 };
 
 /* Holds a connection's bufferevent while its request is being read; when
@@ -408,6 +409,34 @@ static void guard_expired(evutil_socket_t fd, short what, void *arg)
 	guard_free(g);
 }
 
+#define GUARD_SWEEP_MS 100
+
+/*
+ * A guard's reference keeps the bufferevent (and its fd) alive after evhttp
+ * frees the connection, for instance when the client hangs up mid-request.
+ * libevent 2.1 has no close hook for incoming connections, but it clears a
+ * bufferevent's callbacks when its owner frees it: that is the sign. The
+ * sweep runs only while guards exist.
+ */
+static void guard_sweep(evutil_socket_t fd, short what, void *arg)
+{
+	struct lst *l = arg;
+	struct guard *g = l->guards, *next;
+
+	for (; g; g = next) {
+		bufferevent_data_cb rcb = NULL, wcb = NULL;
+		bufferevent_event_cb ecb = NULL;
+		next = g->next;
+		bufferevent_getcb(g->bev, &rcb, &wcb, &ecb, NULL);
+		if (!rcb && !wcb && !ecb)
+			guard_free(g); /* the last reference: closes the fd */
+	}
+	if (l->guards) {
+		struct timeval tv = {0, GUARD_SWEEP_MS * 1000};
+		evtimer_add(l->sweep, &tv);
+	}
+}
+
 static struct bufferevent *make_bev(struct event_base *base, void *arg)
 {
 	struct lst *l = arg;
@@ -435,6 +464,10 @@ static struct bufferevent *make_bev(struct event_base *base, void *arg)
 	if (g->next)
 		g->next->prev = g;
 	l->guards = g;
+	if (!evtimer_pending(l->sweep, NULL)) {
+		struct timeval sw = {0, GUARD_SWEEP_MS * 1000};
+		evtimer_add(l->sweep, &sw);
+	}
 	return bev;
 }
 
@@ -528,6 +561,7 @@ static struct lst *lst_new(struct admin *a, const char *what, bool need_token, b
 	l->http = evhttp_new(a->base);
 	if (!l->http)
 		fatal("cannot create an HTTP server");
+	l->sweep = evtimer_new(a->base, guard_sweep, l);
 	evhttp_set_max_body_size(l->http, ADMIN_MAX_BODY);
 	evhttp_set_max_headers_size(l->http, ADMIN_MAX_HEADERS);
 	evhttp_set_timeout(l->http, ADMIN_REQUEST_TIMEOUT_S);
@@ -545,6 +579,7 @@ static void lst_free(struct lst *l)
 	evhttp_free(l->http);
 	while (l->guards)
 		guard_free(l->guards);
+	event_free(l->sweep);
 	if (l->ssl)
 		SSL_CTX_free(l->ssl);
 	free(l);
