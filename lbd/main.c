@@ -24,9 +24,13 @@
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: lbd [-c FILE] [-t]\n"
+	fprintf(f, "usage: lbd [-c FILE] [-t] [-F]\n"
 		   "  -c FILE   config file (default " DEFAULT_CONFIG ")\n"
 		   "  -t        check the config and exit: 0 if valid, 1 with every error\n"
+		   "  -F        if the runtime state file (state_dir/pools.json) cannot be\n"
+		   "            read, rename it aside and start from the config file alone\n"
+		   "            (its runtime edits are not applied); without -F lbd refuses\n"
+		   "            to start\n"
 		   "  -h        this help\n"
 		   "Signals: SIGHUP reloads the config, SIGTERM/SIGINT stop gracefully.\n");
 }
@@ -65,16 +69,19 @@ static struct config *load_or_report(const char *path)
 int main(int argc, char **argv)
 {
 	const char *path = DEFAULT_CONFIG;
-	bool test_only = false;
+	bool test_only = false, from_config = false;
 	int ch;
 
-	while ((ch = getopt(argc, argv, "c:th")) != -1) {
+	while ((ch = getopt(argc, argv, "c:tFh")) != -1) {
 		switch (ch) {
 		case 'c':
 			path = optarg;
 			break;
 		case 't':
 			test_only = true;
+			break;
+		case 'F':
+			from_config = true;
 			break;
 		case 'h':
 			usage(stdout);
@@ -109,7 +116,7 @@ int main(int argc, char **argv)
 		fatal("cannot create the event loop");
 	struct server srv;
 	char *err = NULL;
-	if (server_start(&srv, base, path, cfg, &err) < 0)
+	if (server_start(&srv, base, path, cfg, from_config, &err) < 0)
 		fatal("cannot start: %s", err);
 	struct admin *admin = admin_new(base, &srv, &err);
 	if (!admin)

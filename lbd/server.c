@@ -242,8 +242,29 @@ static enum server_err server_apply(struct server *s, struct config *cfg, bool r
 	return SERR_OK;
 }
 
+/* -F: the state file could not be read; keep it for a human under a new
+ * name and start with no runtime edits. Returns true if that worked. */
+static bool set_state_aside(struct server *s, const char *state_dir, char **err)
+{
+	char *path = s->st.path ? xstrdup(s->st.path) : NULL;
+	char *aside = path ? xasprintf("%s.corrupt-%lld", path, (long long)time(NULL)) : NULL;
+	bool ok = path && rename(path, aside) == 0;
+
+	if (ok) {
+		log_warn("runtime state: %s; starting from the config file alone (-F), the "
+			 "unreadable file is kept as %s",
+			 *err, aside);
+		xfree(err);
+		state_free(&s->st);
+		ok = state_open(&s->st, state_dir, err) == 0;
+	}
+	free(path);
+	free(aside);
+	return ok;
+}
+
 int server_start(struct server *s, struct event_base *base, const char *config_path,
-		 struct config *cfg, char **err)
+		 struct config *cfg, bool from_config, char **err)
 {
 	memset(s, 0, sizeof(*s));
 	s->base = base;
@@ -257,10 +278,12 @@ int server_start(struct server *s, struct event_base *base, const char *config_p
 		config_free(cfg);
 		return -1;
 	}
-	if (state_open(&s->st, cfg->state_dir, err) < 0) {
+	if (state_open(&s->st, cfg->state_dir, err) < 0 &&
+	    !(from_config && set_state_aside(s, cfg->state_dir, err))) {
 		char *e = *err;
 		*err = xasprintf("runtime state: %s (lbd will not guess at acknowledged edits: "
-				 "fix or move the file away)",
+				 "fix or move the file away, or start with -F to run the config "
+				 "file alone)",
 				 e);
 		free(e);
 		config_free(cfg);

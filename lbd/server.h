@@ -87,9 +87,12 @@ void server_drain_done(struct server *s, struct backend *b);
 const struct backend_conf *server_file_backend(const struct server *s, const char *pool,
 					       const char *name);
 
-/* Builds pools and frontends from cfg (taken over). Returns -1 with *err. */
+/* Builds pools and frontends from cfg (taken over) and the persisted
+ * runtime edits. An unreadable state file stops the start, unless
+ * from_config: then it is renamed aside and lbd runs the file alone.
+ * Returns -1 with *err. */
 int server_start(struct server *s, struct event_base *base, const char *config_path,
-		 struct config *cfg, char **err);
+		 struct config *cfg, bool from_config, char **err);
 /* Re-reads config_path and applies it; returns 0, or -1 (all logged). */
 int server_reload(struct server *s);
 /* Stops accepting; the loop exits when connections end or the grace passes. */
