@@ -332,12 +332,16 @@ static bool read_token(struct admin *a, unsigned char digest[SHA256_DIGEST_LENGT
 	const char *path = a->s->cfg->admin.token_file;
 	char buf[ADMIN_MAX_TOKEN + 1];
 	int fd = path ? open(path, O_RDONLY | O_CLOEXEC) : -1;
-	ssize_t n = fd >= 0 ? read(fd, buf, ADMIN_MAX_TOKEN) : -1;
+	struct stat sb;
+	bool exposed = fd >= 0 && (fstat(fd, &sb) < 0 || (sb.st_mode & 077));
+	ssize_t n = fd >= 0 && !exposed ? read(fd, buf, ADMIN_MAX_TOKEN) : -1;
 	const char *why = NULL;
 
 	if (fd >= 0)
 		close(fd);
-	if (n < 0)
+	if (exposed)
+		why = "readable by group or others (chmod 600 it)";
+	else if (n < 0)
 		why = strerror(errno);
 	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' ' ||
 			 buf[n - 1] == '\t'))
@@ -1143,9 +1147,20 @@ struct admin *admin_new(struct event_base *base, struct server *s, char **err)
 	    open_unix(a, cfg->admin.socket, cfg->admin.socket_mode ? cfg->admin.socket_mode : 0600,
 		      err) < 0)
 		goto fail;
-	if (cfg->admin.listen &&
-	    open_tcp(a, cfg->admin.listen, "admin listener", true, false, &cfg->admin.tls, err) < 0)
-		goto fail;
+	if (cfg->admin.listen) {
+		/* At start-up, refuse outright what read_token would refuse
+		 * on every request: a secret others can read. */
+		struct stat sb;
+		if (stat(cfg->admin.token_file, &sb) == 0 && (sb.st_mode & 077)) {
+			*err = xasprintf("admin.token_file %s is readable by group or others "
+					 "(mode %04o): chmod 600 it",
+					 cfg->admin.token_file, (unsigned)(sb.st_mode & 07777));
+			goto fail;
+		}
+		if (open_tcp(a, cfg->admin.listen, "admin listener", true, false, &cfg->admin.tls,
+			     err) < 0)
+			goto fail;
+	}
 	if (cfg->metrics.listen &&
 	    open_tcp(a, cfg->metrics.listen, "metrics listener", false, true, NULL, err) < 0)
 		goto fail;

@@ -352,6 +352,13 @@ class TestApi(AdminCase):
         cfg = self.config([("a", a.address)], tcp_checks=True)
         cfg["admin"].update({"listen": "127.0.0.1:%d" % port, "token_file": tok,
                              "tls": {"cert": c["cert"], "key": c["key"]}})
+        # A token file others can read is refused at start, with the reason.
+        os.chmod(tok, 0o644)
+        path = self.write_config(cfg)
+        r = subprocess.run([harness.LBD, "-c", path], capture_output=True, text=True, timeout=T(20))
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("readable by group or others", r.stderr)
+        os.chmod(tok, 0o600)
         self.start(cfg)
         self.lbd.log.wait(r"admin listener: listening", T(5), proc=self.lbd)
         get = lambda hdrs: harness.http_get(LOOPBACK, port, "/v1/pools", tls=True, headers=hdrs)  # noqa: E731
@@ -371,6 +378,12 @@ class TestApi(AdminCase):
                            timeout=T(20), env=env)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(json.loads(r.stdout)["pools"][0]["name"], "vip")
+        # The secret never reaches the log or the metrics.
+        st, _, metrics = harness.http_get(LOOPBACK, port, "/metrics", tls=True,
+                                          headers={"Authorization": "Bearer s3cret-token"})
+        self.assertEqual(st, 200)
+        self.assertNotIn(b"s3cret", metrics)
+        self.assertNotIn("s3cret", self.lbd.log.text())
 
     def test_slow_client_cannot_hold_the_api(self):
         a = self.trickle("a")
