@@ -254,6 +254,12 @@ void tls_conf_copy(struct tls_conf *dst, const struct tls_conf *src)
 	dst->cert = dup_or_null(src->cert);
 	dst->key = dup_or_null(src->key);
 	dst->sni = dup_or_null(src->sni);
+	dst->ncerts = src->ncerts;
+	dst->certs = src->ncerts ? xcalloc(src->ncerts, sizeof(*dst->certs)) : NULL;
+	for (size_t i = 0; i < src->ncerts; i++) {
+		dst->certs[i].cert = dup_or_null(src->certs[i].cert);
+		dst->certs[i].key = dup_or_null(src->certs[i].key);
+	}
 }
 
 void tls_conf_free(struct tls_conf *t)
@@ -262,6 +268,12 @@ void tls_conf_free(struct tls_conf *t)
 	xfree(&t->cert);
 	xfree(&t->key);
 	xfree(&t->sni);
+	for (size_t i = 0; i < t->ncerts; i++) {
+		xfree(&t->certs[i].cert);
+		xfree(&t->certs[i].key);
+	}
+	xfree(&t->certs);
+	t->ncerts = 0;
 }
 
 void backend_conf_copy(struct backend_conf *dst, const struct backend_conf *src)
@@ -863,10 +875,20 @@ static const char *check_label(const char *s)
 		.elem_size = sizeof(et), .sub = tbl, .elem_init = init                             \
 	}
 
+static const struct field tls_cert_fields[] = {
+    STR(struct tls_cert, "cert", cert),
+    STR(struct tls_cert, "key", key),
+    END_FIELDS,
+};
+
 static const struct field tls_fields[] = {
-    BOOL(struct tls_conf, "verify", verify), STR(struct tls_conf, "ca", ca),
-    STR(struct tls_conf, "cert", cert),	     STR(struct tls_conf, "key", key),
-    STR(struct tls_conf, "sni", sni),	     END_FIELDS,
+    BOOL(struct tls_conf, "verify", verify),
+    STR(struct tls_conf, "ca", ca),
+    STR(struct tls_conf, "cert", cert),
+    STR(struct tls_conf, "key", key),
+    STR(struct tls_conf, "sni", sni),
+    LIST(struct tls_conf, "certs", certs, ncerts, struct tls_cert, tls_cert_fields, NULL),
+    END_FIELDS,
 };
 
 static const struct field health_fields[] = {
@@ -1251,6 +1273,17 @@ static void check_tls_pair(struct ctx *c, const struct tls_conf *t, const struct
 	if (!t->cert != !t->key)
 		cerr(c, near(tn, t->cert ? "cert" : "key", parent), path,
 		     "tls.cert and tls.key go together: set both or neither");
+	for (size_t i = 0; i < t->ncerts; i++) {
+		if (t->certs[i].cert && t->certs[i].key)
+			continue;
+		const struct ynode *en = item(tn, "certs", i);
+		cerr(c, en ? en : near(tn, "certs", parent), path,
+		     "tls.certs[%zu] needs both cert and key", i);
+	}
+	if (t->ncerts > 0 && !t->cert)
+		cerr(c, near(tn, "certs", parent), path,
+		     "tls.certs adds certificates to tls.cert and tls.key: set those too (the "
+		     "default for clients without a matching SNI)");
 }
 
 static void validate_pools(struct ctx *c, const struct ynode *root)

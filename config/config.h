@@ -34,12 +34,20 @@ struct sockaddr_conf {
  * system store), present cert/key, send sni. For listeners (lbd as a TLS
  * server): serve cert/key; when ca is set, require client certificates
  * signed by it; verify and sni do not apply. */
+/* An extra certificate of a TLS listener, served to clients whose SNI
+ * matches one of its names (tls.certs). */
+struct tls_cert {
+	char *cert, *key;
+};
+
 struct tls_conf {
 	bool verify; /* verify the peer's certificate (default true) */
 	char *ca;    /* CA bundle path, or NULL for the system store */
 	char *cert;  /* client certificate (checks) or server certificate (listeners) */
 	char *key;
-	char *sni; /* server name sent by checks; NULL: none */
+	char *sni;		/* server name sent by checks; NULL: none */
+	struct tls_cert *certs; /* listeners: more certificates, picked by SNI */
+	size_t ncerts;
 };
 
 struct health_conf {

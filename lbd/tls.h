@@ -11,7 +11,8 @@
 
 #include "config/config.h"
 
-/* Loads t->cert (a chain) and t->key. who names the user in errors
+/* Loads t->cert (a chain) and t->key, and each of t->certs, served to
+ * clients whose SNI one of its names matches. who names the user in errors
  * ("frontend vip"). Returns NULL with *err (caller frees) on failure. */
 SSL_CTX *tls_server_ctx(const struct tls_conf *t, const char *who, char **err);
 

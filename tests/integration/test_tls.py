@@ -17,12 +17,12 @@ import harness  # noqa: E402
 from harness import LOOPBACK, T, wait_for  # noqa: E402
 
 
-def peer_cert_cn(port):
+def peer_cert_cn(port, server_name=None):
     ctx = ssl.create_default_context(cafile=harness.certs()["ca"])
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
     with socket.create_connection((LOOPBACK, port), timeout=T(5)) as s:
-        with ctx.wrap_socket(s) as t:
+        with ctx.wrap_socket(s, server_hostname=server_name) as t:
             der = t.getpeercert(binary_form=True)
     pem = ssl.DER_cert_to_PEM_cert(der)
     out = subprocess.run(["openssl", "x509", "-noout", "-subject"], input=pem, capture_output=True,
@@ -111,6 +111,29 @@ class TlsFrontend(harness.TestCase):
         self.lbd.send_signal(signal.SIGHUP)
         self.lbd.log.wait(r"reload: refused.*(does not match|mismatch)", T(10), since=mark)
         self.assertEqual(peer_cert_cn(self.port), "lbd-renewed")
+
+    def test_sni_picks_the_certificate(self):
+        """tls.certs: a client asking for api.example.test gets that
+        certificate; without SNI, or for another name, the default one."""
+        d = self.path("sni")
+        os.makedirs(d)
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                        "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", "sni.key", "-out",
+                        "sni.crt", "-days", "2", "-subj", "/CN=lbd-sni",
+                        "-addext", "subjectAltName=DNS:api.example.test"],
+                       cwd=d, check=True, capture_output=True, timeout=T(30))
+        api = self.start_apiserver("master-1", tls=False)
+        c = harness.certs()
+        cfg = self.lbd_config([api], health={"type": "http"},
+                              frontend={"mode": "tls", "tls": {
+                                  "cert": c["cert"], "key": c["key"],
+                                  "certs": [{"cert": os.path.join(d, "sni.crt"),
+                                             "key": os.path.join(d, "sni.key")}]}})
+        self.start_lbd(cfg, wait_up=["vip/master-1"])
+        port = int(cfg["frontends"][0]["listen"][0].rsplit(":", 1)[1])
+        self.assertEqual(peer_cert_cn(port, "api.example.test"), "lbd-sni")
+        self.assertEqual(peer_cert_cn(port, "localhost"), "lbd-test")
+        self.assertEqual(peer_cert_cn(port), "lbd-test")
 
     def test_missing_certificate_is_a_config_error(self):
         cfg = self.lbd_config([("m", "127.0.0.1:1")], frontend={"mode": "tls"})

@@ -543,6 +543,25 @@ START_TEST(test_tls_mode_needs_cert)
 }
 END_TEST
 
+START_TEST(test_tls_sni_certs)
+{
+	struct config *cfg = load_ok(FRONTEND "    mode: tls\n"
+					      "    tls:\n"
+					      "      cert: /a.crt\n"
+					      "      key: /a.key\n"
+					      "      certs: [{cert: /b.crt, key: /b.key}]\n" POOL);
+	ck_assert_uint_eq(cfg->frontends[0].tls.ncerts, 1);
+	ck_assert_str_eq(cfg->frontends[0].tls.certs[0].key, "/b.key");
+	config_free(cfg);
+	expect_errors(FRONTEND "    mode: tls\n"
+			       "    tls:\n"
+			       "      cert: /a.crt\n"
+			       "      key: /a.key\n"
+			       "      certs: [{cert: /b.crt}]\n" POOL,
+		      "lbd.yaml:9:15: frontends[0]: tls.certs[0] needs both cert and key");
+}
+END_TEST
+
 START_TEST(test_yaml_syntax_error)
 {
 	expect_errors(FRONTEND "    pool: [masters\n" POOL,
@@ -757,6 +776,7 @@ int main(void)
 	tcase_add_test(good, test_full_config);
 	tcase_add_test(good, test_defaults);
 	tcase_add_test(good, test_freebind_default);
+	tcase_add_test(good, test_tls_sni_certs);
 	tcase_add_test(good, test_examples_load);
 	tcase_add_test(good, test_demo_values);
 	tcase_add_test(good, test_helpers);
