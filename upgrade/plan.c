@@ -44,6 +44,9 @@ __attribute__((format(printf, 4, 5))) static void perr_at(struct ctx *c, int lin
 	if (vasprintf(&m, fmt, ap) < 0)
 		abort();
 	va_end(ap);
+	for (char *s = m; *s; s++) /* quoted values may hold newlines: keep it one line */
+		if ((unsigned char)*s < 0x20 || *s == 0x7f)
+			*s = '?';
 	if (c->n == c->cap) {
 		c->cap = c->cap ? 2 * c->cap : 8;
 		c->v = xrealloc(c->v, c->cap * sizeof(*c->v));
@@ -306,10 +309,21 @@ static void walk(struct ctx *c, const struct ynode *map, const char *where, cons
 	for (size_t i = 0; i + 1 < map->n; i += 2) {
 		const struct ynode *k = map->kids[i], *v = map->kids[i + 1];
 		const struct key *f;
-		for (size_t j = 0; j < i; j += 2)
-			if (!strcmp(map->kids[j]->value, k->value))
+		bool dup = false;
+		if (k->kind != YNODE_SCALAR) { /* a list, a mapping or an alias as a key */
+			perr(c, k, "%s%skeys must be plain words, not %s", where,
+			     *where ? ": " : "", ynode_kind_name(k));
+			continue;
+		}
+		for (size_t j = 0; j < i && !dup; j += 2)
+			if (map->kids[j]->kind == YNODE_SCALAR &&
+			    !strcmp(map->kids[j]->value, k->value)) {
 				perr(c, k, "%s%s%s: duplicate key (first at line %d)", where,
 				     *where ? "." : "", k->value, map->kids[j]->line);
+				dup = true;
+			}
+		if (dup) /* reported; its value is not read, so nothing is set twice */
+			continue;
 		for (f = keys; f->name; f++)
 			if (!strcmp(f->name, k->value))
 				break;
@@ -623,9 +637,13 @@ static void k_replace(struct ctx *c, const struct ynode *v, struct plan *p, void
 			continue;
 		}
 		for (size_t j = 0; j + 1 < it->n; j += 2)
-			if (strcmp(it->kids[j]->value, "old") && strcmp(it->kids[j]->value, "new"))
+			if (it->kids[j]->kind != YNODE_SCALAR ||
+			    (strcmp(it->kids[j]->value, "old") &&
+			     strcmp(it->kids[j]->value, "new")))
 				perr(c, it->kids[j], "replace: unknown key '%s'",
-				     it->kids[j]->value);
+				     it->kids[j]->kind == YNODE_SCALAR
+					 ? it->kids[j]->value
+					 : ynode_kind_name(it->kids[j]));
 		o = ynode_get(it, "old");
 		nw = ynode_get(it, "new");
 		if (!o || !nw) {
