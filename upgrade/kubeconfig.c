@@ -37,6 +37,11 @@ static int kc_fail(struct kc_parse *p, const yaml_node_t *at, const char *fmt, .
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	/* Names, servers and paths are quoted from the file as written ("a\nb" is a valid
+	 * context name): control characters become '?', so the message stays one line. */
+	for (char *s = msg; *s; s++)
+		if ((unsigned char)*s < 0x20 || *s == 0x7f)
+			*s = '?';
 	if (at)
 		*p->err = xasprintf("%s:%zu: %s", p->name, at->start_mark.line + 1, msg);
 	else

@@ -8,7 +8,8 @@
  * block on a FIFO or /dev/stdin nor read the machine's files.
  *
  * Invariants: no crash or leak; success has a server; failure leaves kc empty
- * and gives a reason that starts with the file's name.
+ * and gives a reason that starts with the file's name and is one line (names
+ * quoted from the file may hold newlines: they must not reach the message).
  */
 #include <errno.h>
 #include <sys/stat.h>
@@ -78,6 +79,7 @@ static void one(const uint8_t *data, size_t size, const char *context)
 		FUZZ_ASSERT(err != NULL, "failure without a reason");
 		FUZZ_ASSERT(strncmp(err, "fuzz-kubeconfig:", 16) == 0,
 			    "reason without the file: %s", err);
+		FUZZ_ASSERT(strchr(err, '\n') == NULL, "reason of more than one line: %s", err);
 		FUZZ_ASSERT(kc.server == NULL && kc.token == NULL && kc.key.data == NULL,
 			    "failure left credentials in kc");
 		free(err);

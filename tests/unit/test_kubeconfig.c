@@ -205,6 +205,43 @@ START_TEST(test_errors_name_the_line)
 }
 END_TEST
 
+/* Names are quoted as written; control characters in them must not break the one line. */
+START_TEST(test_errors_are_one_line)
+{
+	struct kubeconfig kc;
+	char *err = NULL;
+
+	ck_assert_int_eq(load_str("contexts: []\ncurrent-context: \"evil\\nkc.yaml:1: fine\"\n",
+				  NULL, &kc, &err),
+			 -1);
+	ck_assert_str_eq(err, "kc.yaml:2: context 'evil?kc.yaml:1: fine' not found");
+	free(err);
+
+	/* --context as given, and a user name with a tab, a CR and DEL */
+	ck_assert_int_eq(load_str("contexts: []\n", "a\nb", &kc, &err), -1);
+	ck_assert_str_eq(err, "kc.yaml:1: context 'a?b' not found");
+	free(err);
+	ck_assert_int_eq(
+	    load_str("clusters: [{name: c, cluster: {server: https://x}}]\n"
+		     "contexts: [{name: x, context: {cluster: c, user: \"u\\t\\r\\x7f\"}}]\n"
+		     "users: [{name: \"u\\t\\r\\x7f\", user: {}}]\n",
+		     "x", &kc, &err),
+	    -1);
+	ck_assert_str_eq(err, "kc.yaml:3: user 'u\?\?\?' has no credentials");
+	free(err);
+
+	/* a server with a line break, a cluster name with an escape sequence */
+	ck_assert_int_eq(
+	    load_str("clusters: [{name: \"c\\e[2J\", cluster: {server: \"ftp://a\\nb\"}}]\n"
+		     "contexts: [{name: x, context: {cluster: \"c\\e[2J\", user: u}}]\n",
+		     "x", &kc, &err),
+	    -1);
+	ck_assert_str_eq(err,
+			 "kc.yaml:1: cluster 'c?[2J': server 'ftp://a?b' is not an http(s) URL");
+	free(err);
+}
+END_TEST
+
 START_TEST(test_broken_yaml)
 {
 	struct kubeconfig kc;
@@ -310,6 +347,7 @@ int main(void)
 	tcase_add_test(tc, test_files_relative_to_kubeconfig);
 	tcase_add_test(tc, test_token_and_context_override);
 	tcase_add_test(tc, test_errors_name_the_line);
+	tcase_add_test(tc, test_errors_are_one_line);
 	tcase_add_test(tc, test_broken_yaml);
 	tcase_add_test(tc, test_bad_data_and_half_credentials);
 	tcase_add_test(tc, test_path_choice);
