@@ -1,13 +1,18 @@
 /*
  * gate.c - see gate.h.
  *
- * Threads: lbd's main loop (admin socket routes, the pool-health timer),
- * the gate thread (its own event_base: the TCP/TLS listener and the
- * one-second outcomes tick) and the input poller (inputs.c). g->mu guards
- * the lease table and the store; every decision is taken and persisted
- * under it, so two requests for one slot are serialized: the first is
- * granted and written, the second sees it taken. Nothing is answered as
- * granted before the store has it.
+ * Threads: lbd's main loop (admin socket routes, the pool-health timer,
+ * reloads), the gate thread (its own event_base: the TCP/TLS listener and
+ * the one-second outcomes tick) and the input poller (inputs.c). g->mu
+ * guards the lease table and the store; every decision is taken and
+ * persisted under it, so two requests for one slot are serialized: the
+ * first is granted and written, the second sees it taken. Nothing is
+ * answered as granted before the store has it.
+ *
+ * Settings: g->conf is replaced by a reload (gate_reload, on the main loop)
+ * under g->mu. The main loop may read it without the lock (it is the only
+ * writer); the gate thread reads it only under g->mu, so the old settings
+ * are freed once swapped out. The poller has a copy of its own.
  */
 #include "gate/gate.h"
 #include "lbd/tls.h"
@@ -37,6 +42,7 @@
 #include "common/log.h"
 #include "common/xmalloc.h"
 #include "config/config.h"
+#include "gate/conf.h"
 #include "gate/inputs.h"
 #include "gate/policy.h"
 #include "gate/store.h"
@@ -51,8 +57,9 @@
 #define GATE_TTL_MAX_MS (10LL * 366 * 24 * 3600 * 1000)
 
 struct gate {
-	struct config *cfg; /* the gate's own copy */
-	const struct gate_conf *conf;
+	struct config *cfg;	      /* as read at start: the listener, TLS and store run on it */
+	struct config *live;	      /* the settings of the last reload (gate_conf_dup), or NULL */
+	const struct gate_conf *conf; /* &live->gate, else &cfg->gate; see above */
 	struct server *srv;
 	struct event *pool_timer; /* on the main loop */
 	struct gate_inputs_src *inputs;
@@ -115,7 +122,7 @@ static bool token_eq(const char *a, const char *b)
  * Who holds token: sets *who (caller frees; "*" = admin). Returns 0, or an
  * HTTP status with *out set. The file is read on every request.
  */
-static int authenticate(const struct gate_conf *conf, const char *token, char **who, json_t **out)
+static int authenticate(const char *tokens_file, const char *token, char **who, json_t **out)
 {
 	struct stat st;
 	FILE *f;
@@ -123,21 +130,21 @@ static int authenticate(const struct gate_conf *conf, const char *token, char **
 	bool found = false;
 
 	*who = NULL;
-	if (!conf->tokens_file)
+	if (!tokens_file)
 		return error_json(out, 401,
 				  "gate.tokens_file is not set: the TCP listener admits "
 				  "no one");
 	if (!token || !*token)
 		return error_json(out, 401, "missing Authorization: Bearer <token>");
-	if (!(f = fopen(conf->tokens_file, "re"))) {
-		log_warn("gate: tokens file %s: %s", conf->tokens_file, strerror(errno));
+	if (!(f = fopen(tokens_file, "re"))) {
+		log_warn("gate: tokens file %s: %s", tokens_file, strerror(errno));
 		return error_json(out, 503, "gate tokens file unreadable; see lbd's log");
 	}
 	if (fstat(fileno(f), &st) < 0 || (st.st_mode & 077)) {
 		fclose(f);
 		log_warn("gate: tokens file %s is readable by group or others; refusing every "
 			 "token until it is chmod 600",
-			 conf->tokens_file);
+			 tokens_file);
 		return error_json(out, 503, "gate tokens file is readable by others; refusing");
 	}
 	/* Check every line, even after a match, so timing says nothing about which. */
@@ -171,7 +178,7 @@ static int refresh(struct gate *g, char **err)
 {
 	struct lease_table t;
 
-	if (g->conf->store != GATE_STORE_KUBERNETES)
+	if (g->cfg->gate.store != GATE_STORE_KUBERNETES)
 		return 0;
 	lease_table_init(&t);
 	if (gate_store_load(g->store, &t, err) < 0) {
@@ -283,13 +290,15 @@ static int handle_acquire(struct gate *g, const char *who, json_t *body, json_t 
 		return error_json(out, 400, "reason: a string");
 	if (reason && strlen(reason) > 1024)
 		return error_json(out, 400, "reason: at most 1024 characters");
-	if (parse_ttl(json_object_get(body, "ttl"), g->conf->lease_ttl_ms, &ttl) < 0)
+	if (parse_ttl(json_object_get(body, "ttl"), 0, &ttl) < 0) /* 0: lease_ttl, below */
 		return error_json(out, 400,
 				  "ttl: a duration such as \"30m\" (1s to 10 years) or seconds");
 	if (!may_act_for(who, node))
 		return error_json(out, 403, "this token may only take the lease of node %s", who);
 
 	pthread_mutex_lock(&g->mu);
+	if (ttl == 0)
+		ttl = g->conf->lease_ttl_ms; /* read under the lock: a reload may change it */
 	if (refresh(g, &err) < 0) {
 		rc = error_json(out, 503, "lease store: %s", err);
 		goto unlock;
@@ -578,8 +587,16 @@ int gate_handle(struct gate *g, const char *method, const char *path, const char
 	int rc;
 
 	*out = NULL;
-	if (token && (rc = authenticate(g->conf, token, &who, out)) != 0)
-		return rc;
+	if (token) {
+		/* The file is read without the lock; its name may change with a reload. */
+		pthread_mutex_lock(&g->mu);
+		char *tokens_file = g->conf->tokens_file ? xstrdup(g->conf->tokens_file) : NULL;
+		pthread_mutex_unlock(&g->mu);
+		rc = authenticate(tokens_file, token, &who, out);
+		free(tokens_file);
+		if (rc != 0)
+			return rc;
+	}
 	if (strcmp(path, "/v1/gate/status") == 0) {
 		rc = strcmp(method, "GET") == 0 ? handle_status(g, out)
 						: error_json(out, 405, "use GET");
@@ -779,9 +796,12 @@ static int open_listener(struct gate *g, char **err)
 static void publish_pool(evutil_socket_t fd, short ev, void *arg)
 {
 	struct gate *g = arg;
-	struct pool *p = server_pool(g->srv, g->conf->quorum_pool);
+	struct pool *p;
 	struct gate_pool_in in = {0};
 
+	if (!g->conf->quorum_pool)
+		return; /* not asked (a reload may add one) */
+	p = server_pool(g->srv, g->conf->quorum_pool);
 	if (!p) {
 		in.src.why = xasprintf("lbd has no pool named %s", g->conf->quorum_pool);
 	} else {
@@ -851,7 +871,7 @@ struct gate *gate_start(struct event_base *main_base, struct server *s, const ch
 		goto fail;
 	if (!(g->inputs = gate_inputs_start(g->conf, GATE_INPUTS_INTERVAL_MS, err)))
 		goto fail;
-	if (g->conf->quorum_pool && main_base) {
+	if (main_base) { /* even without quorum.pool: a reload may set it */
 		struct timeval tv = {0, 500 * 1000};
 		g->pool_timer = event_new(main_base, -1, EV_PERSIST, publish_pool, g);
 		event_add(g->pool_timer, &tv);
@@ -908,9 +928,79 @@ void gate_stop(struct gate **gp)
 	gate_store_free(&g->store);
 	lease_table_free(&g->table);
 	pthread_mutex_destroy(&g->mu);
+	config_free(g->live);
 	config_free(g->cfg);
 	free(g);
 	*gp = NULL;
+}
+
+/* ---- reload ------------------------------------------------------------------------- */
+
+void gate_reload(struct gate *g, const struct config *cfg)
+{
+	const struct gate_conf *run, *nc = &cfg->gate;
+	struct gate_conf want;
+	struct config *live, *old;
+	size_t nleases;
+	char *changes;
+
+	if (!g) {
+		if (nc->enabled)
+			log_warn("reload: a gate section was added; the gate starts at the next "
+				 "restart of lbd");
+		return;
+	}
+	if (!nc->enabled) {
+		log_warn("reload: the gate section was removed; the gate keeps running with its "
+			 "current settings until the next restart of lbd");
+		return;
+	}
+	run = &g->cfg->gate; /* what the listener and the store were opened with */
+	if (!gate_conf_listen_eq(run, nc))
+		log_warn("reload: gate.listen changed to %s; it needs a restart of lbd, the gate "
+			 "stays on %s",
+			 nc->listen ? nc->listen->text : "(none)",
+			 run->listen ? run->listen->text : "(none)");
+	if (!gate_conf_tls_eq(run, nc))
+		log_warn("reload: gate.tls changed; it needs a restart of lbd, the listener keeps "
+			 "its certificate");
+	if (run->store != nc->store)
+		log_warn("reload: gate.store changed to %s; it needs a restart of lbd, the gate "
+			 "keeps the %s store",
+			 nc->store == GATE_STORE_KUBERNETES ? "kubernetes" : "file",
+			 gate_store_name(g->store));
+	else if (run->store == GATE_STORE_KUBERNETES &&
+		 !gate_conf_str_eq(run->kubeconfig, nc->kubeconfig))
+		log_warn("reload: gate.kubeconfig changed; the nodes input uses %s now, the "
+			 "kubernetes lease store keeps %s until a restart of lbd",
+			 nc->kubeconfig ? nc->kubeconfig : "(none)", run->kubeconfig);
+
+	/* The new settings, but what cannot change live keeps its running value,
+	 * so g->conf always says what the gate runs. */
+	want = *nc; /* shallow: gate_conf_dup copies what it points to */
+	want.listen = run->listen;
+	want.tls = run->tls;
+	want.store = run->store;
+	live = gate_conf_dup(&want);
+
+	changes = gate_conf_changes(g->conf, &live->gate);
+	pthread_mutex_lock(&g->mu);
+	old = g->live;
+	g->live = live;
+	g->conf = &live->gate;
+	nleases = g->table.n;
+	pthread_mutex_unlock(&g->mu);
+	config_free(old); /* no thread can be reading it: see the top of this file */
+
+	gate_inputs_reconfigure(g->inputs, g->conf);
+	if (g->pool_timer)
+		publish_pool(-1, 0, g); /* quorum.pool may name another pool now */
+	if (changes)
+		log_info("reload: gate settings applied (changed: %s); %zu lease(s) kept", changes,
+			 nleases);
+	else
+		log_info("reload: gate settings unchanged");
+	free(changes);
 }
 
 /* ---- admin socket routes -------------------------------------------------------------- */

@@ -32,19 +32,31 @@
 #include <jansson.h>
 
 struct gate;
+struct config;
 struct server;
 struct admin;
 struct event_base;
 
 /*
  * Starts the gate if the config has a gate section (else returns NULL with
- * *err NULL). Reads its own copy of the config at config_path (gate
- * settings change with a restart), loads the leases, starts the input
+ * *err NULL). Reads its own copy of the config at config_path (a reload
+ * changes it: gate_reload), loads the leases, starts the input
  * thread and the listener thread, and adds a timer to main_base that
  * publishes the quorum pool's health from s. On error returns NULL, *err set.
  */
 struct gate *gate_start(struct event_base *main_base, struct server *s, const char *config_path,
 			char **err);
+/*
+ * A reload of lbd succeeded (SIGHUP or POST /v1/reload; main.c hooks it
+ * with server_on_reload): apply cfg's gate section, copied, on the main
+ * loop. Leases, the listener and the store are kept. Everything but
+ * gate.listen, gate.tls and gate.store (and, with the kubernetes store,
+ * the store's kubeconfig) applies at once, for the next request and the
+ * next outcomes tick; those keep their running value, with a warning that
+ * they need a restart. A gate section added (g NULL) or removed by the
+ * reload is logged and otherwise ignored until a restart.
+ */
+void gate_reload(struct gate *g, const struct config *cfg);
 /* Adds the gate routes to the admin API (unix socket: admin rights). */
 void gate_register_routes(struct gate *g, struct admin *a);
 void gate_stop(struct gate **g);

@@ -15,6 +15,7 @@
 
 #include "common/log.h"
 #include "common/xmalloc.h"
+#include "gate/conf.h"
 #include "gate/etcd.h"
 #include "gate/http.h"
 #include "upgrade/kube.h"
@@ -24,13 +25,18 @@
 #define GATE_PROM_TIMEOUT_MS 2000
 
 struct gate_inputs_src {
-	const struct gate_conf *conf;
-	int64_t interval_ms;
+	/* The poller's alone: its settings, their generation, its client. */
+	struct config *own;
+	uint64_t own_gen;
 	struct kube *kube;
+	char *kube_err; /* why kube is NULL while own has a kubeconfig */
+	int64_t interval_ms;
 	pthread_t thread;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
-	bool stop, kicked;
+	bool stop, kicked;	/* under mu */
+	struct config *want;	/* under mu: the latest settings given */
+	uint64_t gen;		/* under mu: bumped by each reconfigure */
 	struct gate_inputs cur; /* under mu */
 };
 
@@ -152,12 +158,56 @@ static void swap_src(void *dst, void *src, size_t len)
 	memcpy(src, tmp, len);
 }
 
+/* (Re)builds the kubernetes client from own's kubeconfig. Returns 0 or -1 with *err. */
+static int load_kube(struct gate_inputs_src *s, char **err)
+{
+	const struct gate_conf *conf = &s->own->gate;
+	struct kubeconfig kc = {0};
+
+	kube_free(&s->kube);
+	xfree(&s->kube_err);
+	if (!conf->kubeconfig)
+		return 0;
+	if (kubeconfig_load(conf->kubeconfig, NULL, &kc, err) < 0)
+		return -1;
+	s->kube = kube_new(&kc);
+	kube_set_timeout(s->kube, GATE_KUBE_TIMEOUT_MS);
+	kubeconfig_free(&kc);
+	return 0;
+}
+
+/* Takes the settings of a reconfigure, if one came. Returns the generation polled. */
+static uint64_t adopt(struct gate_inputs_src *s)
+{
+	struct config *next = NULL;
+	uint64_t gen;
+	char *err = NULL;
+
+	pthread_mutex_lock(&s->mu);
+	gen = s->gen;
+	if (gen != s->own_gen)
+		next = gate_conf_dup(&s->want->gate);
+	pthread_mutex_unlock(&s->mu);
+	if (!next)
+		return gen;
+	config_free(s->own);
+	s->own = next;
+	s->own_gen = gen;
+	if (load_kube(s, &err) < 0) {
+		s->kube_err = xasprintf("kubeconfig %s: %s", s->own->gate.kubeconfig, err);
+		log_warn("gate: %s; the nodes input is unknown until it loads", s->kube_err);
+		free(err);
+	}
+	return gen;
+}
+
 static void *poller(void *arg)
 {
 	struct gate_inputs_src *s = arg;
-	const struct gate_conf *conf = s->conf;
 
 	for (;;) {
+		uint64_t gen = adopt(s);
+		const struct gate_conf *conf = &s->own->gate;
 		struct gate_inputs fresh = {0};
 		struct timespec until;
 
@@ -165,17 +215,22 @@ static void *poller(void *arg)
 			gate_etcd_poll(conf, gate_now_ms(), &fresh.etcd);
 		if (s->kube)
 			poll_nodes(s, &fresh.nodes);
+		else if (conf->kubeconfig)
+			fresh.nodes.src.why = xstrdup(s->kube_err ? s->kube_err : "no client");
 		if (conf->alerts_prometheus_url)
 			poll_alerts(conf, &fresh.alerts);
 
 		pthread_mutex_lock(&s->mu);
-		/* Swap in what was polled; the old state goes out with fresh. */
-		if (conf->netcd_endpoints)
-			swap_src(&s->cur.etcd, &fresh.etcd, sizeof(fresh.etcd));
-		if (s->kube)
-			swap_src(&s->cur.nodes, &fresh.nodes, sizeof(fresh.nodes));
-		if (conf->alerts_prometheus_url)
-			swap_src(&s->cur.alerts, &fresh.alerts, sizeof(fresh.alerts));
+		/* Swap in what was polled, unless the settings changed meanwhile;
+		 * the old state goes out with fresh. */
+		if (gen == s->gen) {
+			if (conf->netcd_endpoints)
+				swap_src(&s->cur.etcd, &fresh.etcd, sizeof(fresh.etcd));
+			if (conf->kubeconfig)
+				swap_src(&s->cur.nodes, &fresh.nodes, sizeof(fresh.nodes));
+			if (conf->alerts_prometheus_url)
+				swap_src(&s->cur.alerts, &fresh.alerts, sizeof(fresh.alerts));
+		}
 		pthread_mutex_unlock(&s->mu);
 		gate_inputs_free(&fresh);
 
@@ -203,17 +258,14 @@ struct gate_inputs_src *gate_inputs_start(const struct gate_conf *conf, int64_t 
 {
 	struct gate_inputs_src *s = xcalloc(1, sizeof(*s));
 
-	s->conf = conf;
+	s->own = gate_conf_dup(conf);
+	s->want = gate_conf_dup(conf);
 	s->interval_ms = interval_ms > 0 ? interval_ms : GATE_INPUTS_INTERVAL_MS;
-	if (conf->kubeconfig) {
-		struct kubeconfig kc = {0};
-		if (kubeconfig_load(conf->kubeconfig, NULL, &kc, err) < 0) {
-			free(s);
-			return NULL;
-		}
-		s->kube = kube_new(&kc);
-		kube_set_timeout(s->kube, GATE_KUBE_TIMEOUT_MS);
-		kubeconfig_free(&kc);
+	if (load_kube(s, err) < 0) {
+		config_free(s->own);
+		config_free(s->want);
+		free(s);
+		return NULL;
 	}
 	s->cur.pool.src.why = xstrdup("no pool health published yet");
 	s->cur.etcd.src.why = xstrdup("not asked yet");
@@ -238,11 +290,43 @@ void gate_inputs_stop(struct gate_inputs_src **sp)
 	pthread_mutex_unlock(&s->mu);
 	pthread_join(s->thread, NULL);
 	kube_free(&s->kube);
+	free(s->kube_err);
+	config_free(s->own);
+	config_free(s->want);
 	gate_inputs_free(&s->cur);
 	pthread_mutex_destroy(&s->mu);
 	pthread_cond_destroy(&s->cv);
 	free(s);
 	*sp = NULL;
+}
+
+/* Under mu: the source's state is unknown from now on. */
+static void forget(void *cur, void *blank, size_t len, struct gate_source *blank_src)
+{
+	blank_src->why = xstrdup("settings reloaded; not asked with the new ones yet");
+	swap_src(cur, blank, len);
+}
+
+void gate_inputs_reconfigure(struct gate_inputs_src *s, const struct gate_conf *conf)
+{
+	struct config *next = gate_conf_dup(conf), *old;
+	struct gate_inputs blank = {0};
+
+	pthread_mutex_lock(&s->mu);
+	old = s->want;
+	if (!gate_conf_etcd_eq(&old->gate, conf))
+		forget(&s->cur.etcd, &blank.etcd, sizeof(blank.etcd), &blank.etcd.src);
+	if (!gate_conf_str_eq(old->gate.kubeconfig, conf->kubeconfig))
+		forget(&s->cur.nodes, &blank.nodes, sizeof(blank.nodes), &blank.nodes.src);
+	if (!gate_conf_alerts_eq(&old->gate, conf))
+		forget(&s->cur.alerts, &blank.alerts, sizeof(blank.alerts), &blank.alerts.src);
+	s->want = next;
+	s->gen++;
+	s->kicked = true;
+	pthread_cond_signal(&s->cv);
+	pthread_mutex_unlock(&s->mu);
+	gate_inputs_free(&blank); /* what was forgotten */
+	config_free(old);
 }
 
 void gate_inputs_kick(struct gate_inputs_src *s)

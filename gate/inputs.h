@@ -21,10 +21,21 @@
 
 struct gate_inputs_src;
 
-/* conf must outlive the source. Loads the kubeconfig (if any) first. */
+/* Copies conf (the source keeps no pointer into it). Loads the kubeconfig
+ * (if any) first: an unreadable one fails the start. */
 struct gate_inputs_src *gate_inputs_start(const struct gate_conf *conf, int64_t interval_ms,
 					  char **err);
 void gate_inputs_stop(struct gate_inputs_src **s);
+/*
+ * New settings (a reload; copied, from any thread): handed to the poller by
+ * message, taken at the top of its next round, which starts at once. An
+ * input whose settings changed (etcd endpoints or TLS files, kubeconfig
+ * path, Prometheus URL or filter) is unknown from now until the poller
+ * answers with the new ones, and an answer still in flight with the old
+ * ones is thrown away. The kubeconfig is re-read on every reconfigure; an
+ * unreadable one makes the nodes input unknown, with the reason.
+ */
+void gate_inputs_reconfigure(struct gate_inputs_src *s, const struct gate_conf *conf);
 
 /* Replaces the pool part (copied); from the loop that owns the pool. */
 void gate_inputs_set_pool(struct gate_inputs_src *s, const struct gate_pool_in *p);

@@ -162,6 +162,10 @@ static void rule_concurrency(const struct gate_conf *conf, const struct gate_inp
 		if (t->v[i].role == req->role && strcmp(t->v[i].node, req->node) != 0)
 			used++;
 	d->slot = lease_table_free_slot(t, req->role, max);
+	/* A reload that lowers the cap leaves leases in slots past it: a free
+	 * low slot is not room then. */
+	if (used >= (size_t)max)
+		d->slot = -1;
 	describe_holders(t, req->role, req->node, in->now_ms, held, sizeof(held));
 	if (d->slot < 0)
 		refuse(d,

@@ -52,6 +52,12 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 	}
 }
 
+/* server_on_reload: the gate follows a reload (NULL gate: it logs a section added). */
+static void reload_gate(void *arg, const struct config *cfg)
+{
+	gate_reload(arg, cfg);
+}
+
 static struct config *load_or_report(const char *path)
 {
 	struct config_errors errs = {0};
@@ -126,6 +132,7 @@ int main(int argc, char **argv)
 		fatal("cannot start: %s", err);
 	if (gate)
 		gate_register_routes(gate, admin);
+	server_on_reload(&srv, reload_gate, gate);
 
 	struct event *sigs[3];
 	int signos[3] = {SIGTERM, SIGINT, SIGHUP};

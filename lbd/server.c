@@ -336,7 +336,18 @@ enum server_err server_reload_ex(struct server *s, bool reset, struct config_err
 	}
 	log_info("reload: applied %s (%zu frontends, %zu pools, %zu runtime edits)", s->config_path,
 		 s->nfes, s->npools, s->st.n);
+	for (size_t i = 0; i < s->nreload_hooks; i++)
+		s->reload_hooks[i].fn(s->reload_hooks[i].arg, s->cfg);
 	return SERR_OK;
+}
+
+void server_on_reload(struct server *s, server_reload_hook *fn, void *arg)
+{
+	s->reload_hooks =
+	    xrealloc(s->reload_hooks, (s->nreload_hooks + 1) * sizeof(*s->reload_hooks));
+	s->reload_hooks[s->nreload_hooks].fn = fn;
+	s->reload_hooks[s->nreload_hooks].arg = arg;
+	s->nreload_hooks++;
 }
 
 int server_reload(struct server *s)
@@ -660,6 +671,8 @@ void server_free(struct server *s)
 		event_free(s->stop_timer);
 	state_free(&s->st);
 	xfree(&s->last_reload_error);
+	xfree(&s->reload_hooks);
+	s->nreload_hooks = 0;
 	config_free(s->cfg);
 	xfree(&s->config_path);
 }

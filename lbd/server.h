@@ -31,6 +31,13 @@ struct event;
 struct check_engine;
 struct drainer;
 
+/* See server_on_reload. */
+typedef void server_reload_hook(void *arg, const struct config *cfg);
+struct server_hook {
+	server_reload_hook *fn;
+	void *arg;
+};
+
 struct server {
 	struct event_base *base;
 	char *config_path;
@@ -49,7 +56,9 @@ struct server {
 	char *last_reload_error; /* NULL after a good reload */
 	struct lbd_state st;	 /* the runtime overlay, as persisted */
 	struct drainer *drain;
-	struct relay *relay; /* the worker threads */
+	struct relay *relay;		  /* the worker threads */
+	struct server_hook *reload_hooks; /* server_on_reload */
+	size_t nreload_hooks;
 };
 
 /* Why an edit or a reload was refused (the admin API maps it to a status). */
@@ -95,6 +104,11 @@ int server_start(struct server *s, struct event_base *base, const char *config_p
 		 struct config *cfg, bool from_config, char **err);
 /* Re-reads config_path and applies it; returns 0, or -1 (all logged). */
 int server_reload(struct server *s);
+/* After each successful reload (server_reload and server_reload_ex: SIGHUP
+ * and POST /v1/reload alike), fn(arg, s->cfg) runs on the main loop, in
+ * the order registered, for parts of lbd that keep settings of their own
+ * (the gate). cfg is the config just applied; copy what is kept. */
+void server_on_reload(struct server *s, server_reload_hook *fn, void *arg);
 /* Stops accepting; the loop exits when connections end or the grace passes. */
 void server_shutdown(struct server *s);
 void server_free(struct server *s);

@@ -416,6 +416,68 @@ class TestGateOutcomes(GateTest):
         self.assertIn("alerts: KubeAPIDown (severity=critical) is firing", self.reasons(a))
 
 
+class TestGateReload(GateTest):
+    """A reload (SIGHUP, lbctl reload) applies the gate section; leases and the
+    listener stay."""
+    etcd_members = False
+
+    def test_sighup_and_lbctl_reload_apply_gate_settings(self):
+        cfg = self.gate_config()
+        p = self.start_gate(cfg)
+        self.wait_all_known(p)
+        st, a = self.acquire(p, "worker-1", "worker")
+        self.assertEqual(st, 201, a)
+        st, b = self.acquire(p, "worker-2", "worker")
+        self.assertEqual(st, 409, b)
+        self.assertIn("concurrency: 1 of 1 worker slot(s) taken", self.reasons(b))
+
+        # SIGHUP: workers 1 -> 2 lets worker-2 through; worker-1's lease stays.
+        cfg["gate"]["concurrency"]["workers"] = 2
+        self.write_config(cfg, name="lbd.yaml")
+        mark = p.log.mark()
+        p.send_signal(signal.SIGHUP)
+        p.log.wait(r"reload: gate settings applied \(changed: concurrency\); 1 lease\(s\) kept",
+                   harness.T(10), since=mark, proc=p)
+        self.assertEqual(self.status(p)["concurrency"]["workers"], 2)
+        st, b = self.acquire(p, "worker-2", "worker")
+        self.assertEqual(st, 201, b)
+        self.assertEqual(b["lease"]["slot"], "worker-1")
+        st, ls = self.call(p, "GET", "/v1/gate/leases")
+        self.assertIn(("worker-1", a["lease"]["fence"]),
+                      [(l["node"], l["fence"]) for l in ls["leases"]])
+        st, _ = self.call(p, "DELETE", "/v1/gate/leases/worker-1")
+        self.assertEqual(st, 200)
+
+        # lbctl reload (POST /v1/reload): back to one worker while worker-2 holds
+        # slot worker-1 (a free worker-0 is no room), and a window now closed
+        # refuses with its reason. gate.listen cannot move live: a warning, and
+        # the gate keeps its port.
+        cfg["gate"]["concurrency"]["workers"] = 1
+        now = time.gmtime()
+        cfg["gate"]["windows"] = [{"start": "%02d:00" % ((now.tm_hour + 6) % 24),
+                                   "end": "%02d:00" % ((now.tm_hour + 8) % 24), "tz": "UTC"}]
+        cfg["gate"]["listen"] = "127.0.0.1:%d" % harness.free_port()
+        self.write_config(cfg, name="lbd.yaml")
+        mark = p.log.mark()
+        r = subprocess.run([tk.LBCTL, "--socket", p.admin_sock, "reload"], capture_output=True,
+                           text=True, timeout=harness.T(20))
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        p.log.wait(r"reload: gate settings applied \(changed: concurrency, windows\); "
+                   r"1 lease\(s\) kept", harness.T(10), since=mark, proc=p)
+        self.assertIsNotNone(p.log.find(r"gate\.listen changed to .*needs a restart", mark))
+        st, c = self.acquire(p, "worker-1", "worker")  # on the old port
+        self.assertEqual(st, 409, c)
+        self.assertIn("window: outside every maintenance window", self.reasons(c))
+        self.assertIn("concurrency: 1 of 1 worker slot(s) taken (worker-1 held by worker-2",
+                      self.reasons(c))
+
+        # worker-2's lease went through the reload unchanged.
+        st, ls = self.call(p, "GET", "/v1/gate/leases")
+        self.assertEqual(st, 200, ls)
+        self.assertEqual([(l["node"], l["fence"]) for l in ls["leases"]],
+                         [("worker-2", b["lease"]["fence"])])
+
+
 @unittest.skipUnless(ETCD, "etcd not installed")
 class TestGateWatch(GateTest):
     etcd_members = False
