@@ -318,7 +318,7 @@ class UpgradeTest(harness.TestCase):
     def lbd_cfg(self):
         backends = [(m, a) for m, a in zip(MASTERS, self.sim.info["listen"])]
         cfg = self.lbd_config(backends, name="masters", listen=["127.0.0.1:%d" % self.vip],
-                              health={"rise": 1, "fall": 1, "interval": "250ms", "timeout": "200ms"},
+                              health={"rise": 1, "fall": 2, "interval": "400ms", "timeout": "300ms"},
                               pool={"drain_timeout": "2s"})
         tokens = self.path("gate-tokens")
         with open(tokens, "w") as f:
