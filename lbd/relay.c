@@ -171,6 +171,8 @@ static void worker_unlisten(struct worker *w, struct listener *l)
 		pp = &(*pp)->wnext;
 	if (*pp)
 		*pp = l->wnext;
+	if (l->fe)
+		atomic_fetch_sub(&l->fe->live_listeners, 1);
 	if (l->listening) {
 		event_del(&l->ev);
 		event_del(&l->pause);
@@ -228,6 +230,7 @@ static void worker_run_cmd(struct worker *w, struct cmd *c)
 		worker_unlisten(w, c->l);
 		break;
 	case CMD_SET_FE:
+		atomic_fetch_sub(&c->l->fe->live_listeners, 1);
 		c->l->fe = c->fe;
 		break;
 	case CMD_CLOSE_BACKEND:
@@ -398,9 +401,9 @@ static void reap_retired(evutil_socket_t fd, short what, void *arg)
 
 	for (size_t i = 0; i < r->nretired; i++) {
 		struct frontend *fe = r->retired[i];
-		/* A worker's last touch of fe is the decrement to 0; the epoch
-		 * covers the instructions after it. */
-		if (atomic_load(&fe->active) == 0)
+		/* A worker's last touch of fe is the decrement of active, or
+		 * of live_listeners, to 0; the epoch covers what follows. */
+		if (atomic_load(&fe->active) == 0 && atomic_load(&fe->live_listeners) == 0)
 			epoch_defer(r->ep, frontend_destroy, fe);
 		else
 			r->retired[keep++] = fe;
@@ -491,6 +494,7 @@ static void listeners_start(struct frontend *fe)
 	for (size_t i = 0; i < fe->nls; i++) {
 		struct listener *l = fe->ls[i];
 		l->fe = fe;
+		atomic_fetch_add(&fe->live_listeners, 1);
 		worker_send(l->w, (struct cmd){.type = CMD_LISTEN, .l = l});
 		if (i % (size_t)fe->r->n == 0)
 			log_info("listening on %s (frontend %s)", l->text, fe->conf.name);
@@ -590,9 +594,11 @@ struct frontend *frontend_update(struct frontend *fe, const struct frontend_conf
 		nfe->nls = fe->nls;
 		fe->ls = NULL;
 		fe->nls = 0;
-		for (size_t i = 0; i < nfe->nls; i++)
+		for (size_t i = 0; i < nfe->nls; i++) {
+			atomic_fetch_add(&nfe->live_listeners, 1);
 			worker_send(nfe->ls[i]->w,
 				    (struct cmd){.type = CMD_SET_FE, .l = nfe->ls[i], .fe = nfe});
+		}
 	}
 	return nfe;
 }

@@ -55,7 +55,11 @@ struct frontend {
 	_Atomic uint64_t tls_failures; /* mode tls: handshakes that failed */
 	_Atomic int64_t last_warn_ms;  /* rate limit for warnings */
 	struct ssl_ctx_st *ssl_ctx;    /* mode tls: certificate and settings, owned */
-	bool retired;		       /* main thread: replaced or removed by a reload */
+	/* Listeners workers may still accept on for this frontend: counted up
+	 * by the main thread when it hands one over, down by the worker when
+	 * it lets go. A retired frontend is freed when this and active are 0. */
+	_Atomic int live_listeners;
+	bool retired; /* main thread: replaced or removed by a reload */
 };
 
 /* Starts nthreads workers (0: one per core). The epoch reclaimer and the
