@@ -68,6 +68,9 @@ Try, in another terminal:
   curl -X POST http://127.0.0.1:17441/ok      # master-1 healthy again: UP after `rise` checks
   curl http://127.0.0.1:17441/stats           # what master-1 has served
   (ports 17442 and 17443 control master-2 and master-3; fail all three to see the fail-safe)
+  build/lbctl --socket build/demo/admin.sock pools                    # why a backend is down
+  build/lbctl --socket build/demo/admin.sock backend drain masters master-2 --wait
+  build/lbctl --socket build/demo/admin.sock backend enable masters master-2
 
 Logs are in %(dir)s. lbd's log follows; Ctrl-C stops everything.
 """ % dict(url=url, pad=" " * max(0, 22 - len(url)), dir=shown), flush=True)
