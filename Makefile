@@ -17,6 +17,12 @@ PY       ?= /usr/bin/python3
 SAN      ?=
 BUILD    ?= build
 
+# A plain `make` (or `make all`) compiles on every core; goals that run
+# tests stay serial (they measure time) and parallelise their own builds.
+ifeq ($(filter-out all build-tests fuzz-bins,$(or $(MAKECMDGOALS),all)),)
+MAKEFLAGS += -j$(shell nproc 2>/dev/null || echo 2)
+endif
+
 PKGS     := libevent openssl yaml-0.1 jansson libcurl
 CFLAGS_BASE := -std=gnu11 -O2 -g -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
 	-Wmissing-prototypes -Wno-unused-parameter -fno-strict-aliasing -I. -pthread
