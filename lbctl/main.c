@@ -43,7 +43,7 @@ static void usage(FILE *f)
 		   "VERBS\n");
 	for (const struct verb *v = verbs; v->name; v++)
 		fprintf(f, "    %-10s %s\n", v->name, v->summary);
-	fprintf(f, "\nGLOBAL OPTIONS\n"
+	fprintf(f, "\nGLOBAL OPTIONS (before or after the verb)\n"
 		   "    -o, --output json   machine-readable output\n"
 		   "    --socket PATH       lbd admin socket (default /run/lbd/admin.sock,\n"
 		   "                        or $LBD_SOCKET)\n"
@@ -54,6 +54,86 @@ static void usage(FILE *f)
 		   "    --context NAME      kubeconfig context\n\n"
 		   "EXIT STATUS\n"
 		   "    0 ok, 1 error, 2 usage, 3 refused by the gate, 4 timed out\n");
+}
+
+/* Applies one global option; returns -1 on a bad value. */
+static int set_global(struct lbctl_opts *o, int ch, const char *val)
+{
+	switch (ch) {
+	case 'o':
+		if (strcmp(val, "json") == 0) {
+			o->json = true;
+		} else if (strcmp(val, "table") != 0) {
+			fprintf(stderr, "lbctl: -o takes json or table\n");
+			return -1;
+		}
+		break;
+	case 's':
+		o->socket = val;
+		break;
+	case 'u':
+		o->url = val;
+		break;
+	case 't':
+		o->token_file = val;
+		break;
+	case 'k':
+		o->kubeconfig = val;
+		break;
+	case 'C':
+		o->context = val;
+		break;
+	}
+	return 0;
+}
+
+/*
+ * Global options may also follow the verb, as kubectl allows
+ * (`lbctl pools --socket S`): they are taken out of the verb's words here,
+ * up to a "--". Returns the new word count, or -1 on a usage error.
+ */
+static int take_globals(struct lbctl_opts *o, int argc, char **argv)
+{
+	static const struct {
+		const char *name;
+		int ch;
+	} g[] = {{"--output", 'o'},	{"-o", 'o'},	       {"--socket", 's'}, {"--url", 'u'},
+		 {"--token-file", 't'}, {"--kubeconfig", 'k'}, {"--context", 'C'}};
+	int out = 1;
+
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i], *val = NULL;
+		int ch = 0;
+		if (strcmp(a, "--") == 0) {
+			while (i < argc)
+				argv[out++] = argv[i++];
+			break;
+		}
+		for (size_t k = 0; k < sizeof(g) / sizeof(g[0]) && !ch; k++) {
+			size_t n = strlen(g[k].name);
+			if (strncmp(a, g[k].name, n) != 0)
+				continue;
+			if (a[n] == '=') {
+				ch = g[k].ch, val = a + n + 1;
+			} else if (a[n] == '\0') {
+				if (i + 1 >= argc) {
+					fprintf(stderr, "lbctl: %s needs a value\n", a);
+					return -1;
+				}
+				ch = g[k].ch, val = argv[++i];
+			} else if (g[k].name[1] != '-' && a[n] != '\0') {
+				ch = g[k].ch, val = a + n; /* -ojson */
+			}
+		}
+		if (!ch) {
+			argv[out++] = argv[i];
+			continue;
+		}
+		if (set_global(o, ch, val) < 0)
+			return -1;
+	}
+	argv[out] = NULL;
+	return out;
 }
 
 int main(int argc, char **argv)
@@ -76,27 +156,13 @@ int main(int argc, char **argv)
 	while ((ch = getopt_long(argc, argv, "+o:h", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'o':
-			if (strcmp(optarg, "json") == 0) {
-				o.json = true;
-			} else if (strcmp(optarg, "table") != 0) {
-				fprintf(stderr, "lbctl: -o takes json or table\n");
-				return EXIT_USAGE;
-			}
-			break;
 		case 's':
-			o.socket = optarg;
-			break;
 		case 'u':
-			o.url = optarg;
-			break;
 		case 't':
-			o.token_file = optarg;
-			break;
 		case 'k':
-			o.kubeconfig = optarg;
-			break;
 		case 'C':
-			o.context = optarg;
+			if (set_global(&o, ch, optarg) < 0)
+				return EXIT_USAGE;
 			break;
 		case 'h':
 			usage(stdout);
@@ -118,8 +184,11 @@ int main(int argc, char **argv)
 	for (const struct verb *v = verbs; v->name; v++) {
 		if (strcmp(v->name, name) == 0) {
 			int vi = optind;
+			int n = take_globals(&o, argc - vi, argv + vi);
+			if (n < 0)
+				return EXIT_USAGE;
 			optind = 0; /* glibc: the verb's getopt starts afresh */
-			return v->fn(argc - vi, argv + vi, &o);
+			return v->fn(n, argv + vi, &o);
 		}
 	}
 	fprintf(stderr, "lbctl: unknown verb '%s' (see lbctl --help)\n", name);
