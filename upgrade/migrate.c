@@ -1,0 +1,270 @@
+/*
+ * migrate.c - the migration steps: join a new node, add its backend; remove an
+ * old node's etcd member (quorum checked, leadership moved off first), run
+ * its remove_command, delete the node, remove its backend.
+ */
+#define _GNU_SOURCE
+#include "upgrade/orchestrator_int.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/clock.h"
+#include "common/duration.h"
+#include "common/xmalloc.h"
+#include "gate/http.h"
+#include "upgrade/drain.h"
+#include "upgrade/exec.h"
+#include "upgrade/kube.h"
+#include "upgrade/kubeconfig.h"
+
+/* ---- migration steps -------------------------------------------------------------------- */
+
+int orch_st_join(struct nctx *c, char **msg)
+{
+	struct kube_node n;
+	char *err = NULL;
+	int rc = orch_node_get(c->k, c->n->name, &n, &err);
+	if (rc < 0) {
+		*msg = xasprintf("%s: %s", c->n->name, err);
+		free(err);
+		return ORCH_FAILED;
+	}
+	if (rc == 1) {
+		kube_node_clear(&n);
+		c->note = xstrdup("already in the cluster");
+		return ORCH_OK;
+	}
+	if (!c->o->plan->join_command) {
+		*msg = xasprintf("%s is not in the cluster and the plan has no join_command: join "
+				 "it (see the runbook), then --resume",
+				 c->n->name);
+		return ORCH_FAILED;
+	}
+	return orch_run_command(c, "join_command", c->o->plan->join_command, NULL, c->n->name, msg);
+}
+
+int orch_st_backend_add(struct nctx *c, char **msg)
+{
+	char *path = xasprintf("/v1/pools/%s/backends", c->o->plan->pool), *err = NULL;
+	json_t *body = json_pack("{s:s,s:s,s:i,s:s}", "name", c->n->backend, "address",
+				 c->n->address, "weight", 1, "state", "enabled"),
+	       *out = NULL, *b;
+	long st = 0;
+	int rc = orch_lbd(c->o, "POST", path, body, &st, &out, &err);
+	json_decref(body);
+	free(path);
+	if (rc == 0 && (st == 200 || st == 201)) {
+		json_decref(out);
+		c->note = xasprintf("backend %s %s added", c->n->backend, c->n->address);
+		return ORCH_OK;
+	}
+	json_decref(out);
+	/* Already there from an interrupted run? */
+	if ((b = orch_get_backend(c->o, c->n->backend, NULL, &err)) &&
+	    !strcmp(orch_jstr(b, "address"), c->n->address)) {
+		json_decref(b);
+		free(err);
+		c->note = xstrdup("the backend was there already");
+		return orch_set_backend_state(c, "enabled", msg);
+	}
+	json_decref(b);
+	*msg = xasprintf("%s: adding backend %s (%s) to pool %s: %s", c->n->name, c->n->backend,
+			 c->n->address, c->o->plan->pool, rc < 0 ? err : "refused by lbd");
+	free(err);
+	return ORCH_FAILED;
+}
+
+/* If the member to remove leads, hand leadership to a healthy voter first, so
+ * the removal costs no election (the leader's own endpoint must be asked). */
+static void move_leader_off(struct nctx *c, json_t *list, json_t *me)
+{
+	struct orch *o = c->o;
+	const char *url = json_string_value(json_array_get(json_object_get(me, "clientURLs"), 0));
+	char *err = NULL;
+	json_t *st, *m;
+	size_t i;
+
+	if (!url || !(st = orch_etcd_call(o, url, "/v3/maintenance/status", "{}", &err))) {
+		free(err);
+		return;
+	}
+	bool leads = !strcmp(orch_jstr(st, "leader"),
+			     orch_jstr(json_object_get(st, "header"), "member_id")) &&
+		     *orch_jstr(st, "leader");
+	json_decref(st);
+	if (!leads)
+		return;
+	json_array_foreach(json_object_get(list, "members"), i, m)
+	{
+		char *why = NULL;
+		if (m == me || json_is_true(json_object_get(m, "isLearner")) ||
+		    !orch_etcd_member_healthy(o, m, &why)) {
+			free(why);
+			continue;
+		}
+		char *body = xasprintf("{\"targetID\":\"%s\"}", orch_jstr(m, "ID"));
+		json_t *out =
+		    orch_etcd_call(o, url, "/v3/maintenance/transfer-leadership", body, &err);
+		orch_emit(o, ORCH_EV_INFO, c->n->name, c->step, c->step_start,
+			  "etcd member %s leads: leadership to %s first: %s", c->n->etcd,
+			  orch_jstr(m, "name"), out ? "done" : err);
+		journal_log(&o->p->j, c->n->name, c->step, "leadership to %s: %s",
+			    orch_jstr(m, "name"), out ? "done" : err);
+		json_decref(out);
+		free(err);
+		free(body);
+		return;
+	}
+}
+
+int orch_st_etcd_remove(struct nctx *c, char **msg)
+{
+	struct orch *o = c->o;
+	char *err = NULL;
+	json_t *list = orch_etcd_members(o, &err), *me, *m;
+	size_t i, voters = 0, healthy_others = 0;
+	struct sbuf bad = {0};
+
+	if (!list) {
+		*msg = xasprintf("%s: etcd: %s", c->n->name, err);
+		free(err);
+		return ORCH_FAILED;
+	}
+	if (!(me = orch_etcd_find(list, c->n->etcd))) {
+		json_decref(list);
+		c->note = xasprintf("etcd member %s is not in the member list (removed already)",
+				    c->n->etcd);
+		return ORCH_OK;
+	}
+	json_array_foreach(json_object_get(list, "members"), i, m)
+	{
+		char *why = NULL;
+		if (json_is_true(json_object_get(m, "isLearner")))
+			continue;
+		voters++;
+		if (m == me)
+			continue;
+		if (orch_etcd_member_healthy(o, m, &why))
+			healthy_others++;
+		else
+			orch_sb_add(&bad, "%s%s: %s", bad.n ? "; " : "", orch_jstr(m, "name"), why);
+		free(why);
+	}
+	size_t quorum_after = (voters - 1) / 2 + 1;
+	if (voters < 2 || healthy_others < quorum_after) {
+		*msg =
+		    xasprintf("%s: removing etcd member %s would lose quorum: %zu voting members, "
+			      "%zu healthy without it, %zu needed%s%s. Nothing was removed. "
+			      "Next: make the other members healthy, then --resume",
+			      c->n->name, c->n->etcd, voters, healthy_others, quorum_after,
+			      bad.s ? "; " : "", bad.s ? bad.s : "");
+		free(bad.s);
+		json_decref(list);
+		return ORCH_FAILED;
+	}
+	free(bad.s);
+	move_leader_off(c, list, me);
+	json_t *id = json_object_get(me, "ID");
+	char *idtxt = json_is_string(id) ? xstrdup(json_string_value(id))
+					 : xasprintf("%lld", (long long)json_integer_value(id));
+	char *body = xasprintf("{\"ID\":\"%s\"}", idtxt);
+	json_decref(list);
+	int rc = -1;
+	struct sbuf why = {0};
+	for (size_t e = 0; e < o->plan->netcd_endpoints && rc < 0; e++) {
+		json_t *out = orch_etcd_call(o, o->plan->etcd_endpoints[e],
+					     "/v3/cluster/member/remove", body, &err);
+		if (out) {
+			rc = 0;
+			json_decref(out);
+		} else {
+			orch_sb_add(&why, "%s%s", why.n ? "; " : "", err);
+			free(err);
+		}
+	}
+	free(body);
+	if (rc < 0) {
+		*msg = xasprintf("%s: etcd member remove %s (ID %s): %s", c->n->name, c->n->etcd,
+				 idtxt, why.s);
+		free(why.s);
+		free(idtxt);
+		return ORCH_FAILED;
+	}
+	free(why.s);
+	/* Verify: the member list must no longer have it (bounded). */
+	int64_t until = mono_ms() + 10000;
+	for (;;) {
+		json_t *l2 = orch_etcd_members(o, &err);
+		bool gone = l2 && !orch_etcd_find(l2, c->n->etcd);
+		json_decref(l2);
+		xfree(&err);
+		if (gone)
+			break;
+		if (mono_ms() >= until) {
+			*msg = xasprintf(
+			    "%s: etcd accepted the removal of member %s (ID %s) but still "
+			    "lists it after 10s. Next: `etcdctl member list`, then --resume",
+			    c->n->name, c->n->etcd, idtxt);
+			free(idtxt);
+			return ORCH_FAILED;
+		}
+		orch_sleep_ms(o->poll_ms);
+	}
+	c->note = xasprintf("etcd member %s (ID %s) removed; %zu voters left, %zu healthy",
+			    c->n->etcd, idtxt, voters - 1, healthy_others);
+	free(idtxt);
+	return ORCH_OK;
+}
+
+const char *orch_replaced_by(const struct plan *pl, const char *old_node)
+{
+	for (size_t r = 0; r < pl->nreplace; r++)
+		if (!strcmp(pl->replace[r].old_node, old_node))
+			return pl->replace[r].new_node;
+	return NULL;
+}
+
+int orch_st_remove_command(struct nctx *c, char **msg)
+{
+	return orch_run_command(c, "remove_command", c->o->plan->remove_command, c->n->name,
+				orch_replaced_by(c->o->plan, c->n->name), msg);
+}
+
+int orch_st_node_delete(struct nctx *c, char **msg)
+{
+	char *path = xasprintf("/api/v1/nodes/%s", c->n->name), buf[600];
+	struct kube_err e;
+	int rc = kube_request(c->k, "DELETE", path, NULL, NULL, NULL, &e);
+	free(path);
+	if (rc < 0 && e.status != 404) {
+		*msg = xasprintf("%s: deleting the node: %s", c->n->name,
+				 kube_err_str(&e, buf, sizeof(buf)));
+		return ORCH_FAILED;
+	}
+	c->note = xstrdup(rc == 0 ? "node deleted" : "the node was gone already");
+	return ORCH_OK;
+}
+
+int orch_st_backend_remove(struct nctx *c, char **msg)
+{
+	char *path = orch_pool_path(c->o, c->n->backend), *err = NULL;
+	json_t *out = NULL;
+	long st = 0;
+	int rc = orch_lbd(c->o, "DELETE", path, NULL, &st, &out, &err);
+	free(path);
+	if (rc < 0 || (st != 200 && st != 202 && st != 404)) {
+		*msg = xasprintf("%s: removing backend %s: %s", c->n->name, c->n->backend,
+				 rc < 0 ? err : orch_jerr(out));
+		free(err);
+		json_decref(out);
+		return ORCH_FAILED;
+	}
+	json_decref(out);
+	c->note = xstrdup(st == 404 ? "the backend was gone already" : "backend removed");
+	return ORCH_OK;
+}

@@ -1,0 +1,217 @@
+/*
+ * orch_lease.c - gate leases: asking for one (the lease step), the keeper thread that
+ * renews held leases at a third of their ttl, and giving one back (the
+ * release step).
+ */
+#define _GNU_SOURCE
+#include "upgrade/orchestrator_int.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/clock.h"
+#include "common/duration.h"
+#include "common/xmalloc.h"
+#include "gate/http.h"
+#include "upgrade/drain.h"
+#include "upgrade/exec.h"
+#include "upgrade/kube.h"
+#include "upgrade/kubeconfig.h"
+
+#define GATE_RETRY_MS 2000
+
+/* Asks for (or renews) a lease. 1 granted, 0 refused (*why: the reasons), -1 error. */
+static int gate_acquire(struct orch *o, const char *node, enum plan_role role, char **why)
+{
+	char ttl[32], *err = NULL;
+	long st = 0;
+	json_t *out = NULL, *r;
+	size_t i;
+	json_t *body =
+	    json_pack("{s:s,s:s,s:s,s:s}", "node", node, "role", plan_role_name(role), "reason",
+		      o->plan->kind == PLAN_UPGRADE ? "lbctl upgrade" : "lbctl migrate", "ttl",
+		      orch_dur(o->plan->lease_ttl_ms, ttl, sizeof(ttl)));
+	int rc = orch_lbd(o, "POST", "/v1/gate/leases", body, &st, &out, &err);
+	json_decref(body);
+	if (rc < 0) {
+		*why = err;
+		return -1;
+	}
+	if ((st == 200 || st == 201) && json_is_true(json_object_get(out, "granted"))) {
+		json_decref(out);
+		return 1;
+	}
+	if (st == 409 && json_object_get(out, "reasons")) {
+		struct sbuf b = {0};
+		json_array_foreach(json_object_get(out, "reasons"), i, r)
+		    orch_sb_add(&b, "%s%s", i ? "; " : "", json_string_value(r));
+		*why = b.s ? b.s : xstrdup("refused");
+		json_decref(out);
+		return 0;
+	}
+	*why = xasprintf("gate: %ld %s", st, orch_jerr(out));
+	json_decref(out);
+	return -1;
+}
+
+/* 0 released or not held; -1 with *err. */
+static int gate_release(struct orch *o, const char *node, bool *was_held, char **err)
+{
+	char *path = xasprintf("/v1/gate/leases/%s", node);
+	long st = 0;
+	json_t *out = NULL;
+	int rc = orch_lbd(o, "DELETE", path, NULL, &st, &out, err);
+	free(path);
+	if (rc == 0 && st != 200 && st != 404) {
+		*err = xasprintf("gate: %ld %s", st, orch_jerr(out));
+		rc = -1;
+	}
+	*was_held = st == 200;
+	json_decref(out);
+	return rc;
+}
+
+static bool gate_holds(struct orch *o, const char *node)
+{
+	long st = 0;
+	json_t *out = NULL, *l;
+	char *err = NULL;
+	size_t i;
+	bool held = false;
+	if (orch_lbd(o, "GET", "/v1/gate/leases", NULL, &st, &out, &err) < 0) {
+		free(err);
+		return true; /* unknown: keep renewing */
+	}
+	json_array_foreach(json_object_get(out, "leases"), i,
+			   l) if (!strcmp(orch_jstr(l, "node"), node)) held = true;
+	if (st != 200)
+		held = true;
+	json_decref(out);
+	return held;
+}
+
+/* ---- the lease keeper: renews held leases at a third of their ttl ----------------------- */
+
+void *orch_keeper_main(void *arg)
+{
+	struct orch *o = arg;
+	struct orch_priv *p = o->p;
+	int64_t every = o->plan->lease_ttl_ms / 3;
+	if (every < 1000)
+		every = 1000;
+
+	pthread_mutex_lock(&p->kmu);
+	while (!p->kstop) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += every / 1000;
+		ts.tv_nsec += (every % 1000) * 1000000;
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		pthread_cond_timedwait(&p->kcv, &p->kmu, &ts);
+		if (p->kstop)
+			break;
+		for (size_t i = 0; i < sizeof(p->held) / sizeof(*p->held); i++) {
+			if (!p->held[i])
+				continue;
+			char *node = xstrdup(p->held[i]), *why = NULL;
+			enum plan_role role = p->held_role[i];
+			pthread_mutex_unlock(&p->kmu);
+			if (!gate_holds(o, node)) {
+				orch_emit(o, ORCH_EV_INFO, node, "lease", 0,
+					  "the gate released the lease itself (the node is back)");
+				pthread_mutex_lock(&p->kmu);
+				if (p->held[i] && !strcmp(p->held[i], node))
+					xfree(&p->held[i]);
+			} else {
+				int rc = gate_acquire(o, node, role, &why);
+				if (rc != 1)
+					orch_emit(o, ORCH_EV_INFO, node, "lease", 0,
+						  "could not renew the lease: %s", why ? why : "?");
+				free(why);
+				pthread_mutex_lock(&p->kmu);
+			}
+			free(node);
+		}
+	}
+	pthread_mutex_unlock(&p->kmu);
+	return NULL;
+}
+
+void orch_keep_lease(struct orch *o, const char *node, enum plan_role role, bool on)
+{
+	struct orch_priv *p = o->p;
+	pthread_mutex_lock(&p->kmu);
+	for (size_t i = 0; i < sizeof(p->held) / sizeof(*p->held); i++)
+		if (p->held[i] && !strcmp(p->held[i], node))
+			xfree(&p->held[i]);
+	if (on)
+		for (size_t i = 0; i < sizeof(p->held) / sizeof(*p->held); i++)
+			if (!p->held[i]) {
+				p->held[i] = xstrdup(node);
+				p->held_role[i] = role;
+				break;
+			}
+	pthread_mutex_unlock(&p->kmu);
+}
+
+int orch_st_lease(struct nctx *c, char **msg)
+{
+	struct orch *o = c->o;
+	int64_t deadline = mono_ms() + o->plan->t_gate_ms;
+	char d[32], *why = NULL, *last = NULL;
+
+	for (;;) {
+		int rc = gate_acquire(o, c->n->name, c->n->role, &why);
+		if (rc == 1) {
+			orch_keep_lease(o, c->n->name, c->n->role, true);
+			free(last);
+			free(why);
+			c->note = xstrdup("granted");
+			return ORCH_OK;
+		}
+		if (!last || strcmp(last, why)) {
+			orch_emit(o, ORCH_EV_WAIT, c->n->name, c->step, c->step_start,
+				  "the gate %s: %s", rc == 0 ? "refuses" : "cannot be asked", why);
+			free(last);
+			last = why;
+		} else {
+			free(why);
+		}
+		why = NULL;
+		if (mono_ms() >= deadline || orch_stopping(o)) {
+			*msg = xasprintf(
+			    "%s: the gate %s for %s: %s. Nothing was changed on %s. Next: fix what "
+			    "it says (`lbctl gate status`), then run again with --resume",
+			    c->n->name, rc == 0 ? "refused a lease" : "could not be asked",
+			    orch_dur(mono_ms() - c->step_start, d, sizeof(d)), last, c->n->name);
+			free(last);
+			return orch_stopping(o) ? ORCH_FAILED
+			       : rc == 0	? ORCH_REFUSED
+						: ORCH_FAILED;
+		}
+		orch_sleep_ms(GATE_RETRY_MS);
+	}
+}
+
+int orch_st_release(struct nctx *c, char **msg)
+{
+	bool was = false;
+	char *err = NULL;
+	orch_keep_lease(c->o, c->n->name, c->n->role, false);
+	if (gate_release(c->o, c->n->name, &was, &err) < 0) {
+		*msg =
+		    xasprintf("%s: releasing the lease: %s. Next: `lbctl gate release --node %s`",
+			      c->n->name, err, c->n->name);
+		free(err);
+		return ORCH_FAILED;
+	}
+	c->note = xstrdup(was ? "released" : "the gate had released it already (node back)");
+	return ORCH_OK;
+}

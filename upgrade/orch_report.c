@@ -1,0 +1,186 @@
+/*
+ * orch_report.c - what lbctl prints without running anything: the dry run (preflight,
+ * every step, the gate's answer per node now) and the status of a run
+ * from its journal.
+ */
+#define _GNU_SOURCE
+#include "upgrade/orchestrator_int.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/clock.h"
+#include "common/duration.h"
+#include "common/xmalloc.h"
+#include "gate/http.h"
+#include "upgrade/drain.h"
+#include "upgrade/exec.h"
+#include "upgrade/kube.h"
+#include "upgrade/kubeconfig.h"
+
+/* The gate's answer for node now, from its status. */
+static char *gate_answer(json_t *st, const struct plan_node *n)
+{
+	json_t *d, *r;
+	size_t i, j;
+	if (!st)
+		return NULL;
+	json_array_foreach(
+	    json_object_get(st, "leases"), i,
+	    d) if (!strcmp(orch_jstr(d, "node"), n->name)) return xstrdup("holds a lease now");
+	if (n->role == PLAN_MASTER) {
+		json_array_foreach(json_object_get(st, "master"), i,
+				   d) if (!strcmp(orch_jstr(d, "node"), n->name))
+		{
+			if (json_is_true(json_object_get(d, "granted")))
+				return xstrdup("would be GRANTED");
+			struct sbuf b = {0};
+			orch_sb_add(&b, "would be REFUSED");
+			json_array_foreach(json_object_get(d, "reasons"), j, r)
+			    orch_sb_add(&b, "\n        - %s", json_string_value(r));
+			return b.s;
+		}
+		return xstrdup(
+		    "not one of the gate's masters (no backend of that name in its pool)");
+	}
+	d = json_object_get(st, "worker");
+	if (json_is_true(json_object_get(d, "granted")))
+		return xstrdup("would be GRANTED (a worker now)");
+	struct sbuf b = {0};
+	orch_sb_add(&b, "would be REFUSED (a worker now)");
+	json_array_foreach(json_object_get(d, "reasons"), j, r)
+	    orch_sb_add(&b, "\n        - %s", json_string_value(r));
+	return b.s;
+}
+
+int orch_dry_run(struct orch *o, FILE *out)
+{
+	const struct plan *pl = o->plan;
+	struct strv why = {0}, ok = {0};
+	char d1[32], desc[1024], *err = NULL;
+	int rc;
+
+	orch_priv_init(o);
+	struct kube *k = o->p->kc_ok ? orch_kube_for(o) : NULL;
+	if (pl->kind == PLAN_UPGRADE)
+		fprintf(out,
+			"upgrade %s to %s: masters one at a time, then workers (%d at a time)\n",
+			pl->path, pl->version, pl->worker_concurrency);
+	else
+		fprintf(out, "migration %s: %zu replacement(s), %zu new master(s)\n", pl->path,
+			pl->nreplace, pl->nadd);
+	fprintf(out, "lbd: %s, pool %s; soak %s\n\n", pl->lbd_url ? pl->lbd_url : pl->lbd_socket,
+		pl->pool, orch_dur(pl->soak_ms, d1, sizeof(d1)));
+	orch_preflight(o, k, true, &why, &ok);
+	fprintf(out, "PREFLIGHT\n");
+	for (size_t i = 0; i < ok.n; i++)
+		fprintf(out, "  ok      %s\n", ok.v[i]);
+	for (size_t i = 0; i < why.n; i++)
+		fprintf(out, "  REFUSE  %s\n", why.v[i]);
+	if (pl->hook_preflight) {
+		struct plan_vars v = {.version = pl->version, .date = o->p->date};
+		char *cmd = plan_expand(pl->hook_preflight, &v, &err, NULL);
+		fprintf(out, "  hook    would run: %s\n", cmd ? cmd : err);
+		free(cmd);
+		xfree(&err);
+	}
+	json_t *st = orch_gate_status(o, &err);
+	xfree(&err);
+	fprintf(out, "\nSTEPS\n");
+	const struct plan_node *order[256];
+	size_t nn = orch_node_order(pl, order), num = 0;
+	for (size_t i = 0; i < nn; i++) {
+		const struct plan_node *n = order[i];
+		const char *names[16];
+		size_t ns = orch_steps_for(pl, n, names);
+		struct kube_node kn;
+		char *ver = NULL, *gate = NULL;
+		bool skip = false;
+		if (k && orch_node_get(k, n->name, &kn, &err) == 1) {
+			ver = xstrdup(kn.kubelet_version ? kn.kubelet_version : "?");
+			skip = pl->kind == PLAN_UPGRADE &&
+			       orch_at_target(kn.kubelet_version, pl->version);
+			kube_node_clear(&kn);
+		}
+		xfree(&err);
+		fprintf(out, "%s (%s%s%s)", n->name, plan_role_name(n->role), ver ? ", now " : "",
+			ver ? ver : "");
+		if (skip) {
+			fprintf(out, ": skipped, already at %s\n", pl->version);
+			free(ver);
+			continue;
+		}
+		if (ns && !strcmp(names[0], "lease")) {
+			gate = gate_answer(st, n);
+			fprintf(out, "\n    gate now: %s",
+				gate ? gate : "unknown (gate not reachable)");
+			free(gate);
+		}
+		fprintf(out, "\n");
+		for (size_t s = 0; s < ns; s++) {
+			orch_describe(o, n, names[s], desc, sizeof(desc));
+			fprintf(out, "  %3zu. %-14s %s\n", ++num, names[s], desc);
+		}
+		free(ver);
+	}
+	json_decref(st);
+	rc = why.n ? ORCH_FAILED : ORCH_OK;
+	fprintf(out, "\n%s\n",
+		rc == ORCH_OK
+		    ? "dry run: the preflight passes; nothing was changed"
+		    : "dry run: the preflight would refuse to start; nothing was changed");
+	kube_free(&k);
+	orch_sv_free(&why);
+	orch_sv_free(&ok);
+	orch_priv_free(o);
+	return rc;
+}
+
+int orch_status(const char *plan_path, bool json, FILE *out)
+{
+	struct journal j;
+	char *err = NULL;
+	if (journal_load(&j, plan_path, false, &err) < 0) {
+		fprintf(stderr, "%s\n", err);
+		free(err);
+		return ORCH_FAILED;
+	}
+	if (json) {
+		FILE *f = fopen(j.path, "r");
+		int ch;
+		while (f && (ch = getc(f)) != EOF)
+			putc(ch, out);
+		if (f)
+			fclose(f);
+		journal_close(&j);
+		return ORCH_OK;
+	}
+	size_t counts[5] = {0};
+	for (size_t i = 0; i < j.n; i++)
+		counts[j.steps[i].state]++;
+	fprintf(out, "%s %s: %s (started %s, updated %s%s)\n", j.kind, plan_path, j.status,
+		j.started ? j.started : "?", j.updated ? j.updated : "?",
+		j.resumes ? ", resumed" : "");
+	fprintf(out, "steps: %zu done, %zu skipped, %zu pending, %zu running, %zu failed\n\n",
+		counts[JS_DONE], counts[JS_SKIPPED], counts[JS_PENDING], counts[JS_RUNNING],
+		counts[JS_FAILED]);
+	const char *cur = NULL;
+	for (size_t i = 0; i < j.n; i++) {
+		struct jstep *s = &j.steps[i];
+		if (!cur || strcmp(cur, s->node))
+			fprintf(out, "%s\n", s->node);
+		cur = s->node;
+		fprintf(out, "  %-14s %-8s %s%s%s\n", s->step, journal_state_name(s->state),
+			s->finished ? s->finished : (s->started ? s->started : ""),
+			s->note ? "  " : "", s->note ? s->note : "");
+	}
+	if (j.message)
+		fprintf(out, "\n%s\n", j.message);
+	fprintf(out, "\nhistory: %s\n", j.log_path);
+	journal_close(&j);
+	return ORCH_OK;
+}

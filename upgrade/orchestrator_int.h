@@ -1,0 +1,160 @@
+/*
+ * orchestrator_int.h - the orchestrator's internals, shared by its files;
+ * not for use outside upgrade/ (the API is orchestrator.h).
+ *
+ *   orchestrator.c   the step machine: step table, node runner, orch_run
+ *   orch_util.c      events, the failure flag, string builders, versions
+ *   lbclient.c       lbd's admin API and the gate's status
+ *   orch_lease.c     gate leases: the lease step, the keeper, the release step
+ *   orch_cluster.c   Kubernetes and etcd helpers
+ *   preflight.c      the preflight checks and hook
+ *   upgrade_steps.c  backend-drain, drain, command, backend-enable, uncordon
+ *   wait.c           wait (outcomes and soak), joined, backend-up
+ *   migrate.c        join, backend-add, etcd-remove, remove-command,
+ *                    node-delete, backend-remove
+ *   orch_report.c    dry run and status
+ *
+ * struct orch_priv is a run's private state (struct orch's p); struct nctx is
+ * a node being worked on by one thread; every step is an
+ * int orch_st_NAME(struct nctx *, char **msg) returning an enum orch_rc.
+ */
+#ifndef LBD_ORCHESTRATOR_INT_H
+#define LBD_ORCHESTRATOR_INT_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "upgrade/journal.h"
+#include "upgrade/kube.h"
+#include "upgrade/kubeconfig.h"
+#include "upgrade/orchestrator.h"
+#include "upgrade/plan.h"
+
+struct orch_priv {
+	struct kubeconfig kc;
+	char *kc_err;
+	bool kc_ok;
+	struct journal j;
+	bool have_j;
+	int64_t run_start;
+	char date[32];
+	pthread_mutex_t ev_mu;
+
+	/* the lease keeper */
+	pthread_t keeper;
+	bool keeper_on;
+	pthread_mutex_t kmu;
+	pthread_cond_t kcv;
+	bool kstop;
+	char *held[64];
+	enum plan_role held_role[64];
+
+	/* the first failure stops the run */
+	pthread_mutex_t fmu;
+	int rc;
+	char *fail_msg;
+	size_t next_worker;
+};
+
+/* A node being worked on, by one thread. */
+struct nctx {
+	struct orch *o;
+	struct kube *k;
+	const struct plan_node *n;
+	const char *step;
+	int64_t step_start;
+	bool resumed; /* this step was interrupted before */
+	char *note;   /* what the step did, for the journal */
+};
+
+/* A string being built (orch_sb_add). */
+struct sbuf {
+	char *s;
+	size_t n;
+};
+
+/* A list of strings (orch_sv_add, orch_sv_free). */
+struct strv {
+	char **v;
+	size_t n;
+};
+
+/* orch_util.c */
+bool orch_at_target(const char *v, const char *target);
+const char *orch_dur(int64_t ms, char *buf, size_t len);
+void orch_emit(struct orch *o, enum orch_ev type, const char *node, const char *step,
+	       int64_t step_start, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+void orch_fail_run(struct orch *o, int rc, const char *msg);
+__attribute__((format(printf, 2, 3))) void orch_sb_add(struct sbuf *b, const char *fmt, ...);
+void orch_sleep_ms(int64_t ms);
+bool orch_stopping(struct orch *o);
+__attribute__((format(printf, 2, 3))) void orch_sv_add(struct strv *s, const char *fmt, ...);
+void orch_sv_free(struct strv *s);
+int orch_vcmp(const char *a, const char *b);
+
+/* lbclient.c */
+json_t *orch_gate_status(struct orch *o, char **err);
+json_t *orch_get_backend(struct orch *o, const char *name, json_t **pool_out, char **err);
+const char *orch_jerr(json_t *j);
+const char *orch_jstr(json_t *o, const char *k);
+int orch_lbd(struct orch *o, const char *method, const char *path, json_t *body, long *status,
+	     json_t **out, char **err);
+char *orch_pool_path(struct orch *o, const char *backend);
+
+/* orch_lease.c */
+void orch_keep_lease(struct orch *o, const char *node, enum plan_role role, bool on);
+void *orch_keeper_main(void *arg);
+int orch_st_lease(struct nctx *c, char **msg);
+int orch_st_release(struct nctx *c, char **msg);
+
+/* orch_cluster.c */
+json_t *orch_etcd_call(struct orch *o, const char *endpoint, const char *path, const char *body,
+		       char **err);
+json_t *orch_etcd_find(json_t *list, const char *name);
+bool orch_etcd_member_healthy(struct orch *o, json_t *m, char **why);
+json_t *orch_etcd_members(struct orch *o, char **err);
+struct kube *orch_kube_for(struct orch *o);
+void orch_kube_reconnect(struct nctx *c);
+int orch_node_get(struct kube *k, const char *name, struct kube_node *n, char **err);
+bool orch_node_is_master(const struct kube_node *n);
+
+/* preflight.c */
+bool orch_is_new_node(const struct plan *pl, const char *name);
+void orch_preflight(struct orch *o, struct kube *k, bool fresh, struct strv *why, struct strv *ok);
+int orch_run_hook(struct orch *o, struct strv *why);
+
+/* upgrade_steps.c */
+int orch_run_command(struct nctx *c, const char *what, const char *tmpl, const char *old_node,
+		     const char *new_node, char **msg);
+int orch_set_backend_state(struct nctx *c, const char *state, char **msg);
+int orch_st_backend_drain(struct nctx *c, char **msg);
+int orch_st_backend_enable(struct nctx *c, char **msg);
+int orch_st_command(struct nctx *c, char **msg);
+int orch_st_drain(struct nctx *c, char **msg);
+int orch_st_uncordon(struct nctx *c, char **msg);
+
+/* wait.c */
+int orch_st_backend_up(struct nctx *c, char **msg);
+int orch_st_joined(struct nctx *c, char **msg);
+int orch_st_wait(struct nctx *c, char **msg);
+
+/* migrate.c */
+const char *orch_replaced_by(const struct plan *pl, const char *old_node);
+int orch_st_backend_add(struct nctx *c, char **msg);
+int orch_st_backend_remove(struct nctx *c, char **msg);
+int orch_st_etcd_remove(struct nctx *c, char **msg);
+int orch_st_join(struct nctx *c, char **msg);
+int orch_st_node_delete(struct nctx *c, char **msg);
+int orch_st_remove_command(struct nctx *c, char **msg);
+
+/* orchestrator.c */
+void orch_describe(struct orch *o, const struct plan_node *n, const char *step, char *buf,
+		   size_t len);
+size_t orch_node_order(const struct plan *pl, const struct plan_node **out);
+void orch_priv_free(struct orch *o);
+void orch_priv_init(struct orch *o);
+size_t orch_steps_for(const struct plan *pl, const struct plan_node *n, const char **out);
+
+#endif

@@ -1,0 +1,300 @@
+/*
+ * preflight.c - the preflight: every reason a run must not start (nodes, versions,
+ * lbd's pool, the gate, etcd), and the plan's preflight hook.
+ */
+#define _GNU_SOURCE
+#include "upgrade/orchestrator_int.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/clock.h"
+#include "common/duration.h"
+#include "common/xmalloc.h"
+#include "gate/http.h"
+#include "upgrade/drain.h"
+#include "upgrade/exec.h"
+#include "upgrade/kube.h"
+#include "upgrade/kubeconfig.h"
+
+/* ---- preflight --------------------------------------------------------------------------- */
+
+static void check_versions(struct orch *o, struct kube *k, struct kube_node_list *nl,
+			   struct strv *why)
+{
+	const struct plan *pl = o->plan;
+	int t1, t2, t3;
+	char *api = NULL;
+	struct kube_err e;
+
+	if (!pl->version || plan_version_parse(pl->version, &t1, &t2, &t3) < 0)
+		return;
+	for (size_t i = 0; i < nl->n; i++) {
+		const struct kube_node *n = &nl->v[i];
+		const struct plan_node *pn = plan_node_find(pl, n->name);
+		int c1, c2, c3;
+		if (!n->kubelet_version ||
+		    plan_version_parse(n->kubelet_version, &c1, &c2, &c3) < 0)
+			continue;
+		if (!pn) {
+			/* Not in the plan: a control plane left behind would be older than
+			 * the workers we upgrade. */
+			if (orch_node_is_master(n) &&
+			    orch_vcmp(n->kubelet_version, pl->version) < 0)
+				orch_sv_add(
+				    why,
+				    "version skew: control-plane node %s (%s) is not in the plan; "
+				    "kubelets at %s would be newer than its apiserver",
+				    n->name, n->kubelet_version, pl->version);
+			continue;
+		}
+		if (c1 != t1)
+			orch_sv_add(why, "version skew: %s is at %s; %s changes the major version",
+				    n->name, n->kubelet_version, pl->version);
+		else if (t2 > c2 + 1)
+			orch_sv_add(
+			    why,
+			    "version skew: %s is at %s; %s skips a minor version: upgrade to "
+			    "v%d.%d first",
+			    n->name, n->kubelet_version, pl->version, t1, c2 + 1);
+		else if (orch_vcmp(n->kubelet_version, pl->version) > 0)
+			orch_sv_add(
+			    why,
+			    "version skew: %s is at %s, newer than %s: lbctl does not downgrade",
+			    n->name, n->kubelet_version, pl->version);
+	}
+	if (kube_version(k, &api, &e) == 0) {
+		int a1, a2, a3;
+		if (plan_version_parse(api, &a1, &a2, &a3) == 0 && (a1 != t1 || t2 > a2 + 1))
+			orch_sv_add(
+			    why, "version skew: the apiserver is at %s; %s skips a minor version",
+			    api, pl->version);
+		free(api);
+	}
+}
+
+static void check_gate(struct orch *o, struct strv *why, struct strv *ok, bool fresh)
+{
+	char *err = NULL;
+	json_t *st = orch_gate_status(o, &err), *v, *l;
+	const char *k;
+	size_t i;
+	if (!st) {
+		orch_sv_add(why, "gate: %s", err);
+		free(err);
+		return;
+	}
+	int unknown = 0;
+	json_object_foreach(json_object_get(st, "inputs"), k,
+			    v) if (!json_is_true(json_object_get(v, "known")))
+	{
+		orch_sv_add(why, "gate: input %s unknown: %s", k, orch_jstr(v, "why"));
+		unknown++;
+	}
+	json_array_foreach(json_object_get(st, "leases"), i, l)
+	{
+		if (json_is_true(json_object_get(l, "stale")))
+			orch_sv_add(
+			    why,
+			    "gate: %s holds a STALE lease (its holder stopped renewing); free it "
+			    "with `lbctl gate release --node %s` once the node is fine",
+			    orch_jstr(l, "node"), orch_jstr(l, "node"));
+		else if (fresh)
+			orch_sv_add(why, "gate: %s holds a lease (%s): finish that first",
+				    orch_jstr(l, "node"), orch_jstr(l, "reason"));
+	}
+	if (!unknown)
+		orch_sv_add(ok, "gate reachable, every input known (store %s)",
+			    orch_jstr(st, "store"));
+	json_decref(st);
+}
+
+static void check_pool(struct orch *o, struct strv *why, struct strv *ok, bool fresh)
+{
+	const struct plan *pl = o->plan;
+	int checked = 0;
+	char *perr = NULL, *path = orch_pool_path(o, NULL);
+	long pst = 0;
+	json_t *pj = NULL;
+	int prc = orch_lbd(o, "GET", path, NULL, &pst, &pj, &perr);
+	free(path);
+	if (prc < 0 || pst != 200) {
+		orch_sv_add(why, "lbd: %s", prc < 0 ? perr : orch_jerr(pj));
+		free(perr);
+		json_decref(pj);
+		return;
+	}
+	json_decref(pj);
+	if (!fresh) {
+		/* A resumed run finds its own node's backend drained: fine. */
+		orch_sv_add(ok, "lbd pool %s reachable", pl->pool);
+		return;
+	}
+	for (size_t i = 0; i < pl->nnodes; i++) {
+		const struct plan_node *n = &pl->nodes[i];
+		char *err = NULL;
+		bool is_new = false;
+		if (n->role != PLAN_MASTER)
+			continue;
+		for (size_t r = 0; r < pl->nreplace; r++)
+			is_new |= !strcmp(pl->replace[r].new_node, n->name);
+		for (size_t a = 0; a < pl->nadd; a++)
+			is_new |= !strcmp(pl->add[a], n->name);
+		json_t *b = orch_get_backend(o, n->backend, NULL, &err);
+		if (is_new) {
+			if (b && strcmp(orch_jstr(b, "address"), n->address))
+				orch_sv_add(
+				    why, "lbd: backend %s exists with address %s, the plan says %s",
+				    n->backend, orch_jstr(b, "address"), n->address);
+			free(err);
+			json_decref(b);
+			continue;
+		}
+		if (!b) {
+			orch_sv_add(why, "%s", err);
+			free(err);
+			continue;
+		}
+		if (strcmp(orch_jstr(b, "state"), "enabled"))
+			orch_sv_add(why, "lbd: backend %s/%s is %s, not enabled", pl->pool,
+				    n->backend, orch_jstr(b, "state"));
+		else if (strcmp(orch_jstr(b, "health"), "up"))
+			orch_sv_add(why, "lbd: backend %s/%s is %s: %s", pl->pool, n->backend,
+				    orch_jstr(b, "health"),
+				    orch_jstr(json_object_get(b, "check"), "detail"));
+		else
+			checked++;
+		json_decref(b);
+	}
+	if (checked)
+		orch_sv_add(ok, "lbd pool %s: %d master backend(s) enabled and up", pl->pool,
+			    checked);
+}
+
+static void check_etcd(struct orch *o, struct strv *why, struct strv *ok)
+{
+	char *err = NULL;
+	json_t *list = orch_etcd_members(o, &err), *m;
+	size_t i, n = 0;
+	if (!list) {
+		orch_sv_add(why, "etcd: %s", err);
+		free(err);
+		return;
+	}
+	json_array_foreach(json_object_get(list, "members"), i, m)
+	{
+		char *w = NULL;
+		if (!orch_etcd_member_healthy(o, m, &w))
+			orch_sv_add(why, "etcd: member %s unhealthy: %s", orch_jstr(m, "name"), w);
+		else
+			n++;
+		free(w);
+	}
+	orch_sv_add(ok, "etcd: %zu of %zu members healthy", n,
+		    json_array_size(json_object_get(list, "members")));
+	json_decref(list);
+}
+
+bool orch_is_new_node(const struct plan *pl, const char *name)
+{
+	for (size_t r = 0; r < pl->nreplace; r++)
+		if (!strcmp(pl->replace[r].new_node, name))
+			return true;
+	for (size_t a = 0; a < pl->nadd; a++)
+		if (!strcmp(pl->add[a], name))
+			return true;
+	return false;
+}
+
+/* Every reason not to start in why; what is fine in ok. fresh: not a resume. */
+void orch_preflight(struct orch *o, struct kube *k, bool fresh, struct strv *why, struct strv *ok)
+{
+	const struct plan *pl = o->plan;
+	struct kube_node_list nl = {0};
+	struct kube_err e;
+	char buf[600];
+
+	if (!o->p->kc_ok) {
+		orch_sv_add(why, "kubeconfig: %s", o->p->kc_err);
+	} else if (kube_node_list(k, &nl, &e) < 0) {
+		orch_sv_add(why, "kubernetes: cannot list nodes: %s",
+			    kube_err_str(&e, buf, sizeof(buf)));
+	} else {
+		int bad = 0;
+		for (size_t i = 0; i < pl->nnodes; i++) {
+			bool found = false;
+			for (size_t j = 0; j < nl.n; j++)
+				found |= !strcmp(nl.v[j].name, pl->nodes[i].name);
+			if (!found && !(pl->kind == PLAN_MIGRATION &&
+					orch_is_new_node(pl, pl->nodes[i].name))) {
+				orch_sv_add(why, "node %s (plan line %d) is not in the cluster",
+					    pl->nodes[i].name, pl->nodes[i].line);
+				bad++;
+			}
+		}
+		for (size_t j = 0; fresh && j < nl.n; j++) {
+			if (!nl.v[j].ready) {
+				orch_sv_add(why, "node %s is NotReady (%s)", nl.v[j].name,
+					    nl.v[j].ready_reason ? nl.v[j].ready_reason
+								 : "no reason");
+				bad++;
+			}
+			if (nl.v[j].unschedulable) {
+				orch_sv_add(
+				    why,
+				    "node %s is cordoned: uncordon it, or finish what cordoned it",
+				    nl.v[j].name);
+				bad++;
+			}
+		}
+		if (!bad)
+			orch_sv_add(ok, "kubernetes: %zu node(s), every one Ready and schedulable",
+				    nl.n);
+		if (fresh && pl->kind == PLAN_UPGRADE)
+			check_versions(o, k, &nl, why);
+	}
+	kube_node_list_free(&nl);
+	check_pool(o, why, ok, fresh);
+	check_gate(o, why, ok, fresh);
+	/* etcd last, and only when the cluster and lbd answered: a plan copied
+	 * from the examples must not send anyone's packets anywhere. */
+	if (pl->kind == PLAN_MIGRATION && pl->netcd_endpoints) {
+		if (why->n)
+			orch_sv_add(why, "etcd: not asked until the reasons above are fixed");
+		else
+			check_etcd(o, why, ok);
+	}
+}
+
+int orch_run_hook(struct orch *o, struct strv *why)
+{
+	const struct plan *pl = o->plan;
+	struct plan_vars v = {.version = pl->version, .date = o->p->date};
+	char *err = NULL, *cmd = plan_expand(pl->hook_preflight, &v, &err, NULL);
+	struct exec_result r;
+	char rs[64];
+	int rc;
+
+	if (!cmd) {
+		orch_sv_add(why, "hooks.preflight: %s", err);
+		free(err);
+		return -1;
+	}
+	orch_emit(o, ORCH_EV_STEP_START, "-", "preflight", 0, "hook: %s", cmd);
+	if (o->p->have_j)
+		journal_log(&o->p->j, "-", "preflight", "hook: %s", cmd);
+	rc = exec_run(cmd, pl->t_command_ms, NULL, NULL, NULL, &r);
+	if (o->p->have_j)
+		journal_log(&o->p->j, "-", "preflight", "hook %s; output: %s",
+			    exec_result_str(&r, rs, sizeof(rs)), r.output);
+	if (rc < 0)
+		orch_sv_add(why, "hooks.preflight failed (%s): %s\n%s",
+			    exec_result_str(&r, rs, sizeof(rs)), cmd, r.output);
+	exec_result_free(&r);
+	free(cmd);
+	return rc;
+}
