@@ -12,19 +12,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/atomicfile.h"
 #include "common/xmalloc.h"
 #include "gate/store.h"
 
 struct file_store {
 	struct gate_store base;
-	char *dir, *path, *tmp;
+	char *path;
 };
-
-static int fail(char **err, const char *what, const char *path)
-{
-	*err = xasprintf("%s %s: %s", what, path, strerror(errno));
-	return -1;
-}
 
 static int file_load(struct gate_store *gs, struct lease_table *t, char **err)
 {
@@ -64,25 +59,11 @@ static int file_load(struct gate_store *gs, struct lease_table *t, char **err)
 	return 0;
 }
 
-static int write_all(int fd, const char *buf, size_t len)
-{
-	while (len > 0) {
-		ssize_t n = write(fd, buf, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -1;
-		buf += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 static int file_save(struct file_store *s, const struct lease_table *t, char **err)
 {
 	json_t *root = json_object(), *arr = json_array();
 	char *text;
-	int fd, dfd, rc = -1;
+	int rc;
 
 	for (size_t i = 0; i < t->n; i++)
 		json_array_append_new(arr, gate_lease_to_json(&t->v[i], 0));
@@ -92,33 +73,9 @@ static int file_save(struct file_store *s, const struct lease_table *t, char **e
 	text = json_dumps(root, JSON_INDENT(2) | JSON_SORT_KEYS);
 	json_decref(root);
 
-	fd = open(s->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0) {
-		fail(err, "open", s->tmp);
-		goto out;
-	}
-	if (write_all(fd, text, strlen(text)) < 0 || write_all(fd, "\n", 1) < 0 || fsync(fd) < 0) {
-		fail(err, "write", s->tmp);
-		close(fd);
-		unlink(s->tmp);
-		goto out;
-	}
-	close(fd);
-	if (rename(s->tmp, s->path) < 0) {
-		fail(err, "rename to", s->path);
-		unlink(s->tmp);
-		goto out;
-	}
-	/* The rename is durable only once the directory is. */
-	if ((dfd = open(s->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0 || fsync(dfd) < 0) {
-		fail(err, "fsync", s->dir);
-		if (dfd >= 0)
-			close(dfd);
-		goto out;
-	}
-	close(dfd);
-	rc = 0;
-out:
+	char *line = xasprintf("%s\n", text);
+	rc = atomic_write_file(s->path, line, strlen(line), 0600, err, NULL);
+	free(line);
 	free(text);
 	return rc;
 }
@@ -145,9 +102,7 @@ static int file_del(struct gate_store *gs, const struct lease_table *after,
 static void file_free(struct gate_store *gs)
 {
 	struct file_store *s = (struct file_store *)gs;
-	free(s->dir);
 	free(s->path);
-	free(s->tmp);
 	free(s);
 }
 
@@ -172,9 +127,7 @@ struct gate_store *gate_store_file_new(const char *state_dir, char **err)
 	}
 	s = xcalloc(1, sizeof(*s));
 	s->base.ops = &file_ops;
-	s->dir = xstrdup(state_dir);
 	s->path = xasprintf("%s/gate-leases.json", state_dir);
-	s->tmp = xasprintf("%s/.gate-leases.json.tmp", state_dir);
 	return &s->base;
 }
 

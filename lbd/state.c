@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/atomicfile.h"
 #include "common/xmalloc.h"
 
 #define STATE_VERSION 1
@@ -471,85 +472,12 @@ int state_open(struct lbd_state *st, const char *state_dir, char **err)
 	return rc;
 }
 
-static int write_all(int fd, const char *p, size_t len)
-{
-	while (len > 0) {
-		ssize_t w = write(fd, p, len);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0)
-			return -1;
-		p += w;
-		len -= (size_t)w;
-	}
-	return 0;
-}
-
-int state_write_atomic(const char *path, const char *data, size_t len, char **err, int *err_no)
-{
-	char *tmp = xasprintf("%s.tmp", path);
-	char *dir = xstrdup(path);
-	char *slash = strrchr(dir, '/');
-	const char *step;
-	int fd = -1;
-
-	if (slash)
-		slash == dir ? (void)(slash[1] = '\0') : (void)(*slash = '\0');
-	else
-		strcpy(dir, ".");
-	step = "create";
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0)
-		goto fail;
-	step = "write";
-	if (write_all(fd, data, len) < 0)
-		goto fail;
-	step = "fsync";
-	if (fsync(fd) < 0)
-		goto fail;
-	step = "close";
-	if (close(fd) < 0) {
-		fd = -1;
-		goto fail;
-	}
-	fd = -1;
-	step = "rename";
-	if (rename(tmp, path) < 0)
-		goto fail;
-	step = "fsync directory";
-	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0 || fsync(fd) < 0) {
-		/* Renamed already: the new version is what a reader sees; only
-		 * its durability is in doubt. Report it all the same. */
-		*err_no = errno;
-		*err = xasprintf("%s: %s: %s", path, step, strerror(errno));
-		if (fd >= 0)
-			close(fd);
-		free(tmp);
-		free(dir);
-		return -1;
-	}
-	close(fd);
-	free(tmp);
-	free(dir);
-	return 0;
-fail:
-	*err_no = errno;
-	*err = xasprintf("%s: %s: %s", tmp, step, strerror(errno));
-	if (fd >= 0)
-		close(fd);
-	unlink(tmp);
-	free(tmp);
-	free(dir);
-	return -1;
-}
-
 int state_save(const struct lbd_state *st, char **err, int *err_no)
 {
 	if (!st->path)
 		return 0;
 	char *text = state_serialize(st);
-	int rc = state_write_atomic(st->path, text, strlen(text), err, err_no);
+	int rc = atomic_write_file(st->path, text, strlen(text), 0600, err, err_no);
 	free(text);
 	return rc;
 }

@@ -61,11 +61,9 @@ int state_open(struct lbd_state *st, const char *state_dir, char **err);
 int state_parse(struct lbd_state *st, const char *name, const char *text, size_t len, char **err);
 /* The JSON text of st (caller frees). */
 char *state_serialize(const struct lbd_state *st);
-/* Writes st to st->path atomically. Returns -1 with *err and *err_no. */
+/* Writes st to st->path atomically (common/atomicfile.h). Returns -1 with
+ * *err and *err_no. */
 int state_save(const struct lbd_state *st, char **err, int *err_no);
-/* Atomic replace of path with data (temp, fsync, rename, fsync dir).
- * Shared: the gate's lease file wants the same. */
-int state_write_atomic(const char *path, const char *data, size_t len, char **err, int *err_no);
 
 void state_copy(struct lbd_state *dst, const struct lbd_state *src);
 void state_free(struct lbd_state *st);

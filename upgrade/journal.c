@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/atomicfile.h"
 #include "common/xmalloc.h"
 
 static const char *const state_names[] = {"pending", "running", "done", "failed", "skipped"};
@@ -236,23 +237,11 @@ static json_t *to_json(struct journal *j)
 			 j->updated, "resumes", j->resumes, "steps", steps);
 }
 
-static int fsync_dir_of(const char *path)
-{
-	char *copy = xstrdup(path);
-	int fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC), rc = -1;
-	free(copy);
-	if (fd >= 0) {
-		rc = fsync(fd);
-		close(fd);
-	}
-	return rc;
-}
-
 int journal_save(struct journal *j, char **err)
 {
-	char now[40], *tmp = xasprintf("%s.tmp", j->path), *text;
-	int fd, rc = -1;
-	size_t len, off = 0;
+	char now[40], *text;
+	int rc;
+	size_t len;
 
 	journal_now(now, sizeof(now));
 	free(j->updated);
@@ -261,30 +250,9 @@ int journal_save(struct journal *j, char **err)
 	text = json_dumps(o, JSON_INDENT(2));
 	json_decref(o);
 	len = strlen(text);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0)
-		goto out;
-	while (off < len) {
-		ssize_t w = write(fd, text + off, len - off);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			break;
-		off += (size_t)w;
-	}
-	if (off == len && write(fd, "\n", 1) == 1 && fsync(fd) == 0 && close(fd) == 0) {
-		fd = -1;
-		if (rename(tmp, j->path) == 0 && fsync_dir_of(j->path) == 0)
-			rc = 0;
-	}
-	if (fd >= 0)
-		close(fd);
-out:
-	if (rc < 0) {
-		*err = xasprintf("%s: %s", j->path, strerror(errno));
-		unlink(tmp);
-	}
-	free(tmp);
+	char *line = xasprintf("%s\n", text);
+	rc = atomic_write_file(j->path, line, len + 1, 0644, err, NULL);
+	free(line);
 	free(text);
 	return rc;
 }
