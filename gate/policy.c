@@ -373,15 +373,17 @@ static const struct gate_backend_in *backend_in(const struct gate_inputs *in, co
 	return NULL;
 }
 
-/* Is backend name going down by agreement (req's node, or another master holder)? */
-static bool backend_leaving(const struct gate_conf *conf, const struct lease_table *t,
-			    const char *req_node, const char *name)
+/* Is name (a backend or an etcd member, as node_to maps nodes to them)
+ * going down by agreement: req's node, or another master holding a lease? */
+static bool leaving(const struct gate_conf *conf, const struct lease_table *t, const char *req_node,
+		    const char *name,
+		    const char *(*node_to)(const struct gate_conf *, const char *))
 {
-	if (strcmp(gate_node_backend(conf, req_node), name) == 0)
+	if (strcmp(node_to(conf, req_node), name) == 0)
 		return true;
 	for (size_t i = 0; i < t->n; i++)
 		if (t->v[i].role == GATE_ROLE_MASTER && strcmp(t->v[i].node, req_node) != 0 &&
-		    strcmp(gate_node_backend(conf, t->v[i].node), name) == 0)
+		    strcmp(node_to(conf, t->v[i].node), name) == 0)
 			return true;
 	return false;
 }
@@ -402,7 +404,7 @@ static void rule_pool(const struct gate_conf *conf, const struct gate_inputs *in
 		const struct gate_backend_in *b = &in->pool.v[i];
 		/* A leaving backend counts as lost even if it is down already: an
 		 * unhealthy member plus a lease on it leaves no margin either. */
-		if (backend_leaving(conf, t, req->node, b->name))
+		if (leaving(conf, t, req->node, b->name, gate_node_backend))
 			after--;
 		if (b->up) {
 			up++;
@@ -496,18 +498,6 @@ static bool etcd_agree(const struct gate_etcd_in *e, struct gate_decision *d)
 	return ok;
 }
 
-static bool etcd_leaving(const struct gate_conf *conf, const struct lease_table *t,
-			 const char *req_node, const char *name)
-{
-	if (strcmp(gate_node_etcd(conf, req_node), name) == 0)
-		return true;
-	for (size_t i = 0; i < t->n; i++)
-		if (t->v[i].role == GATE_ROLE_MASTER && strcmp(t->v[i].node, req_node) != 0 &&
-		    strcmp(gate_node_etcd(conf, t->v[i].node), name) == 0)
-			return true;
-	return false;
-}
-
 static void rule_etcd(const struct gate_conf *conf, const struct gate_inputs *in,
 		      const struct lease_table *t, const struct gate_request *req,
 		      struct gate_decision *d)
@@ -537,7 +527,7 @@ static void rule_etcd(const struct gate_conf *conf, const struct gate_inputs *in
 		n++;
 		if (strcmp(name, gate_node_etcd(conf, req->node)) == 0)
 			mine = true;
-		if (etcd_leaving(conf, t, req->node, name))
+		if (leaving(conf, t, req->node, name, gate_node_etcd))
 			after--; /* lost while leased, healthy now or not (see rule_pool) */
 		if (gate_etcd_member_healthy(e, m->id, &why)) {
 			healthy++;

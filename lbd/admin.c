@@ -1033,31 +1033,44 @@ static bool parse_bool_text(const char *s, bool *out)
 	return true;
 }
 
+/*
+ * A yes/no option given in the body ({"KEY": true}, no other key allowed) or
+ * in the query (?KEY=1). Returns false, having answered 400, on bad input.
+ */
+static bool bool_option(struct admin_req *r, json_t *body, const char *key, bool *out)
+{
+	const char *const keys[] = {key, NULL};
+	const char *q = admin_query(r, key);
+
+	*out = false;
+	if (body) {
+		json_t *v = json_object_get(body, key);
+		if (!admin_only_keys(r, body, keys))
+			return false;
+		if (v && !json_is_boolean(v)) {
+			admin_error(r, 400, "'%s' must be true or false", key);
+			return false;
+		}
+		*out = json_is_true(v);
+	}
+	if (q && !parse_bool_text(q, out)) {
+		admin_error(r, 400, "query '%s' must be 1/0 or true/false", key);
+		return false;
+	}
+	return true;
+}
+
 static void h_backend_delete(struct admin_req *r, void *arg)
 {
-	static const char *const keys[] = {"drain", NULL};
 	const char *pool = admin_param(r, 0), *name = admin_param(r, 1);
-	const char *q = admin_query(r, "drain");
-	bool bad, drain = false, pending = false;
+	bool bad, drain, pending = false;
 	json_t *body = admin_body(r, &bad);
 	char *err = NULL;
 
 	if (bad)
 		return;
-	if (body) {
-		json_t *d = json_object_get(body, "drain");
-		if (!admin_only_keys(r, body, keys))
-			goto out;
-		if (d && !json_is_boolean(d)) {
-			admin_error(r, 400, "'drain' must be true or false");
-			goto out;
-		}
-		drain = json_is_true(d);
-	}
-	if (q && !parse_bool_text(q, &drain)) {
-		admin_error(r, 400, "query 'drain' must be 1/0 or true/false");
+	if (!bool_option(r, body, "drain", &drain))
 		goto out;
-	}
 	enum server_err e =
 	    server_backend_remove(admin_server(r), pool, name, drain, &pending, &err);
 	if (e != SERR_OK)
@@ -1070,30 +1083,16 @@ out:
 
 static void h_reload(struct admin_req *r, void *arg)
 {
-	static const char *const keys[] = {"reset", NULL};
 	struct server *s = admin_server(r);
-	bool bad, reset = false;
+	bool bad, reset;
 	json_t *body = admin_body(r, &bad);
-	const char *q = admin_query(r, "reset");
 	struct config_errors errs = {0};
 	char *err = NULL;
 
 	if (bad)
 		return;
-	if (body) {
-		json_t *v = json_object_get(body, "reset");
-		if (!admin_only_keys(r, body, keys))
-			goto out;
-		if (v && !json_is_boolean(v)) {
-			admin_error(r, 400, "'reset' must be true or false");
-			goto out;
-		}
-		reset = json_is_true(v);
-	}
-	if (q && !parse_bool_text(q, &reset)) {
-		admin_error(r, 400, "query 'reset' must be 1/0 or true/false");
+	if (!bool_option(r, body, "reset", &reset))
 		goto out;
-	}
 	log_info("admin: reload requested%s", reset ? " (runtime overlay reset)" : "");
 	enum server_err e = server_reload_ex(s, reset, &errs, &err);
 	if (e != SERR_OK) {
