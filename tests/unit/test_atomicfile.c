@@ -1,5 +1,7 @@
 /* test_atomicfile.c - the one way lbd persists: replace, mode, failures. */
 #include <check.h>
+
+#include "tests/unit/unit.h"
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -86,16 +88,10 @@ int main(void)
 {
 	Suite *s = suite_create("atomicfile");
 	TCase *tc = tcase_create("write");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, replaces_with_mode_and_leaves_no_temp);
 	tcase_add_test(tc, failure_keeps_the_old_version_and_says_why);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return unit_run(s);
 }

@@ -9,6 +9,8 @@
 #define _GNU_SOURCE
 #include <check.h>
 
+#include "tests/unit/unit.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <limits.h>
@@ -950,10 +952,7 @@ int main(void)
 	if (getenv("TEST_CHECK_DEBUG"))
 		log_setup(LOG_FMT_TEXT, LOG_LVL_DEBUG, "test_check");
 	make_cert();
-	SRunner *sr = srunner_create(check_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
+	int rc = unit_run(check_suite());
 	remove_cert();
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return rc;
 }

@@ -1,6 +1,8 @@
 /* test_config.c - config_load: values, defaults, and the exact text of every error. */
 #include <arpa/inet.h>
 #include <check.h>
+
+#include "tests/unit/unit.h"
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -770,8 +772,6 @@ int main(void)
 {
 	Suite *s = suite_create("config");
 	TCase *good = tcase_create("good"), *bad = tcase_create("bad");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_test(good, test_full_config);
 	tcase_add_test(good, test_defaults);
@@ -802,9 +802,5 @@ int main(void)
 	tcase_add_test(bad, test_garbage_does_not_crash);
 	suite_add_tcase(s, good);
 	suite_add_tcase(s, bad);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return unit_run(s);
 }

@@ -1,5 +1,7 @@
 /* test_drain.c - drain's pod filters (pure) and pod/node decoding from API JSON. */
 #include <check.h>
+
+#include "tests/unit/unit.h"
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
@@ -236,8 +238,6 @@ int main(void)
 {
 	Suite *s = suite_create("drain");
 	TCase *tc = tcase_create("filters");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_test(tc, test_defaults);
 	tcase_add_test(tc, test_replicaset_pod_is_evicted);
@@ -249,9 +249,5 @@ int main(void)
 	tcase_add_test(tc, test_pod_from_json);
 	tcase_add_test(tc, test_node_from_json);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return unit_run(s);
 }

@@ -1,5 +1,7 @@
 /* test_duration.c - duration_parse / duration_format. */
 #include <check.h>
+
+#include "tests/unit/unit.h"
 #include <stdint.h>
 #include <stdlib.h>
 
@@ -85,17 +87,11 @@ int main(void)
 {
 	Suite *s = suite_create("duration");
 	TCase *tc = tcase_create("core");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_test(tc, test_good);
 	tcase_add_test(tc, test_bad);
 	tcase_add_test(tc, test_overflow);
 	tcase_add_test(tc, test_format);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return unit_run(s);
 }

@@ -1,5 +1,7 @@
 /* test_kubeconfig.c - kubeconfig parsing: data vs files, credentials, contexts, errors. */
 #include <check.h>
+
+#include "tests/unit/unit.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -339,8 +341,6 @@ int main(void)
 {
 	Suite *s = suite_create("kubeconfig");
 	TCase *tc = tcase_create("core");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, test_k3s_inline_data);
@@ -353,9 +353,5 @@ int main(void)
 	tcase_add_test(tc, test_path_choice);
 	tcase_add_test(tc, test_base64);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return unit_run(s);
 }

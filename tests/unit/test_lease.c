@@ -1,5 +1,7 @@
 /* test_lease.c - the lease table (fencing, slots, staleness, renewals) and the file store. */
 #include <check.h>
+
+#include "tests/unit/unit.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -214,11 +216,5 @@ static Suite *lease_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(lease_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return unit_run(lease_suite());
 }

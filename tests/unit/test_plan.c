@@ -1,6 +1,8 @@
 /* test_plan.c - plan loading, validation with file:line:col, templates; the
  * journal's round trip; exec's bounds. */
 #include <check.h>
+
+#include "tests/unit/unit.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -340,8 +342,6 @@ int main(void)
 {
 	Suite *s = suite_create("plan");
 	TCase *tc = tcase_create("core");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_test(tc, test_good_upgrade);
 	tcase_add_test(tc, test_good_migration);
@@ -353,9 +353,5 @@ int main(void)
 	tcase_add_test(tc, test_exec);
 	tcase_set_timeout(tc, 30);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return unit_run(s);
 }

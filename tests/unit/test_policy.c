@@ -1,5 +1,7 @@
 /* test_policy.c - the gate's pure policy: quorum arithmetic, concurrency, windows, unknowns. */
 #include <check.h>
+
+#include "tests/unit/unit.h"
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -741,11 +743,5 @@ static Suite *policy_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(policy_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return unit_run(policy_suite());
 }

@@ -1,6 +1,8 @@
 /* test_pool.c - balancing: weights, least connections, source hash, tiers. */
 #include <arpa/inet.h>
 #include <check.h>
+
+#include "tests/unit/unit.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -297,8 +299,6 @@ int main(void)
 {
 	Suite *s = suite_create("pool");
 	TCase *tc = tcase_create("balance");
-	SRunner *sr;
-	int failed;
 
 	log_setup(LOG_FMT_TEXT, LOG_LVL_ERR, "test_pool");
 	tcase_add_test(tc, round_robin_follows_weights);
@@ -311,9 +311,5 @@ int main(void)
 	tcase_add_test(tc, update_keeps_state_and_replaces_moved);
 	tcase_add_test(tc, failed_connect_makes_a_backend_suspect_until_a_good_check);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return unit_run(s);
 }

@@ -1,5 +1,7 @@
 /* test_sdnotify.c - the sd_notify datagrams, to a path and to an abstract socket. */
 #include <check.h>
+
+#include "tests/unit/unit.h"
 #include <errno.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -114,17 +116,11 @@ int main(void)
 {
 	Suite *s = suite_create("sdnotify");
 	TCase *tc = tcase_create("core");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_test(tc, test_unset_is_noop);
 	tcase_add_test(tc, test_bad_names);
 	tcase_add_test(tc, test_path_socket);
 	tcase_add_test(tc, test_abstract_reloading);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return unit_run(s);
 }

@@ -1,5 +1,7 @@
 /* test_state.c - the runtime overlay: put, reconcile, effective, the file. */
 #include <check.h>
+
+#include "tests/unit/unit.h"
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -252,8 +254,6 @@ int main(void)
 {
 	Suite *s = suite_create("state");
 	TCase *tc = tcase_create("state");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_test(tc, put_stores_only_differences);
 	tcase_add_test(tc, effective_is_file_plus_overlay);
@@ -262,9 +262,5 @@ int main(void)
 	tcase_add_test(tc, parse_refuses_what_it_cannot_trust);
 	tcase_add_test(tc, save_and_open);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return unit_run(s);
 }
