@@ -46,13 +46,18 @@ DEPS_PKGS := build-essential pkg-config libevent-dev libssl-dev libyaml-dev libj
 # The package and the keepalived pair: make deb, lintian, systemd-analyze, test_pair.
 DEPS_PKGS += dpkg-dev lintian man-db systemd keepalived bash-completion adduser
 
-CORE_SRCS := $(wildcard common/*.c config/*.c gate/*.c upgrade/*.c) \
-	$(filter-out lbd/main.c,$(wildcard lbd/*.c))
+# Layers (docs/architecture.md): liblow.a is everything below lbd/ and lbctl/;
+# the gate's and the orchestrator's tests link it alone, which proves that
+# nothing there reaches up into lbd/.
+LOW_SRCS  := $(wildcard common/*.c config/*.c kube/*.c gate/*.c upgrade/*.c)
+LBD_SRCS  := $(filter-out lbd/main.c,$(wildcard lbd/*.c))
+CORE_SRCS := $(LOW_SRCS) $(LBD_SRCS)
 LBCTL_SRCS := $(wildcard lbctl/*.c)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 ALL_C := $(CORE_SRCS) lbd/main.c $(LBCTL_SRCS) $(UNIT_SRCS) $(wildcard tests/unit/*.h)
 
-CORE_OBJS  := $(CORE_SRCS:%.c=$(BUILD)/obj/%.o)
+LOW_OBJS   := $(LOW_SRCS:%.c=$(BUILD)/obj/%.o)
+LBD_OBJS   := $(LBD_SRCS:%.c=$(BUILD)/obj/%.o)
 LBCTL_OBJS := $(LBCTL_SRCS:%.c=$(BUILD)/obj/%.o)
 UNIT_BINS  := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 
@@ -71,19 +76,29 @@ $(BUILD)/obj/%.o: %.c $(BUILD)/.flags
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
 
-$(BUILD)/libcore.a: $(CORE_OBJS)
+$(BUILD)/liblow.a: $(LOW_OBJS)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/lbd: $(BUILD)/obj/lbd/main.o $(BUILD)/libcore.a
+$(BUILD)/liblbd.a: $(LBD_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/lbd: $(BUILD)/obj/lbd/main.o $(BUILD)/liblbd.a $(BUILD)/liblow.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/lbctl: $(LBCTL_OBJS) $(BUILD)/libcore.a
+$(BUILD)/lbctl: $(LBCTL_OBJS) $(BUILD)/liblow.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(BUILD)/libcore.a
+# Suites of lbd/ modules link liblbd.a; every other suite links liblow.a alone.
+LBD_UNITS := $(patsubst %,$(BUILD)/tests/%,$(shell grep -l '^\#include "lbd/' $(UNIT_SRCS) \
+	2>/dev/null | sed 's,tests/unit/,,; s,\.c$$,,'))
+$(LBD_UNITS): $(BUILD)/liblbd.a
+
+$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(BUILD)/liblow.a
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(shell pkg-config --libs check)
+	$(CC) $(LDFLAGS) -o $@ $(filter %.o,$^) $(filter %/liblbd.a,$^) $(BUILD)/liblow.a \
+		$(LDLIBS) $(shell pkg-config --libs check)
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
 

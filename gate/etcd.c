@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "common/xmalloc.h"
-#include "gate/http.h"
+#include "common/http.h"
 
 int gate_etcd_parse_id(json_t *v, uint64_t *out)
 {
@@ -35,12 +35,12 @@ static json_t *call(const struct gate_conf *conf, const char *endpoint, const ch
 		    const char *path, const char *body, int64_t timeout_ms,
 		    struct gate_etcd_view *v)
 {
-	struct gate_http_tls tls = {conf->etcd_ca, conf->etcd_cert, conf->etcd_key};
+	struct http_tls tls = {conf->etcd_ca, conf->etcd_cert, conf->etcd_key};
 	char *url = xasprintf("%s%s", endpoint, path), *err = NULL;
 	json_t *out = NULL;
 	long status = 0;
 
-	if (gate_http_json(method, url, body, &tls, timeout_ms, &status, &out, &err) < 0) {
+	if (http_json(method, url, body, &tls, timeout_ms, &status, &out, &err) < 0) {
 		v->err = xasprintf("%s: %s", path, err);
 	} else if (status != 200 && strcmp(path, "/health") != 0) {
 		const char *msg = json_string_value(json_object_get(out, "error"));

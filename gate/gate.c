@@ -15,7 +15,7 @@
  * are freed once swapped out. The poller has a copy of its own.
  */
 #include "gate/gate.h"
-#include "lbd/tls.h"
+#include "common/tls.h"
 
 #include <errno.h>
 #include <event2/buffer.h>
@@ -49,7 +49,7 @@
 #include "lbd/admin.h"
 #include "lbd/pool.h"
 #include "lbd/server.h"
-#include "upgrade/kubeconfig.h"
+#include "kube/kubeconfig.h"
 
 #define GATE_MAX_BODY (16 * 1024)
 #define GATE_TOKENS_MAX (1 << 20)

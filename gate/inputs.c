@@ -17,9 +17,9 @@
 #include "common/xmalloc.h"
 #include "gate/conf.h"
 #include "gate/etcd.h"
-#include "gate/http.h"
-#include "upgrade/kube.h"
-#include "upgrade/kubeconfig.h"
+#include "common/http.h"
+#include "kube/kube.h"
+#include "kube/kubeconfig.h"
 
 #define GATE_KUBE_TIMEOUT_MS 2000
 #define GATE_PROM_TIMEOUT_MS 2000
@@ -125,7 +125,7 @@ static void poll_alerts(const struct gate_conf *conf, struct gate_alerts_in *out
 	url = xasprintf("%s/api/v1/query?query=%s", conf->alerts_prometheus_url, eq);
 	curl_free(eq);
 	curl_easy_cleanup(c);
-	if (gate_http_json("GET", url, NULL, NULL, GATE_PROM_TIMEOUT_MS, &status, &ans, &err) < 0) {
+	if (http_json("GET", url, NULL, NULL, GATE_PROM_TIMEOUT_MS, &status, &ans, &err) < 0) {
 		out->src.why = xasprintf("query failed: %s", err);
 	} else if (status != 200 || !ans ||
 		   strcmp(json_string_value(json_object_get(ans, "status")) ?: "", "success") !=

@@ -18,7 +18,7 @@
 #include "common/log.h"
 #include "common/xmalloc.h"
 #include "gate/store.h"
-#include "upgrade/kube.h"
+#include "kube/kube.h"
 
 #define KS_LABEL "lbd.io/gate"
 #define KS_ANN "lbd.io/lease"

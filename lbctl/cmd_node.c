@@ -2,7 +2,7 @@
  * cmd_node.c - lbctl node list | cordon | uncordon | drain.
  *
  * Talks to the apiserver named by the kubeconfig (--kubeconfig/--context,
- * global options), with upgrade/kube.c; drain is upgrade/drain.c, which
+ * global options), with kube/kube.c; drain is upgrade/drain.c, which
  * behaves as `kubectl drain`. Progress goes to stdout as kubectl prints it
  * (to stderr with -o json, where stdout carries only the final JSON).
  */
@@ -16,8 +16,8 @@
 #include "common/xmalloc.h"
 #include "lbctl/lbctl.h"
 #include "upgrade/drain.h"
-#include "upgrade/kube.h"
-#include "upgrade/kubeconfig.h"
+#include "kube/kube.h"
+#include "kube/kubeconfig.h"
 
 static const char NODE_HELP[] =
     "NAME\n"

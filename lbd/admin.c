@@ -7,7 +7,7 @@
  * through server_backend_*(), which validate, persist and only then apply.
  */
 #include "lbd/admin.h"
-#include "lbd/tls.h"
+#include "common/tls.h"
 
 #include <errno.h>
 #include <event2/buffer.h>

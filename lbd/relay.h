@@ -82,7 +82,7 @@ int relay_listeners_open(struct relay *r, const struct frontend_conf *conf, stru
 void relay_listeners_close(struct listener **ls, size_t nls);
 
 /* Takes ownership of the opened listeners (and of ctx, for mode tls: see
- * lbd/tls.h) and starts accepting. */
+ * common/tls.h) and starts accepting. */
 struct frontend *frontend_new(struct relay *r, const struct frontend_conf *conf, struct pool *pool,
 			      struct listener **ls, size_t nls, struct ssl_ctx_st *ctx);
 /* Reload: returns fe if nothing changed, else a new frontend with the new

@@ -13,7 +13,7 @@
 #include "common/xmalloc.h"
 #include "lbd/check.h"
 #include "lbd/drain.h"
-#include "lbd/tls.h"
+#include "common/tls.h"
 
 struct pool *server_pool(const struct server *s, const char *name)
 {

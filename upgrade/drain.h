@@ -30,7 +30,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "upgrade/kube.h"
+#include "kube/kube.h"
 
 struct drain_opts {
 	bool ignore_daemonsets;

@@ -15,11 +15,11 @@
 #include "common/clock.h"
 #include "common/duration.h"
 #include "common/xmalloc.h"
-#include "gate/http.h"
+#include "common/http.h"
 #include "upgrade/drain.h"
 #include "upgrade/exec.h"
-#include "upgrade/kube.h"
-#include "upgrade/kubeconfig.h"
+#include "kube/kube.h"
+#include "kube/kubeconfig.h"
 
 /* ---- Kubernetes ------------------------------------------------------------------------ */
 
@@ -68,11 +68,11 @@ json_t *orch_etcd_call(struct orch *o, const char *endpoint, const char *path, c
 		       char **err)
 {
 	const struct plan *pl = o->plan;
-	struct gate_http_tls tls = {pl->etcd_ca, pl->etcd_cert, pl->etcd_key};
+	struct http_tls tls = {pl->etcd_ca, pl->etcd_cert, pl->etcd_key};
 	char *url = xasprintf("%s%s", endpoint, path);
 	long st = 0;
 	json_t *out = NULL;
-	int rc = gate_http_json(body ? "POST" : "GET", url, body, &tls, 3000, &st, &out, err);
+	int rc = http_json(body ? "POST" : "GET", url, body, &tls, 3000, &st, &out, err);
 	free(url);
 	if (rc < 0)
 		return NULL;

@@ -16,11 +16,11 @@
 #include "common/clock.h"
 #include "common/duration.h"
 #include "common/xmalloc.h"
-#include "gate/http.h"
+#include "common/http.h"
 #include "upgrade/drain.h"
 #include "upgrade/exec.h"
-#include "upgrade/kube.h"
-#include "upgrade/kubeconfig.h"
+#include "kube/kube.h"
+#include "kube/kubeconfig.h"
 
 #define GATE_RETRY_MS 2000
 

@@ -20,11 +20,11 @@
 #include "common/clock.h"
 #include "common/duration.h"
 #include "common/xmalloc.h"
-#include "gate/http.h"
+#include "common/http.h"
 #include "upgrade/drain.h"
 #include "upgrade/exec.h"
-#include "upgrade/kube.h"
-#include "upgrade/kubeconfig.h"
+#include "kube/kube.h"
+#include "kube/kubeconfig.h"
 
 /* ---- which steps, in which order --------------------------------------------------------- */
 

@@ -27,8 +27,8 @@
 #include <stdint.h>
 
 #include "upgrade/journal.h"
-#include "upgrade/kube.h"
-#include "upgrade/kubeconfig.h"
+#include "kube/kube.h"
+#include "kube/kubeconfig.h"
 #include "upgrade/orchestrator.h"
 #include "upgrade/plan.h"
 

@@ -17,11 +17,11 @@
 #include "common/clock.h"
 #include "common/duration.h"
 #include "common/xmalloc.h"
-#include "gate/http.h"
+#include "common/http.h"
 #include "upgrade/drain.h"
 #include "upgrade/exec.h"
-#include "upgrade/kube.h"
-#include "upgrade/kubeconfig.h"
+#include "kube/kube.h"
+#include "kube/kubeconfig.h"
 
 /* The etcd member's health as the gate sees it: 1 healthy, 0 not (why), -1 not watched. */
 static int gate_etcd_healthy(struct orch *o, const char *member, char **why)

@@ -16,7 +16,7 @@
 #include <unistd.h>
 
 #include "tests/fuzz/fuzz.h"
-#include "upgrade/kubeconfig.h"
+#include "kube/kubeconfig.h"
 
 FILE *__real_fopen(const char *path, const char *mode);
 FILE *__wrap_fopen(const char *path, const char *mode);

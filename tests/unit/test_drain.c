@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "upgrade/drain.h"
-#include "upgrade/kube.h"
+#include "kube/kube.h"
 
 static struct kube_pod pod(const char *owner, bool mirror, bool empty_dir, const char *phase)
 {

@@ -8,7 +8,7 @@
 #include <unistd.h>
 
 #include "common/xmalloc.h"
-#include "upgrade/kubeconfig.h"
+#include "kube/kubeconfig.h"
 
 /* "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n" */
 #define PEM_TEXT "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"

@@ -4,8 +4,8 @@
  * share the same policy: TLS 1.2 or newer, forward-secret AEAD ciphers only,
  * no renegotiation, and client certificates required when a CA is given.
  */
-#ifndef LBD_TLS_H
-#define LBD_TLS_H
+#ifndef LBD_COMMON_TLS_H
+#define LBD_COMMON_TLS_H
 
 #include <openssl/ssl.h>
 

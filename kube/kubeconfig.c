@@ -5,7 +5,7 @@
  * context, its cluster and its user are looked up by name. Every node keeps
  * its start mark, so each error names the line it is about.
  */
-#include "upgrade/kubeconfig.h"
+#include "kube/kubeconfig.h"
 
 #include <errno.h>
 #include <limits.h>

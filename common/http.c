@@ -1,5 +1,5 @@
 /* http.c - see http.h. */
-#include "gate/http.h"
+#include "common/http.h"
 
 #include <curl/curl.h>
 #include <pthread.h>
@@ -37,8 +37,8 @@ static void global_init(void)
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 }
 
-int gate_http_json(const char *method, const char *url, const char *body,
-		   const struct gate_http_tls *tls, int64_t timeout_ms, long *status, json_t **out,
+int http_json(const char *method, const char *url, const char *body,
+		   const struct http_tls *tls, int64_t timeout_ms, long *status, json_t **out,
 		   char **err)
 {
 	static pthread_once_t once = PTHREAD_ONCE_INIT;

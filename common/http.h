@@ -2,13 +2,13 @@
  * http.h - one blocking HTTP(S) request with libcurl, for the gate's input
  * thread (etcd's JSON gateway, Prometheus). Never called on an event loop.
  */
-#ifndef LBD_GATE_HTTP_H
-#define LBD_GATE_HTTP_H
+#ifndef LBD_COMMON_HTTP_H
+#define LBD_COMMON_HTTP_H
 
 #include <jansson.h>
 #include <stdint.h>
 
-struct gate_http_tls {
+struct http_tls {
 	const char *ca, *cert, *key; /* NULL: system store / no client certificate */
 };
 
@@ -18,8 +18,8 @@ struct gate_http_tls {
  * decrefs; NULL otherwise). On a transport error or timeout returns -1 with
  * *err (caller frees): "connect refused", "timeout after 1s".
  */
-int gate_http_json(const char *method, const char *url, const char *body,
-		   const struct gate_http_tls *tls, int64_t timeout_ms, long *status, json_t **out,
+int http_json(const char *method, const char *url, const char *body,
+		   const struct http_tls *tls, int64_t timeout_ms, long *status, json_t **out,
 		   char **err);
 
 #endif

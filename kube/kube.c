@@ -5,7 +5,7 @@
  * keep-alive TLS connection. Credentials held in memory (decoded *-data or
  * files read by kubeconfig.c) go to curl as blobs, never to temp files.
  */
-#include "upgrade/kube.h"
+#include "kube/kube.h"
 
 #include <curl/curl.h>
 #include <pthread.h>

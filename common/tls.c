@@ -1,5 +1,5 @@
 /* tls.c - see tls.h. */
-#include "lbd/tls.h"
+#include "common/tls.h"
 
 #include <openssl/err.h>
 #include <openssl/x509v3.h>

@@ -23,7 +23,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "upgrade/kubeconfig.h"
+#include "kube/kubeconfig.h"
 
 struct kube;
 
