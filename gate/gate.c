@@ -49,9 +49,7 @@
 
 #define GATE_MAX_BODY (16 * 1024)
 #define GATE_TOKENS_MAX (1 << 20)
-/* TODO(merge h-conf): gate.max_connections, gate.request_timeout. */
-#define GATE_LISTEN_MAX_CONNECTIONS(c) 0
-#define GATE_LISTEN_REQUEST_TIMEOUT_MS(c) 0
+
 /* A lease ttl above this is refused: renewed_ms + ttl_ms must not overflow. */
 #define GATE_TTL_MAX_MS (10LL * 366 * 24 * 3600 * 1000)
 
@@ -355,8 +353,8 @@ static int handle_acquire(struct gate *g, const char *who, json_t *body, json_t 
 		ttl = g->conf->lease_ttl_ms;
 	if (store_sync(g) < 0) {
 		/* Unknown means no: a refusal with the reason, like any other. */
-		*out = json_pack("{s:b,s:[s+]}", "granted", 0, "reasons", "lease store unknown: ",
-				 g->store_why);
+		*out = json_pack("{s:b,s:[s+]}", "granted", 0, "reasons",
+				 "lease store unknown: ", g->store_why);
 		if (!*out)
 			error_json(out, 503, "lease store unknown");
 		log_info("gate: refused a %s lease to %s: lease store unknown",
@@ -790,8 +788,8 @@ static int serve(struct gate *g, int fd, char **err)
 	SSL_CTX *ssl = NULL;
 	struct httpd_conf hc = {
 	    .what = "gate listener",
-	    .max_connections = GATE_LISTEN_MAX_CONNECTIONS(c),
-	    .request_timeout_ms = GATE_LISTEN_REQUEST_TIMEOUT_MS(c),
+	    .max_connections = c->max_connections,
+	    .request_timeout_ms = c->request_timeout_ms,
 	    .max_body = GATE_MAX_BODY,
 	    .max_headers = 16 * 1024,
 	    .methods = EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_DELETE,
@@ -807,8 +805,8 @@ static int serve(struct gate *g, int fd, char **err)
 
 /* ---- life cycle ----------------------------------------------------------------------- */
 
-struct gate *gate_start(struct event_base *base, struct config *cfg, int listen_fd,
-			bool set_aside, char **err)
+struct gate *gate_start(struct event_base *base, struct config *cfg, int listen_fd, bool set_aside,
+			char **err)
 {
 	struct gate *g = xcalloc(1, sizeof(*g));
 
@@ -829,7 +827,8 @@ struct gate *gate_start(struct event_base *base, struct config *cfg, int listen_
 		event_add(g->tick, &tick);
 	}
 	log_info("gate: started with the %s store (%s)%s%s", store_name(g),
-		 g->store_why ? "unknown for now" : "loaded", g->conf->listen ? "; listening on " : "",
+		 g->store_why ? "unknown for now" : "loaded",
+		 g->conf->listen ? "; listening on " : "",
 		 g->conf->listen ? g->conf->listen->text : "");
 	return g;
 fail:

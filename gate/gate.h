@@ -52,8 +52,8 @@ struct event_base;
  * is renamed aside (store.h). Returns NULL with *err only for what a restart
  * cannot mend either: a TLS certificate that does not load.
  */
-struct gate *gate_start(struct event_base *base, struct config *cfg, int listen_fd,
-			bool set_aside, char **err);
+struct gate *gate_start(struct event_base *base, struct config *cfg, int listen_fd, bool set_aside,
+			char **err);
 /*
  * lbd reloaded its config: apply cfg's gate section (taken over). Leases,
  * the listener and the store are kept. Everything but gate.listen, gate.tls

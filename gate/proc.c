@@ -8,6 +8,7 @@
  * loop, says ready, and from then on answers lbd's messages:
  *
  *   lbd -> gate   hello {conf, state_dir, set_aside, log_format, log_level}
+ *                       (the log enums' values: both ends are one binary)
  *                 conf  {conf}                 a reload
  *                 pool  {known, why, backends: [{name, up, state, weight, detail}]}
  *                 ping  {seq}
@@ -63,10 +64,8 @@ static struct config *conf_of(json_t *m, char **err)
 
 static void on_hello(struct proc *p, json_t *m)
 {
-	const char *fmt = json_string_value(json_object_get(m, "log_format"));
-	const char *lvl = json_string_value(json_object_get(m, "log_level"));
-	enum log_format f = LOG_TEXT;
-	enum log_level l = LOG_INFO;
+	json_int_t f = json_integer_value(json_object_get(m, "log_format"));
+	json_int_t l = json_integer_value(json_object_get(m, "log_level"));
 	char *err = NULL;
 	struct config *cfg;
 
@@ -74,13 +73,12 @@ static void on_hello(struct proc *p, json_t *m)
 		log_warn("gate: a second hello from lbd; ignored");
 		return;
 	}
-	if (fmt)
-		log_format_parse(fmt, &f);
-	if (lvl)
-		log_level_parse(lvl, &l);
-	log_setup(f, l, "lbd-gate");
+	/* The enums' values: lbd and this process are the same binary. */
+	log_setup(f == LOG_FMT_JSON ? LOG_FMT_JSON : LOG_FMT_TEXT,
+		  l >= LOG_LVL_DEBUG && l <= LOG_LVL_ERR ? (enum log_level)l : LOG_LVL_INFO,
+		  "lbd-gate");
 	if (!(cfg = conf_of(m, &err)) || !cfg->state_dir) {
-		log_error("gate: the settings from lbd are unusable: %s", err ? err : "no state_dir");
+		log_err("gate: the settings from lbd are unusable: %s", err ? err : "no state_dir");
 		free(err);
 		config_free(cfg);
 		stop(p, 1);
@@ -90,7 +88,7 @@ static void on_hello(struct proc *p, json_t *m)
 			  &err);
 	p->listen_fd = -1; /* the gate owns it now, started or not */
 	if (!p->g) {
-		log_error("gate: cannot start: %s", err);
+		log_err("gate: cannot start: %s", err);
 		free(err);
 		stop(p, 1);
 		return;
@@ -137,11 +135,11 @@ static void on_req(struct proc *p, json_t *m)
 		status = 400;
 		out = json_pack("{s:s}", "error", "a forwarded request without method or path");
 	} else {
-		status = gate_handle(p->g, method, path, NULL, json_is_null(body) ? NULL : body,
-				     &out);
+		status =
+		    gate_handle(p->g, method, path, NULL, json_is_null(body) ? NULL : body, &out);
 	}
-	json_t *r = json_pack("{s:s,s:O,s:i,s:o?}", "t", "resp", "id", id, "status", status,
-			      "body", out);
+	json_t *r =
+	    json_pack("{s:s,s:O,s:i,s:o?}", "t", "resp", "id", id, "status", status, "body", out);
 	if (!r || msg_send(p->ch, r) < 0) {
 		/* The answer does not encode: a fixed one, so lbd's client is answered. */
 		json_decref(r);
@@ -212,7 +210,7 @@ int gate_process_main(int chan_fd, int listen_fd)
 		return 0; /* lbd died before the line above */
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGHUP, SIG_IGN); /* reloads come from lbd, as a message */
-	log_setup(LOG_TEXT, LOG_INFO, "lbd-gate");
+	log_setup(LOG_FMT_TEXT, LOG_LVL_INFO, "lbd-gate");
 	if (!(p.base = event_base_new()))
 		fatal("gate: cannot create the event loop");
 	p.ch = msg_open(p.base, chan_fd, on_msg, on_closed, &p);

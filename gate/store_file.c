@@ -71,8 +71,20 @@ static int put_aside(struct file_store *s, struct lease_table *t, const char *wh
 	char aside[4096];
 	uint64_t hw = scan_fences(s->path), floor_ms = (uint64_t)time(NULL) * 1000;
 
-	snprintf(aside, sizeof(aside), "%s.bad-%lld", s->path, (long long)time(NULL));
-	if (rename(s->path, aside) < 0) {
+	/* link, not rename: an earlier file set aside in the same second stays. */
+	int rc = -1;
+	for (int i = 0; i < 100 && rc < 0; i++) {
+		if (i == 0)
+			snprintf(aside, sizeof(aside), "%s.corrupt-%lld", s->path,
+				 (long long)time(NULL));
+		else
+			snprintf(aside, sizeof(aside), "%s.corrupt-%lld.%d", s->path,
+				 (long long)time(NULL), i);
+		rc = link(s->path, aside);
+		if (rc < 0 && errno != EEXIST)
+			break;
+	}
+	if (rc < 0 || unlink(s->path) < 0) {
 		*err = xasprintf("%s: %s; and it cannot be set aside: %s", s->path, why,
 				 strerror(errno));
 		return -1;
@@ -162,9 +174,10 @@ static int file_load(struct gate_store *gs, struct lease_table *t, char **err)
 	if (s->set_aside) {
 		rc = put_aside(s, t, why, err);
 	} else {
-		*err = xasprintf("%s: %s; fix or move the file away, or start lbd with -F to set it "
-				 "aside",
-				 s->path, why);
+		*err =
+		    xasprintf("%s: %s; fix or move the file away, or start lbd with -F to set it "
+			      "aside",
+			      s->path, why);
 		rc = -1;
 	}
 	free(why);

@@ -1049,7 +1049,8 @@ struct admin *admin_new(struct event_base *base, struct server *s, char **err)
 	admin_route(a, ADMIN_POST, "/v1/reload", h_reload, NULL);
 	admin_route(a, ADMIN_GET, "/metrics", h_metrics, NULL);
 
-	const struct admin_limits alim = ADMIN_LIMITS(cfg->admin), mlim = ADMIN_LIMITS(cfg->metrics);
+	const struct admin_limits alim = ADMIN_LIMITS(cfg->admin),
+				  mlim = ADMIN_LIMITS(cfg->metrics);
 	if (cfg->admin.socket &&
 	    open_unix(a, cfg->admin.socket, cfg->admin.socket_mode ? cfg->admin.socket_mode : 0600,
 		      &alim, err) < 0)

@@ -54,8 +54,8 @@ struct admin_limits {
 	int max_connections;
 	int64_t request_timeout_ms;
 };
-/* TODO(merge h-conf): from admin.max_connections / request_timeout. */
-#define ADMIN_LIMITS(section) ((struct admin_limits){0, 0})
+#define ADMIN_LIMITS(section)                                                                      \
+	((struct admin_limits){(section).max_connections, (section).request_timeout_ms})
 
 /* Opens the listeners of s->cfg and registers the pool routes and /metrics.
  * Returns NULL with *err if a listener cannot be opened. */
