@@ -37,9 +37,8 @@ static void global_init(void)
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 }
 
-int http_json(const char *method, const char *url, const char *body,
-		   const struct http_tls *tls, int64_t timeout_ms, long *status, json_t **out,
-		   char **err)
+int http_json(const char *method, const char *url, const char *body, const struct http_tls *tls,
+	      int64_t timeout_ms, long *status, json_t **out, char **err)
 {
 	static pthread_once_t once = PTHREAD_ONCE_INIT;
 	struct curl_slist *hdrs = NULL;

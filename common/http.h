@@ -18,8 +18,7 @@ struct http_tls {
  * decrefs; NULL otherwise). On a transport error or timeout returns -1 with
  * *err (caller frees): "connect refused", "timeout after 1s".
  */
-int http_json(const char *method, const char *url, const char *body,
-		   const struct http_tls *tls, int64_t timeout_ms, long *status, json_t **out,
-		   char **err);
+int http_json(const char *method, const char *url, const char *body, const struct http_tls *tls,
+	      int64_t timeout_ms, long *status, json_t **out, char **err);
 
 #endif
