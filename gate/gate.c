@@ -35,6 +35,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "common/duration.h"
 #include "common/httpd.h"
 #include "common/log.h"
@@ -63,6 +64,7 @@ struct gate {
 	struct gate_store *store; /* NULL until it could be opened */
 	bool loaded;		  /* table holds what the store had */
 	char *store_why;	  /* why the store is unknown now, or NULL */
+	int64_t store_retry_ms;	  /* while unknown: not asked again before (mono) */
 	struct event_base *base;
 	struct httpd *httpd; /* gate.listen, or NULL */
 	struct event *tick;
@@ -211,14 +213,19 @@ static int reload_table(struct gate *g, char **err)
 
 /*
  * Brings the table up to date with the store before a decision: the store
- * is opened and loaded once (tried again on every request and tick until it
- * answers); the kubernetes store is re-read every time, since the other lbd
- * of a pair may have written. Returns 0, or -1 when the store is unknown
- * (g->store_why says why; nothing may be granted or released).
+ * is opened and loaded once (tried again until it answers); the kubernetes
+ * store is re-read every time, since the other lbd of a pair may have
+ * written. Returns 0, or -1 when the store is unknown (g->store_why says
+ * why; nothing may be granted or released). An unknown store is asked at
+ * most once a second: each try may wait out a timeout, and requests queued
+ * behind it (and lbd's heartbeat) would wait too.
  */
 static int store_sync(struct gate *g)
 {
 	char *err = NULL;
+
+	if (g->store_why && mono_ms() < g->store_retry_ms)
+		return -1;
 
 	if (!g->store && !(g->store = open_store(g, &err)))
 		goto unknown;
@@ -240,6 +247,7 @@ unknown:
 			 err);
 	free(g->store_why);
 	g->store_why = err;
+	g->store_retry_ms = mono_ms() + 1000;
 	return -1;
 }
 
