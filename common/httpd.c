@@ -114,9 +114,9 @@ static void guard_expired(evutil_socket_t fd, short what, void *arg)
 	guard_free(g);
 }
 
-static void guard_sweep(evutil_socket_t fd, short what, void *arg)
+/* Frees the guards of connections evhttp has let go. */
+static void sweep(struct httpd *h)
 {
-	struct httpd *h = arg;
 	struct guard *g = h->guards, *next;
 
 	for (; g; g = next) {
@@ -127,6 +127,13 @@ static void guard_sweep(evutil_socket_t fd, short what, void *arg)
 		if (!rcb && !wcb && !ecb)
 			guard_free(g); /* the last reference: closes the fd */
 	}
+}
+
+static void guard_sweep(evutil_socket_t fd, short what, void *arg)
+{
+	struct httpd *h = arg;
+
+	sweep(h);
 	if (h->guards) {
 		struct timeval tv = {0, SWEEP_MS * 1000};
 		evtimer_add(h->sweep, &tv);
@@ -154,8 +161,11 @@ static struct bufferevent *make_bev(struct event_base *base, void *arg)
 	g->h = h;
 	g->bev = bev;
 	bufferevent_incref(bev);
-	/* Over the cap: the fd is not attached yet; a zero timer closes it
-	 * on the next turn of the loop, before evhttp reads a byte. */
+	/* Over the cap (counting only connections still there): the fd is
+	 * not attached yet; a zero timer closes it on the next turn of the
+	 * loop, before evhttp reads a byte. */
+	if (h->nguards >= (size_t)h->conf.max_connections)
+		sweep(h);
 	g->over_cap = h->nguards >= (size_t)h->conf.max_connections;
 	g->timer = evtimer_new(base, guard_expired, g);
 	int64_t ms = g->over_cap ? 0 : h->conf.request_timeout_ms;
