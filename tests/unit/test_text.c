@@ -6,7 +6,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "common/log.h"
 #include "common/text.h"
 
 #define FFFD "\xEF\xBF\xBD"
@@ -266,6 +268,55 @@ START_TEST(test_random)
 }
 END_TEST
 
+/* What one log call writes to stderr (through a pipe). */
+static char *log_capture(enum log_format fmt, const char *reason)
+{
+	static char got[8192];
+	int p[2], saved = dup(STDERR_FILENO);
+	ssize_t n;
+
+	ck_assert_int_eq(pipe(p), 0);
+	dup2(p[1], STDERR_FILENO);
+	log_setup(fmt, LOG_LVL_INFO, "test_text");
+	log_warn("gate: refused: %s", reason);
+	dup2(saved, STDERR_FILENO);
+	close(saved);
+	close(p[1]);
+	n = read(p[0], got, sizeof(got) - 1);
+	close(p[0]);
+	ck_assert(n > 0);
+	got[n] = '\0';
+	return got;
+}
+
+START_TEST(test_log)
+{
+	static const char forged[] =
+	    "busy\n2024-01-01T00:00:00.000Z lbd[1] info: gate: granted\x1b[2K\xE2\x82";
+	char *line = log_capture(LOG_FMT_TEXT, forged);
+	char *nl = strchr(line, '\n');
+
+	/* One line, ending the write, clean, with the reason still readable. */
+	ck_assert_ptr_nonnull(nl);
+	ck_assert_msg(nl[1] == '\0', "more than one line: '%s'", line);
+	*nl = '\0';
+	ck_assert(text_is_clean(line));
+	ck_assert_ptr_nonnull(strstr(line, "refused: busy 2024-01-01T00:00:00.000Z lbd[1] info"));
+
+	line = log_capture(LOG_FMT_JSON, forged);
+	json_t *j = json_loads(line, 0, NULL);
+	ck_assert_msg(j != NULL, "not JSON: '%s'", line);
+	const char *msg = json_string_value(json_object_get(j, "msg"));
+	ck_assert_ptr_nonnull(msg);
+	ck_assert(text_is_clean(msg));
+	json_decref(j);
+
+	/* Clean text is written as it is. */
+	line = log_capture(LOG_FMT_TEXT, "caf\xC3\xA9 \"ok\"");
+	ck_assert_ptr_nonnull(strstr(line, "warn: gate: refused: caf\xC3\xA9 \"ok\"\n"));
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("text");
@@ -281,6 +332,7 @@ int main(void)
 	tcase_add_test(tc, test_null_empty);
 	tcase_add_test(tc, test_tail);
 	tcase_add_test(tc, test_random);
+	tcase_add_test(tc, test_log);
 	suite_add_tcase(s, tc);
 	return unit_run(s);
 }
