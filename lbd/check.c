@@ -881,8 +881,8 @@ struct check *check_new(struct check_engine *eng, const struct health_conf *conf
 	c->arg = arg;
 	c->fd = -1;
 	c->timer = evtimer_new(eng->base, on_check_timer, c);
-	if (!c->timer)
-		fatal("check: cannot create a timer event");
+	if (!c->timer) /* evtimer_new() fails only when malloc does */
+		xmalloc_oom(0);
 	build_urls(c);
 	eng->nchecks++;
 	return c;
