@@ -424,10 +424,12 @@ static void probe_end(struct check *c, struct check_result *res)
 	/* The detail quotes the backend (a body line, a status text, curl's
 	 * words about its TLS) and goes on to logs, JSON and the gate: cleaned
 	 * here, once, for every probe kind. */
-	char raw[sizeof(res->detail)];
-	memcpy(raw, res->detail, sizeof(raw));
-	raw[sizeof(raw) - 1] = '\0';
-	text_clean_buf(res->detail, sizeof(res->detail), raw, strlen(raw));
+	res->detail[sizeof(res->detail) - 1] = '\0';
+	if (!text_is_clean(res->detail)) {
+		char raw[sizeof(res->detail)];
+		memcpy(raw, res->detail, sizeof(raw));
+		text_clean_buf(res->detail, sizeof(res->detail), raw, strlen(raw));
+	}
 	c->in_flight = false;
 
 	int64_t next_ms = (c->start_us + conf_interval_ms(c) * 1000 - now) / 1000;
