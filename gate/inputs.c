@@ -268,8 +268,19 @@ struct gate_inputs_src *gate_inputs_start(const struct gate_conf *conf, int64_t 
 	s->cur.alerts.src.why = xstrdup("not asked yet");
 	pthread_mutex_init(&s->mu, NULL);
 	pthread_cond_init(&s->cv, NULL);
-	if (pthread_create(&s->thread, NULL, poller, s) != 0)
-		fatal("gate: cannot start the input thread");
+	int rc = pthread_create(&s->thread, NULL, poller, s);
+	if (rc != 0) {
+		*err = xasprintf("gate: cannot start the input thread: %s", strerror(rc));
+		kube_free(&s->kube);
+		free(s->kube_err);
+		config_free(s->own);
+		config_free(s->want);
+		gate_inputs_free(&s->cur);
+		pthread_mutex_destroy(&s->mu);
+		pthread_cond_destroy(&s->cv);
+		free(s);
+		return NULL;
+	}
 	return s;
 }
 
