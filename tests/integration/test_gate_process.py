@@ -221,6 +221,8 @@ class TestGateProcess(harness.TestCase):
     # ------------------------------------------------------------------ 1
 
     def test_store_garbage_never_kills_lbd(self):
+        # badapi starts well-behaved, so this measures a store going bad under
+        # a running lbd (start-up with the store down: the next test).
         bad = self.start_badapi("ok")
         kc = self.write_kubeconfig("https://%s:%d" % (LOOPBACK, bad.port), harness.certs()["ca"],
                                    KUBE_TOKEN)
