@@ -38,6 +38,7 @@ struct guard {
 };
 
 struct httpd {
+	struct httpd *next_live; /* the list on_accept_error searches */
 	struct event_base *base;
 	struct httpd_conf conf;
 	struct evhttp *http;
@@ -206,16 +207,30 @@ static void resume(evutil_socket_t fd, short what, void *arg)
 }
 
 /*
+ * The live servers of this process. libevent hands an accept error callback
+ * the listener's callback argument, which evhttp_bind_listener made the
+ * evhttp: the callback finds its server here by the listener. A process has
+ * three at most, all on its main loop.
+ */
+static struct httpd *live;
+
+/*
  * accept() failed with something other than "try again". Out of
  * descriptors (EMFILE, ENFILE) or memory: stop accepting for a moment, as
  * the relay's listeners do; the kernel keeps the connections queued.
  */
 static void on_accept_error(struct evconnlistener *lev, void *arg)
 {
-	struct httpd *h = arg;
+	struct httpd *h = live;
 	int e = EVUTIL_SOCKET_ERROR();
 	struct timeval tv = {0, PAUSE_MS * 1000};
 
+	while (h && h->lev != lev)
+		h = h->next_live;
+	if (!h) {
+		evconnlistener_disable(lev); /* cannot happen; never spin */
+		return;
+	}
 	h->accept_errors++;
 	if (log_due(&h->accept_logged_ms))
 		log_warn("%s: accept: %s; pausing %dms (%llu errors so far)", h->conf.what,
@@ -272,6 +287,8 @@ struct httpd *httpd_new(struct event_base *base, const struct httpd_conf *c, SSL
 	evhttp_set_allowed_methods(h->http, (ev_uint16_t)c->methods);
 	evhttp_set_gencb(h->http, on_request, h);
 	evhttp_set_bevcb(h->http, make_bev, h);
+	h->next_live = live;
+	live = h;
 	return h;
 }
 
@@ -301,6 +318,12 @@ void httpd_free(struct httpd **hp)
 
 	if (!h)
 		return;
+	for (struct httpd **pp = &live; *pp; pp = &(*pp)->next_live) {
+		if (*pp == h) {
+			*pp = h->next_live;
+			break;
+		}
+	}
 	evhttp_free(h->http); /* frees the bound listener too */
 	while (h->guards)
 		guard_free(h->guards);

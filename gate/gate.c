@@ -39,6 +39,7 @@
 #include "common/duration.h"
 #include "common/httpd.h"
 #include "common/log.h"
+#include "common/text.h"
 #include "common/tls.h"
 #include "common/xmalloc.h"
 #include "config/config.h"
@@ -88,7 +89,7 @@ static int error_json(json_t **out, int status, const char *fmt, ...)
 	return status;
 }
 
-static json_t *text_json(const struct gate_text *t)
+static json_t *texts_json(const struct gate_text *t)
 {
 	json_t *a = json_array();
 	for (size_t i = 0; i < t->n; i++)
@@ -241,12 +242,14 @@ static int store_sync(struct gate *g)
 	g->loaded = true;
 	xfree(&g->store_why);
 	return 0;
-unknown:
-	if (!g->store_why || strcmp(g->store_why, err) != 0)
+unknown:;
+	char *why = text_clean(err, strlen(err), 512); /* may quote a file's bytes */
+	free(err);
+	if (!g->store_why || strcmp(g->store_why, why) != 0)
 		log_warn("gate: lease store unknown: %s; refusing every lease until it answers",
-			 err);
+			 why);
 	free(g->store_why);
-	g->store_why = err;
+	g->store_why = why;
 	g->store_retry_ms = mono_ms() + 1000;
 	return -1;
 }
@@ -403,7 +406,7 @@ static int handle_acquire(struct gate *g, const char *who, json_t *body, json_t 
 	struct gate_request req = {.node = node, .role = role};
 	gate_decide(g->conf, &in, &g->table, &req, &d);
 	if (!d.granted) {
-		*out = json_pack("{s:b,s:o}", "granted", 0, "reasons", text_json(&d.reasons));
+		*out = json_pack("{s:b,s:o}", "granted", 0, "reasons", texts_json(&d.reasons));
 		log_info("gate: refused %s lease to %s: %zu reason(s), first: %s",
 			 gate_role_name(role), node, d.reasons.n,
 			 d.reasons.n ? d.reasons.v[0] : "?");
@@ -513,7 +516,7 @@ static json_t *source_json(const struct gate_source *s, int64_t now_ms)
 static json_t *decision_json(const struct gate_decision *d, const char *node)
 {
 	return json_pack("{s:s,s:b,s:o,s:o}", "node", node, "granted", d->granted, "reasons",
-			 text_json(&d->reasons), "arithmetic", text_json(&d->arithmetic));
+			 texts_json(&d->reasons), "arithmetic", texts_json(&d->arithmetic));
 }
 
 static json_t *inputs_json(const struct gate_conf *conf, const struct gate_inputs *in)

@@ -420,8 +420,8 @@ static int my_lease(const struct lbctl_opts *o, const char *node, json_t **out)
 	size_t i;
 
 	*out = NULL;
-	if (gate_call(o, "GET", "/v1/gate/leases", NULL, &r, &err) < 0 ||
-	    r.status != 200 || !r.json) {
+	if (gate_call(o, "GET", "/v1/gate/leases", NULL, &r, &err) < 0 || r.status != 200 ||
+	    !r.json) {
 		say("cannot read the leases: %s", err ? err : lbctl_resp_error(&r));
 		free(err);
 		lbctl_resp_free(&r);

@@ -36,6 +36,7 @@
 #include "common/clock.h"
 #include "common/httpd.h"
 #include "common/sock.h"
+#include "common/text.h"
 #include "common/log.h"
 #include "common/xmalloc.h"
 #include "lbd/drain.h"
@@ -187,16 +188,14 @@ void admin_reply_json(struct admin_req *r, int status, json_t *body)
 void admin_error(struct admin_req *r, int status, const char *fmt, ...)
 {
 	va_list ap;
-	char msg[1024];
+	char msg[1024], clean[1024];
 
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	/* msg may quote the request (a path from any client): JSON wants UTF-8. */
-	for (char *p = msg; *p; p++)
-		if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f)
-			*p = '?';
-	admin_reply_json(r, status, json_pack("{s:s}", "error", msg));
+	text_clean_buf(clean, sizeof(clean), msg, strlen(msg));
+	admin_reply_json(r, status, json_pack("{s:s}", "error", clean));
 }
 
 struct server *admin_server(const struct admin_req *r)
@@ -296,7 +295,9 @@ static bool route_match(const char *pattern, const char *path, struct admin_req 
 			char *raw = xstrndup(s, sl);
 			char *dec = sl > 0 ? evhttp_uridecode(raw, 0, &outlen) : NULL;
 			free(raw);
-			if (!dec || outlen != strlen(dec) || outlen == 0 ||
+			/* A name with control bytes or that is not UTF-8 names
+			 * nothing here: no match, 404. */
+			if (!dec || outlen != strlen(dec) || outlen == 0 || !text_is_clean(dec) ||
 			    np == ADMIN_MAX_PARAMS) {
 				free(dec);
 				ok = false;

@@ -8,6 +8,7 @@
 #include <event2/thread.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <jansson.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -82,6 +83,9 @@ int main(int argc, char **argv)
 	bool test_only = false, from_config = false;
 	int ch;
 
+	/* jansson allocates like everything else: out of memory aborts (xmalloc's
+	 * rule), so a json_pack that fails means bad input, never a full heap. */
+	json_set_alloc_funcs(xmalloc, free);
 	/* lbd starts its gate process as this binary (lbd/gatesup.c). */
 	if (argc == 2 && strcmp(argv[1], GATE_PROCESS_ARG) == 0)
 		return gate_process_main(GATE_CHAN_FD,
