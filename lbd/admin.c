@@ -580,7 +580,13 @@ static int open_unix(struct admin *a, const char *path, int mode, const struct a
 		close(fd);
 		return -1;
 	}
-	struct lst *l = lst_new(a, "admin socket", false, false, NULL, lim);
+	/* The socket's file mode keeps strangers out: its cap only bounds
+	 * descriptors, so a burst of local clients (lbctl in a loop) is not
+	 * turned away at admin.max_connections. */
+	struct admin_limits ulim = *lim;
+	if (ulim.max_connections < ADMIN_UNIX_MIN_CONNECTIONS)
+		ulim.max_connections = ADMIN_UNIX_MIN_CONNECTIONS;
+	struct lst *l = lst_new(a, "admin socket", false, false, NULL, &ulim);
 	if (httpd_listen(l->h, fd, err) < 0) {
 		unlink(path);
 		return -1;

@@ -37,6 +37,8 @@ struct admin_req;
 #define ADMIN_MAX_HEADERS (16 * 1024)
 #define ADMIN_REQUEST_TIMEOUT_S 10
 #define ADMIN_MAX_PARAMS 4
+/* The unix socket's connection cap is at least this (admin.c open_unix). */
+#define ADMIN_UNIX_MIN_CONNECTIONS 1024
 
 enum admin_method {
 	ADMIN_GET = 1 << 0,
