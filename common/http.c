@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <string.h>
 
+#include "common/text.h"
 #include "common/xmalloc.h"
 
 #define GATE_HTTP_MAX_BODY (4 << 20)
@@ -37,9 +38,8 @@ static void global_init(void)
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 }
 
-int http_json(const char *method, const char *url, const char *body,
-		   const struct http_tls *tls, int64_t timeout_ms, long *status, json_t **out,
-		   char **err)
+int http_json(const char *method, const char *url, const char *body, const struct http_tls *tls,
+	      int64_t timeout_ms, long *status, json_t **out, char **err)
 {
 	static pthread_once_t once = PTHREAD_ONCE_INIT;
 	struct curl_slist *hdrs = NULL;
@@ -83,8 +83,10 @@ int http_json(const char *method, const char *url, const char *body,
 			*err = xasprintf("timeout after %lldms", (long long)timeout_ms);
 		else if (b.too_big)
 			*err = xstrdup("answer larger than 4MiB");
+		else if (ebuf[0]) /* curl's words, but they may quote the peer's */
+			*err = text_clean(ebuf, strlen(ebuf), TEXT_NO_LIMIT);
 		else
-			*err = xstrdup(ebuf[0] ? ebuf : curl_easy_strerror(rc));
+			*err = xstrdup(curl_easy_strerror(rc));
 	} else {
 		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
 		if (b.p)

@@ -16,10 +16,11 @@ struct http_tls {
  * method "GET" or "POST" (body is sent as application/json). On an answer
  * (any status) returns 0 with *status and, if the body is JSON, *out (caller
  * decrefs; NULL otherwise). On a transport error or timeout returns -1 with
- * *err (caller frees): "connect refused", "timeout after 1s".
+ * *err (caller frees): "connect refused", "timeout after 1s". *err is clean
+ * text (common/text.h); the strings in *out are valid UTF-8 (jansson checks
+ * on load) but may hold control characters: a log line cleans them itself.
  */
-int http_json(const char *method, const char *url, const char *body,
-		   const struct http_tls *tls, int64_t timeout_ms, long *status, json_t **out,
-		   char **err);
+int http_json(const char *method, const char *url, const char *body, const struct http_tls *tls,
+	      int64_t timeout_ms, long *status, json_t **out, char **err);
 
 #endif

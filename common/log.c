@@ -7,6 +7,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/text.h"
+
 static enum log_format log_fmt = LOG_FMT_TEXT;
 static enum log_level log_min = LOG_LVL_INFO;
 static const char *log_ident = "lbd";
@@ -62,14 +64,22 @@ static size_t json_escape(char *buf, size_t len, size_t off, const char *s)
 
 void log_vmsg(enum log_level lvl, const char *fmt, va_list ap)
 {
-	char msg[2048], line[4200], ts[40];
+	char raw[2048], clean[2048], line[4200], ts[40];
+	const char *msg = raw;
 	struct timespec now;
 	struct tm tm;
 	size_t off;
 
 	if (lvl < log_min)
 		return;
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	vsnprintf(raw, sizeof(raw), fmt, ap);
+	/* A message quotes names, reasons and answers from outside: a newline
+	 * there must not start a forged line, nor an ESC drive a terminal. The
+	 * scan is all it costs when the text is clean, as it nearly always is. */
+	if (!text_is_clean(raw)) {
+		text_clean_buf(clean, sizeof(clean), raw, strlen(raw));
+		msg = clean;
+	}
 	clock_gettime(CLOCK_REALTIME, &now);
 	gmtime_r(&now.tv_sec, &tm);
 	off = strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);

@@ -3,6 +3,8 @@
  *
  * Every function takes a printf format (checked by the compiler). A line is
  * written with a single write(2), so lines from different threads never mix.
+ * The formatted message goes through text.h's cleaner first: a line is one
+ * line of valid UTF-8 whatever a quoted outside text held (\n, ESC, bad bytes).
  * fatal() is for start-up errors and impossible states only; it exits 1.
  */
 #ifndef LBD_LOG_H

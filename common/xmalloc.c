@@ -8,10 +8,11 @@
 #include <string.h>
 #include <unistd.h>
 
-static void oom(size_t n)
+void xmalloc_oom(size_t n)
 {
 	char msg[80];
-	int len = snprintf(msg, sizeof(msg), "out of memory allocating %zu bytes\n", n);
+	int len = n ? snprintf(msg, sizeof(msg), "out of memory allocating %zu bytes\n", n)
+		    : snprintf(msg, sizeof(msg), "out of memory\n");
 	if (write(STDERR_FILENO, msg, (size_t)len) < 0)
 		abort();
 	abort();
@@ -21,7 +22,7 @@ void *xmalloc(size_t n)
 {
 	void *p = malloc(n ? n : 1);
 	if (!p)
-		oom(n);
+		xmalloc_oom(n);
 	return p;
 }
 
@@ -29,7 +30,7 @@ void *xcalloc(size_t nmemb, size_t size)
 {
 	void *p = calloc(nmemb ? nmemb : 1, size ? size : 1);
 	if (!p)
-		oom(nmemb * size);
+		xmalloc_oom(nmemb * size);
 	return p;
 }
 
@@ -37,7 +38,7 @@ void *xrealloc(void *p, size_t n)
 {
 	void *q = realloc(p, n ? n : 1);
 	if (!q)
-		oom(n);
+		xmalloc_oom(n);
 	return q;
 }
 
@@ -64,6 +65,6 @@ char *xasprintf(const char *fmt, ...)
 	r = vasprintf(&s, fmt, ap);
 	va_end(ap);
 	if (r < 0)
-		oom(0);
+		xmalloc_oom(0);
 	return s;
 }

@@ -14,6 +14,11 @@ void *xrealloc(void *p, size_t n);
 char *xstrdup(const char *s);
 char *xstrndup(const char *s, size_t n);
 char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* What they do when malloc fails: a message (n bytes wanted, 0 unknown) and
+ * abort(). For a library call whose only failure is out of memory
+ * (open_memstream, evtimer_new, json_dumps of clean text), so that it too
+ * stops lbd the one way. */
+void xmalloc_oom(size_t n) __attribute__((noreturn));
 
 /* Frees *pp and sets it to NULL: no pointer is left at freed memory. */
 #define xfree(pp)                                                                                  \

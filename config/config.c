@@ -406,7 +406,7 @@ enum ftype {
 	F_I64,	   /* int64_t within [min, max] */
 	F_OCTAL,   /* int file mode: 0600 or "0600" */
 	F_BOOL,	   /* bool */
-	F_DUR,	   /* int64_t milliseconds, at least min */
+	F_DUR,	   /* int64_t milliseconds, at least min, at most max unless max is 0 */
 	F_ENUM,	   /* .set_enum parses it; .choices lists the words */
 	F_ADDR,	   /* struct sockaddr_conf, inline */
 	F_ADDRP,   /* struct sockaddr_conf *, optional */
@@ -555,6 +555,11 @@ static void set_dur(struct ctx *c, const struct field *f, const struct ynode *v,
 	if (ms < f->min) {
 		cerr(c, v, path, "%s is too short (at least %s)", Q(s),
 		     duration_format(f->min, buf, sizeof(buf)));
+		return;
+	}
+	if (f->max > 0 && ms > f->max) {
+		cerr(c, v, path, "%s is too long (at most %s)", Q(s),
+		     duration_format(f->max, buf, sizeof(buf)));
 		return;
 	}
 	*dst = ms;
@@ -853,6 +858,16 @@ static const char *check_label(const char *s)
 	{                                                                                          \
 		.key = k, .type = F_DUR, .off = offsetof(st, m), .min = lo                         \
 	}
+/* A duration with an upper bound too. */
+#define DUR_MAX(st, k, m, lo, hi)                                                                  \
+	{                                                                                          \
+		.key = k, .type = F_DUR, .off = offsetof(st, m), .min = lo, .max = hi              \
+	}
+/* The bounds every HTTP listener shares: admin, metrics, gate. */
+#define LISTENER_BOUNDS(st)                                                                        \
+	INT(st, "max_connections", max_connections, 1, CONF_LISTENER_MAX_CONN_MAX),                \
+	    DUR_MAX(st, "request_timeout", request_timeout_ms, CONF_REQUEST_TIMEOUT_MIN_MS,        \
+		    CONF_REQUEST_TIMEOUT_MAX_MS)
 #define BOOL(st, k, m)                                                                             \
 	{                                                                                          \
 		.key = k, .type = F_BOOL, .off = offsetof(st, m)                                   \
@@ -991,11 +1006,13 @@ static const struct field admin_fields[] = {
     ADDRP(struct admin_conf, "listen", listen),
     SECTION(struct admin_conf, "tls", tls, tls_fields),
     STR(struct admin_conf, "token_file", token_file),
+    LISTENER_BOUNDS(struct admin_conf),
     END_FIELDS,
 };
 
 static const struct field metrics_fields[] = {
     ADDRP(struct metrics_conf, "listen", listen),
+    LISTENER_BOUNDS(struct metrics_conf),
     END_FIELDS,
 };
 
@@ -1054,6 +1071,7 @@ static const struct field gate_fields[] = {
     ADDRP(struct gate_conf, "listen", listen),
     SECTION(struct gate_conf, "tls", tls, tls_fields),
     STR(struct gate_conf, "tokens_file", tokens_file),
+    LISTENER_BOUNDS(struct gate_conf),
     ENUM(struct gate_conf, "store", store, set_store, "file or kubernetes"),
     {.key = "concurrency", .type = F_SECTION, .off = 0, .sub = gate_conc_fields},
     {.key = "quorum", .type = F_SECTION, .off = 0, .sub = gate_quorum_fields},
@@ -1216,9 +1234,15 @@ static void config_init(struct config *cfg)
 	cfg->shutdown_grace_ms = 30 * 1000;
 	cfg->admin.socket_mode = 0600;
 	cfg->admin.tls.verify = true;
+	cfg->admin.max_connections = CONF_LISTENER_MAX_CONN_DEFAULT;
+	cfg->admin.request_timeout_ms = CONF_REQUEST_TIMEOUT_DEFAULT_MS;
+	cfg->metrics.max_connections = CONF_LISTENER_MAX_CONN_DEFAULT;
+	cfg->metrics.request_timeout_ms = CONF_REQUEST_TIMEOUT_DEFAULT_MS;
 	cfg->log.format = LOG_FMT_TEXT;
 	cfg->log.level = LOG_LVL_INFO;
 	cfg->gate.tls.verify = true;
+	cfg->gate.max_connections = CONF_LISTENER_MAX_CONN_DEFAULT;
+	cfg->gate.request_timeout_ms = CONF_REQUEST_TIMEOUT_DEFAULT_MS;
 	cfg->gate.store = GATE_STORE_FILE;
 	cfg->gate.conc_masters = 1;
 	cfg->gate.conc_workers = 1;

@@ -92,16 +92,31 @@ struct frontend_conf {
 	struct tls_conf tls;	    /* mode tls: cert and key to serve */
 };
 
+/* Every HTTP listener's bounds (admin, metrics, gate): max_connections and
+ * request_timeout, shared with gate/conf.c, which checks what it is sent. */
+#define CONF_LISTENER_MAX_CONN_DEFAULT 64
+#define CONF_LISTENER_MAX_CONN_MAX 65535
+#define CONF_REQUEST_TIMEOUT_DEFAULT_MS 10000
+#define CONF_REQUEST_TIMEOUT_MIN_MS 100
+#define CONF_REQUEST_TIMEOUT_MAX_MS (3600 * 1000)
+
 struct admin_conf {
 	char *socket;		      /* default /run/lbd/admin.sock */
 	int socket_mode;	      /* default 0600 */
 	struct sockaddr_conf *listen; /* optional TCP listener, NULL if none */
 	struct tls_conf tls;	      /* for the TCP listener */
 	char *token_file;	      /* bearer token for the TCP listener */
+	/* Bounds of both listeners (socket and TCP), as for metrics and gate:
+	 * beyond max_connections open connections a new one is closed at once;
+	 * a request must arrive whole within request_timeout_ms of accept. */
+	int max_connections;	    /* default 64, 1..65535 */
+	int64_t request_timeout_ms; /* request_timeout, default 10s, 100ms..1h */
 };
 
 struct metrics_conf {
 	struct sockaddr_conf *listen; /* optional plain-HTTP /metrics listener */
+	int max_connections;	      /* open connections at most, default 64, 1..65535 */
+	int64_t request_timeout_ms;   /* request_timeout: whole request, default 10s, 100ms..1h */
 };
 
 struct log_conf {
@@ -125,11 +140,20 @@ struct gate_label_cap {
 	int max;     /* at most this many leases per value of the label */
 };
 
+/*
+ * A field added here must be added in gate/conf.c too: gate_conf_dup()
+ * (pointers; scalars come with the struct copy), gate_conf_to_json() and
+ * gate_conf_from_json() (the settings the gate process gets from lbd), and
+ * gate_conf_free() in config.c; tests/unit/test_gateconf.c checks the
+ * round trip field by field.
+ */
 struct gate_conf {
 	bool enabled; /* true when the file has a gate section */
 	struct sockaddr_conf *listen;
 	struct tls_conf tls;
 	char *tokens_file;
+	int max_connections;	    /* on listen, default 64, 1..65535 */
+	int64_t request_timeout_ms; /* request_timeout on listen, default 10s, 100ms..1h */
 	enum { GATE_STORE_FILE, GATE_STORE_KUBERNETES } store;
 	int conc_masters; /* default 1 */
 	int conc_workers; /* default 1 */

@@ -1,21 +1,18 @@
 /*
  * gate.c - see gate.h.
  *
- * Threads: lbd's main loop (admin socket routes, the pool-health timer,
- * reloads), the gate thread (its own event_base: the TCP/TLS listener and
- * the one-second outcomes tick) and the input poller (inputs.c). g->mu
- * guards the lease table and the store; every decision is taken and
- * persisted under it, so two requests for one slot are serialized: the
- * first is granted and written, the second sees it taken. Nothing is
- * answered as granted before the store has it.
+ * Everything here runs on the gate process's one event loop (gate/proc.c):
+ * requests from gate.listen and those lbd forwards from its admin socket,
+ * the one-second tick, reloads and pool snapshots. Only the input poller
+ * (inputs.c) has a thread of its own, behind its own lock. So a decision and
+ * its write to the store happen with nothing in between: two requests for
+ * one slot are serialized, the first granted and written, the second sees
+ * it taken. Nothing is answered as granted before the store has it.
  *
- * Settings: g->conf is replaced by a reload (gate_reload, on the main loop)
- * under g->mu. The main loop may read it without the lock (it is the only
- * writer); the gate thread reads it only under g->mu, so the old settings
- * are freed once swapped out. The poller has a copy of its own.
+ * A store that cannot be opened or read is unknown, not fatal: the gate
+ * refuses (unknown means no) and tries again on every request and tick.
  */
 #include "gate/gate.h"
-#include "common/tls.h"
 
 #include <errno.h>
 #include <event2/buffer.h>
@@ -30,49 +27,48 @@
 #include <openssl/err.h>
 #include <openssl/sha.h>
 #include <openssl/ssl.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "common/duration.h"
+#include "common/httpd.h"
 #include "common/log.h"
+#include "common/text.h"
+#include "common/tls.h"
 #include "common/xmalloc.h"
 #include "config/config.h"
 #include "gate/conf.h"
 #include "gate/inputs.h"
 #include "gate/policy.h"
 #include "gate/store.h"
-#include "lbd/admin.h"
-#include "lbd/pool.h"
-#include "lbd/server.h"
 #include "kube/kubeconfig.h"
 
 #define GATE_MAX_BODY (16 * 1024)
 #define GATE_TOKENS_MAX (1 << 20)
+
 /* A lease ttl above this is refused: renewed_ms + ttl_ms must not overflow. */
 #define GATE_TTL_MAX_MS (10LL * 366 * 24 * 3600 * 1000)
 
 struct gate {
-	struct config *cfg;	      /* as read at start: the listener, TLS and store run on it */
-	struct config *live;	      /* the settings of the last reload (gate_conf_dup), or NULL */
-	const struct gate_conf *conf; /* &live->gate, else &cfg->gate; see above */
-	struct server *srv;
-	struct event *pool_timer; /* on the main loop */
+	struct config *cfg;	      /* as started: the listener, TLS and store run on it */
+	struct config *live;	      /* the settings of the last reload, or NULL */
+	const struct gate_conf *conf; /* &live->gate, else &cfg->gate */
+	bool set_aside;		      /* lbd -F: an unreadable lease file is renamed aside */
 	struct gate_inputs_src *inputs;
-	pthread_mutex_t mu;
-	struct lease_table table; /* under mu */
-	struct gate_store *store; /* under mu */
-	/* the gate thread */
+	struct lease_table table;
+	struct gate_store *store; /* NULL until it could be opened */
+	bool loaded;		  /* table holds what the store had */
+	char *store_why;	  /* why the store is unknown now, or NULL */
+	int64_t store_retry_ms;	  /* while unknown: not asked again before (mono) */
 	struct event_base *base;
-	struct evhttp *http;
-	SSL_CTX *ssl;
-	struct event *tick, *stop_ev;
-	pthread_t thread;
-	bool thread_running;
+	struct httpd *httpd; /* gate.listen, or NULL */
+	struct event *tick;
 };
 
 /* ---- answers -------------------------------------------------------------------------- */
@@ -88,10 +84,12 @@ static int error_json(json_t **out, int status, const char *fmt, ...)
 	vsnprintf(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
 	*out = json_pack("{s:s}", "error", buf);
+	if (!*out) /* buf quoted text that is not UTF-8 */
+		*out = json_pack("{s:s}", "error", "internal error: the message is not UTF-8");
 	return status;
 }
 
-static json_t *text_json(const struct gate_text *t)
+static json_t *texts_json(const struct gate_text *t)
 {
 	json_t *a = json_array();
 	for (size_t i = 0; i < t->n; i++)
@@ -170,16 +168,33 @@ static bool may_act_for(const char *who, const char *node)
 	return !who || strcmp(who, "*") == 0 || strcmp(who, node) == 0;
 }
 
-/* ---- the lease table under the lock --------------------------------------------------- */
+/* ---- the lease table and its store --------------------------------------------------- */
 
-/* Kubernetes store: re-read the slots (another lbd may have written), keeping
- * our in-memory soak timers for leases that did not change. */
-static int refresh(struct gate *g, char **err)
+static struct gate_store *open_store(const struct gate *g, char **err)
+{
+	const struct gate_conf *c = &g->cfg->gate;
+	struct kubeconfig kc = {0};
+	struct gate_store *s;
+
+	if (c->store == GATE_STORE_FILE)
+		return gate_store_file_new(g->cfg->state_dir, g->set_aside, err);
+	if (!c->kubeconfig) {
+		*err = xstrdup("gate.store kubernetes needs gate.kubeconfig");
+		return NULL;
+	}
+	if (kubeconfig_load(c->kubeconfig, NULL, &kc, err) < 0)
+		return NULL;
+	s = gate_store_kube_new(&kc, kc.namespace ? kc.namespace : "kube-system", err);
+	kubeconfig_free(&kc);
+	return s;
+}
+
+/* Replaces the table with what the store holds, keeping our in-memory soak
+ * timers for leases that did not change and never lowering the fence. */
+static int reload_table(struct gate *g, char **err)
 {
 	struct lease_table t;
 
-	if (g->cfg->gate.store != GATE_STORE_KUBERNETES)
-		return 0;
 	lease_table_init(&t);
 	if (gate_store_load(g->store, &t, err) < 0) {
 		lease_table_free(&t);
@@ -195,6 +210,55 @@ static int refresh(struct gate *g, char **err)
 	lease_table_free(&g->table);
 	g->table = t;
 	return 0;
+}
+
+/*
+ * Brings the table up to date with the store before a decision: the store
+ * is opened and loaded once (tried again until it answers); the kubernetes
+ * store is re-read every time, since the other lbd of a pair may have
+ * written. Returns 0, or -1 when the store is unknown (g->store_why says
+ * why; nothing may be granted or released). An unknown store is asked at
+ * most once a second: each try may wait out a timeout, and requests queued
+ * behind it (and lbd's heartbeat) would wait too.
+ */
+static int store_sync(struct gate *g)
+{
+	char *err = NULL;
+
+	if (g->store_why && mono_ms() < g->store_retry_ms)
+		return -1;
+
+	if (!g->store && !(g->store = open_store(g, &err)))
+		goto unknown;
+	if (g->loaded && g->cfg->gate.store != GATE_STORE_KUBERNETES)
+		return 0; /* the file store: the table is the truth while we run */
+	if (reload_table(g, &err) < 0)
+		goto unknown;
+	if (!g->loaded)
+		log_info("gate: %zu lease(s) loaded from the %s store", g->table.n,
+			 gate_store_name(g->store));
+	else if (g->store_why)
+		log_info("gate: the %s lease store answers again", gate_store_name(g->store));
+	g->loaded = true;
+	xfree(&g->store_why);
+	return 0;
+unknown:;
+	char *why = text_clean(err, strlen(err), 512); /* may quote a file's bytes */
+	free(err);
+	if (!g->store_why || strcmp(g->store_why, why) != 0)
+		log_warn("gate: lease store unknown: %s; refusing every lease until it answers",
+			 why);
+	free(g->store_why);
+	g->store_why = why;
+	g->store_retry_ms = mono_ms() + 1000;
+	return -1;
+}
+
+static const char *store_name(const struct gate *g)
+{
+	if (g->store)
+		return gate_store_name(g->store);
+	return g->cfg->gate.store == GATE_STORE_KUBERNETES ? "kubernetes" : "file";
 }
 
 static const struct gate_node_in *find_node(const struct gate_inputs *in, const char *name)
@@ -296,12 +360,18 @@ static int handle_acquire(struct gate *g, const char *who, json_t *body, json_t 
 	if (!may_act_for(who, node))
 		return error_json(out, 403, "this token may only take the lease of node %s", who);
 
-	pthread_mutex_lock(&g->mu);
 	if (ttl == 0)
-		ttl = g->conf->lease_ttl_ms; /* read under the lock: a reload may change it */
-	if (refresh(g, &err) < 0) {
-		rc = error_json(out, 503, "lease store: %s", err);
-		goto unlock;
+		ttl = g->conf->lease_ttl_ms;
+	if (store_sync(g) < 0) {
+		/* Unknown means no: a refusal with the reason, like any other. */
+		*out = json_pack("{s:b,s:[s+]}", "granted", 0, "reasons",
+				 "lease store unknown: ", g->store_why);
+		if (!*out)
+			error_json(out, 503, "lease store unknown");
+		log_info("gate: refused a %s lease to %s: lease store unknown",
+			 gate_role_name(role), node);
+		rc = 409;
+		goto done;
 	}
 	struct gate_lease *held = lease_table_find(&g->table, node);
 	if (held) {
@@ -311,7 +381,7 @@ static int handle_acquire(struct gate *g, const char *who, json_t *body, json_t 
 					 " already holds a ", gate_role_name(held->role),
 					 " lease; release it first");
 			rc = 409;
-			goto unlock;
+			goto done;
 		}
 		lease_table_copy(&after, &g->table);
 		struct gate_lease *r = lease_table_renew(&after, node, now, ttl, reason);
@@ -329,14 +399,14 @@ static int handle_acquire(struct gate *g, const char *who, json_t *body, json_t 
 				 ? error_json(out, 409, "another lbd changed this lease; ask again")
 				 : error_json(out, 503, "lease store: %s", err);
 		}
-		goto unlock;
+		goto done;
 	}
 
 	gate_inputs_snapshot(g->inputs, now, &in);
 	struct gate_request req = {.node = node, .role = role};
 	gate_decide(g->conf, &in, &g->table, &req, &d);
 	if (!d.granted) {
-		*out = json_pack("{s:b,s:o}", "granted", 0, "reasons", text_json(&d.reasons));
+		*out = json_pack("{s:b,s:o}", "granted", 0, "reasons", texts_json(&d.reasons));
 		log_info("gate: refused %s lease to %s: %zu reason(s), first: %s",
 			 gate_role_name(role), node, d.reasons.n,
 			 d.reasons.n ? d.reasons.v[0] : "?");
@@ -382,8 +452,7 @@ free_lease:
 free_in:
 	gate_decision_free(&d);
 	gate_inputs_free(&in);
-unlock:
-	pthread_mutex_unlock(&g->mu);
+done:
 	free(err);
 	return rc;
 }
@@ -399,15 +468,15 @@ static int handle_release(struct gate *g, const char *who, const char *node, jso
 	if (!may_act_for(who, node))
 		return error_json(out, 403, "this token may only release the lease of node %s",
 				  who);
-	pthread_mutex_lock(&g->mu);
-	if (refresh(g, &err) < 0) {
-		rc = error_json(out, 503, "lease store: %s", err);
-		goto unlock;
+	if (store_sync(g) < 0) {
+		rc = error_json(out, 503, "lease store unknown: %s (nothing was released)",
+				g->store_why);
+		goto done;
 	}
 	const struct gate_lease *l = lease_table_find_const(&g->table, node);
 	if (!l) {
 		rc = error_json(out, 404, "%s holds no lease", node);
-		goto unlock;
+		goto done;
 	}
 	json_t *was = gate_lease_to_json(l, gate_now_ms());
 	lease_table_copy(&after, &g->table);
@@ -427,8 +496,7 @@ static int handle_release(struct gate *g, const char *who, const char *node, jso
 			 ? error_json(out, 409, "another lbd changed this lease")
 			 : error_json(out, 503, "lease store: %s", err);
 	}
-unlock:
-	pthread_mutex_unlock(&g->mu);
+done:
 	free(err);
 	return rc;
 }
@@ -448,7 +516,7 @@ static json_t *source_json(const struct gate_source *s, int64_t now_ms)
 static json_t *decision_json(const struct gate_decision *d, const char *node)
 {
 	return json_pack("{s:s,s:b,s:o,s:o}", "node", node, "granted", d->granted, "reasons",
-			 text_json(&d->reasons), "arithmetic", text_json(&d->arithmetic));
+			 texts_json(&d->reasons), "arithmetic", texts_json(&d->arithmetic));
 }
 
 static json_t *inputs_json(const struct gate_conf *conf, const struct gate_inputs *in)
@@ -537,13 +605,11 @@ static int handle_status(struct gate *g, json_t **out)
 	struct gate_inputs in;
 	struct gate_text masters = {0};
 	json_t *o = json_object(), *ma = json_array(), *stale = json_array();
-	char *err = NULL;
+	bool known = store_sync(g) == 0;
 
-	pthread_mutex_lock(&g->mu);
-	if (refresh(g, &err) < 0) {
-		json_object_set_new(o, "store_error", json_string(err));
-		free(err);
-	}
+	json_object_set_new(o, "store_known", json_boolean(known));
+	if (!known)
+		json_object_set_new(o, "store_error", json_string(g->store_why));
 	gate_inputs_snapshot(g->inputs, now, &in);
 	master_names(g->conf, &in, &masters);
 	for (size_t i = 0; i < masters.n; i++) {
@@ -562,7 +628,7 @@ static int handle_status(struct gate *g, json_t **out)
 	for (size_t i = 0; i < g->table.n; i++)
 		if (gate_lease_stale(&g->table.v[i], now))
 			json_array_append_new(stale, json_string(g->table.v[i].node));
-	json_object_set_new(o, "store", json_string(gate_store_name(g->store)));
+	json_object_set_new(o, "store", json_string(store_name(g)));
 	json_object_set_new(o, "inputs", inputs_json(g->conf, &in));
 	json_object_set_new(o, "leases", leases_json(&g->table, now));
 	json_object_set_new(o, "stale", stale);
@@ -571,7 +637,6 @@ static int handle_status(struct gate *g, json_t **out)
 	json_object_set_new(o, "concurrency",
 			    json_pack("{s:i,s:i}", "masters", g->conf->conc_masters, "workers",
 				      g->conf->conc_workers));
-	pthread_mutex_unlock(&g->mu);
 	gate_decision_free(&wd);
 	gate_text_free(&masters);
 	gate_inputs_free(&in);
@@ -587,32 +652,20 @@ int gate_handle(struct gate *g, const char *method, const char *path, const char
 	int rc;
 
 	*out = NULL;
-	if (token) {
-		/* The file is read without the lock; its name may change with a reload. */
-		pthread_mutex_lock(&g->mu);
-		char *tokens_file = g->conf->tokens_file ? xstrdup(g->conf->tokens_file) : NULL;
-		pthread_mutex_unlock(&g->mu);
-		rc = authenticate(tokens_file, token, &who, out);
-		free(tokens_file);
-		if (rc != 0)
-			return rc;
-	}
+	if (token && (rc = authenticate(g->conf->tokens_file, token, &who, out)) != 0)
+		return rc;
 	if (strcmp(path, "/v1/gate/status") == 0) {
 		rc = strcmp(method, "GET") == 0 ? handle_status(g, out)
 						: error_json(out, 405, "use GET");
 	} else if (strcmp(path, leases) == 0) {
 		if (strcmp(method, "GET") == 0) {
-			pthread_mutex_lock(&g->mu);
-			char *err = NULL;
-			if (refresh(g, &err) < 0) {
-				rc = error_json(out, 503, "lease store: %s", err);
-				free(err);
+			if (store_sync(g) < 0) {
+				rc = error_json(out, 503, "lease store unknown: %s", g->store_why);
 			} else {
 				*out = json_pack("{s:o}", "leases",
 						 leases_json(&g->table, gate_now_ms()));
 				rc = 200;
 			}
-			pthread_mutex_unlock(&g->mu);
 		} else if (strcmp(method, "POST") == 0) {
 			rc = handle_acquire(g, who, body, out);
 		} else {
@@ -638,11 +691,8 @@ static void outcomes_tick(struct gate *g)
 	struct gate_text nodes = {0}, why = {0};
 	char *err = NULL;
 
-	pthread_mutex_lock(&g->mu);
-	if (refresh(g, &err) < 0) {
-		log_warn("gate: lease store: %s", err);
-		xfree(&err);
-	}
+	if (store_sync(g) < 0)
+		return; /* unknown: release nothing, decide nothing */
 	gate_inputs_snapshot(g->inputs, gate_now_ms(), &in);
 	gate_outcomes(g->conf, &in, &g->table, &nodes, &why);
 	for (size_t i = 0; i < nodes.n; i++) {
@@ -663,13 +713,12 @@ static void outcomes_tick(struct gate *g)
 			xfree(&err);
 		}
 	}
-	pthread_mutex_unlock(&g->mu);
 	gate_text_free(&nodes);
 	gate_text_free(&why);
 	gate_inputs_free(&in);
 }
 
-/* ---- the gate thread: listener and tick ----------------------------------------------- */
+/* ---- the listener and the tick ----------------------------------------------------- */
 
 static const char *method_name(enum evhttp_cmd_type t)
 {
@@ -688,9 +737,13 @@ static const char *method_name(enum evhttp_cmd_type t)
 static void reply(struct evhttp_request *req, int status, json_t *body)
 {
 	struct evbuffer *b = evbuffer_new();
-	char *text = json_dumps(body, JSON_COMPACT);
+	char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
 
-	evbuffer_add_printf(b, "%s\n", text ? text : "{}");
+	if (!text) {
+		status = 500;
+		text = xstrdup("{\"error\":\"internal error: the answer could not be encoded\"}");
+	}
+	evbuffer_add_printf(b, "%s\n", text);
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
 			  "application/json");
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
@@ -735,166 +788,58 @@ send:
 	json_decref(body);
 }
 
-static struct bufferevent *make_bev(struct event_base *base, void *arg)
-{
-	struct gate *g = arg;
-	return bufferevent_openssl_socket_new(base, -1, SSL_new(g->ssl), BUFFEREVENT_SSL_ACCEPTING,
-					      BEV_OPT_CLOSE_ON_FREE);
-}
-
 static void on_tick(evutil_socket_t fd, short ev, void *arg)
 {
 	outcomes_tick(arg);
 }
 
-static void on_stop(evutil_socket_t fd, short ev, void *arg)
+static int serve(struct gate *g, int fd, char **err)
 {
-	struct gate *g = arg;
-	event_base_loopbreak(g->base);
-}
+	const struct gate_conf *c = &g->cfg->gate;
+	SSL_CTX *ssl = NULL;
+	struct httpd_conf hc = {
+	    .what = "gate listener",
+	    .max_connections = c->max_connections,
+	    .request_timeout_ms = c->request_timeout_ms,
+	    .max_body = GATE_MAX_BODY,
+	    .max_headers = 16 * 1024,
+	    .methods = EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_DELETE,
+	};
 
-static void *gate_thread(void *arg)
-{
-	struct gate *g = arg;
-	event_base_dispatch(g->base);
-	return NULL;
-}
-
-static int open_listener(struct gate *g, char **err)
-{
-	const struct sockaddr_conf *a = g->conf->listen;
-	int one = 1, fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-
-	if (fd < 0) {
-		*err = xasprintf("gate.listen %s: socket: %s", a->text, strerror(errno));
-		return -1;
-	}
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (bind(fd, (const struct sockaddr *)&a->ss, a->len) < 0 || listen(fd, 128) < 0) {
-		*err = xasprintf("gate.listen %s: %s", a->text, strerror(errno));
+	if (c->tls.cert && c->tls.key && !(ssl = tls_server_ctx(&c->tls, "gate.tls", err))) {
 		close(fd);
 		return -1;
 	}
-	if (g->conf->tls.cert && g->conf->tls.key) {
-		g->ssl = tls_server_ctx(&g->conf->tls, "gate.tls", err);
-		if (!g->ssl) {
-			close(fd);
-			return -1;
-		}
-		evhttp_set_bevcb(g->http, make_bev, g);
-	}
-	if (!evhttp_accept_socket_with_handle(g->http, fd)) {
-		*err = xasprintf("gate.listen %s: evhttp refused the socket", a->text);
-		close(fd);
-		return -1;
-	}
-	return 0;
-}
-
-/* ---- the main loop's side: pool health ------------------------------------------------ */
-
-static void publish_pool(evutil_socket_t fd, short ev, void *arg)
-{
-	struct gate *g = arg;
-	struct pool *p;
-	struct gate_pool_in in = {0};
-
-	if (!g->conf->quorum_pool)
-		return; /* not asked (a reload may add one) */
-	p = server_pool(g->srv, g->conf->quorum_pool);
-	if (!p) {
-		in.src.why = xasprintf("lbd has no pool named %s", g->conf->quorum_pool);
-	} else {
-		in.src.known = true;
-		in.src.at_ms = gate_now_ms();
-		in.n = p->nbe;
-		in.v = xcalloc(p->nbe + 1, sizeof(*in.v));
-		for (size_t i = 0; i < p->nbe; i++) {
-			const struct backend *b = p->be[i];
-			in.v[i].name = b->conf.name;
-			in.v[i].up = backend_is_up(b);
-			in.v[i].detail = in.v[i].up    ? NULL
-					 : b->has_fail ? (char *)b->last_fail.detail
-						       : (char *)"no check result yet";
-		}
-	}
-	gate_inputs_set_pool(g->inputs, &in); /* copies */
-	free(in.v);
-	free(in.src.why);
+	g->httpd = httpd_new(g->base, &hc, ssl, on_request, g);
+	return httpd_listen(g->httpd, fd, err);
 }
 
 /* ---- life cycle ----------------------------------------------------------------------- */
 
-static struct gate_store *open_store(const struct config *cfg, char **err)
-{
-	const struct gate_conf *c = &cfg->gate;
-	struct kubeconfig kc = {0};
-	struct gate_store *s;
-
-	if (c->store == GATE_STORE_FILE)
-		return gate_store_file_new(cfg->state_dir, err);
-	if (!c->kubeconfig) {
-		*err = xstrdup("gate.store kubernetes needs gate.kubeconfig");
-		return NULL;
-	}
-	if (kubeconfig_load(c->kubeconfig, NULL, &kc, err) < 0)
-		return NULL;
-	s = gate_store_kube_new(&kc, kc.namespace ? kc.namespace : "kube-system", err);
-	kubeconfig_free(&kc);
-	return s;
-}
-
-struct gate *gate_start(struct event_base *main_base, struct server *s, const char *config_path,
+struct gate *gate_start(struct event_base *base, struct config *cfg, int listen_fd, bool set_aside,
 			char **err)
 {
-	struct config_errors errs = {0};
-	struct gate *g;
+	struct gate *g = xcalloc(1, sizeof(*g));
 
 	*err = NULL;
-	g = xcalloc(1, sizeof(*g));
-	if (!(g->cfg = config_load(config_path, &errs))) {
-		*err = xasprintf("gate: %s", errs.n ? errs.msgs[0] : "cannot load the config");
-		config_errors_free(&errs);
-		free(g);
-		return NULL;
-	}
-	g->conf = &g->cfg->gate;
-	if (!g->conf->enabled) {
-		config_free(g->cfg);
-		free(g);
-		return NULL;
-	}
-	g->srv = s;
-	pthread_mutex_init(&g->mu, NULL);
+	g->cfg = cfg;
+	g->conf = &cfg->gate;
+	g->set_aside = set_aside;
+	g->base = base;
 	lease_table_init(&g->table);
-	if (!(g->store = open_store(g->cfg, err)) || gate_store_load(g->store, &g->table, err) < 0)
-		goto fail;
+	store_sync(g); /* unknown is not a failure: the VIP never waits on the gate */
 	if (!(g->inputs = gate_inputs_start(g->conf, GATE_INPUTS_INTERVAL_MS, err)))
 		goto fail;
-	if (main_base) { /* even without quorum.pool: a reload may set it */
-		struct timeval tv = {0, 500 * 1000};
-		g->pool_timer = event_new(main_base, -1, EV_PERSIST, publish_pool, g);
-		event_add(g->pool_timer, &tv);
-		publish_pool(-1, 0, g);
-	}
-	g->base = event_base_new();
-	g->http = evhttp_new(g->base);
-	evhttp_set_gencb(g->http, on_request, g);
-	evhttp_set_max_body_size(g->http, GATE_MAX_BODY);
-	evhttp_set_max_headers_size(g->http, 16 * 1024);
-	evhttp_set_timeout(g->http, 10);
-	evhttp_set_allowed_methods(g->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_DELETE);
-	if (g->conf->listen && open_listener(g, err) < 0)
+	if (base && listen_fd >= 0 && serve(g, listen_fd, err) < 0)
 		goto fail;
-	struct timeval tick = {1, 0};
-	g->tick = event_new(g->base, -1, EV_PERSIST, on_tick, g);
-	event_add(g->tick, &tick);
-	g->stop_ev = event_new(g->base, -1, 0, on_stop, g);
-	if (pthread_create(&g->thread, NULL, gate_thread, g) != 0)
-		fatal("gate: cannot start its thread");
-	g->thread_running = true;
-	log_info("gate: %zu lease(s) loaded from the %s store%s%s", g->table.n,
-		 gate_store_name(g->store), g->conf->listen ? "; listening on " : "",
+	if (base) {
+		struct timeval tick = {1, 0};
+		g->tick = event_new(base, -1, EV_PERSIST, on_tick, g);
+		event_add(g->tick, &tick);
+	}
+	log_info("gate: started with the %s store (%s)%s%s", store_name(g),
+		 g->store_why ? "unknown for now" : "loaded",
+		 g->conf->listen ? "; listening on " : "",
 		 g->conf->listen ? g->conf->listen->text : "");
 	return g;
 fail:
@@ -908,67 +853,41 @@ void gate_stop(struct gate **gp)
 
 	if (!g)
 		return;
-	if (g->thread_running) {
-		event_active(g->stop_ev, EV_TIMEOUT, 0);
-		pthread_join(g->thread, NULL);
-	}
-	if (g->pool_timer)
-		event_free(g->pool_timer);
 	if (g->tick)
 		event_free(g->tick);
-	if (g->stop_ev)
-		event_free(g->stop_ev);
-	if (g->http)
-		evhttp_free(g->http);
-	if (g->base)
-		event_base_free(g->base);
-	if (g->ssl)
-		SSL_CTX_free(g->ssl);
+	httpd_free(&g->httpd);
 	gate_inputs_stop(&g->inputs);
 	gate_store_free(&g->store);
 	lease_table_free(&g->table);
-	pthread_mutex_destroy(&g->mu);
+	free(g->store_why);
 	config_free(g->live);
 	config_free(g->cfg);
 	free(g);
 	*gp = NULL;
 }
 
+void gate_set_pool(struct gate *g, const struct gate_pool_in *p)
+{
+	gate_inputs_set_pool(g->inputs, p);
+}
+
 /* ---- reload ------------------------------------------------------------------------- */
 
-void gate_reload(struct gate *g, const struct config *cfg)
+void gate_reload(struct gate *g, struct config *cfg)
 {
-	const struct gate_conf *run, *nc = &cfg->gate;
+	const struct gate_conf *run = &g->cfg->gate, *nc = &cfg->gate;
 	struct gate_conf want;
-	struct config *live, *old;
-	size_t nleases;
+	struct config *live;
 	char *changes;
 
-	if (!g) {
-		if (nc->enabled)
-			log_warn("reload: a gate section was added; the gate starts at the next "
-				 "restart of lbd");
-		return;
-	}
-	if (!nc->enabled) {
-		log_warn("reload: the gate section was removed; the gate keeps running with its "
-			 "current settings until the next restart of lbd");
-		return;
-	}
-	run = &g->cfg->gate; /* what the listener and the store were opened with */
-	if (!gate_conf_listen_eq(run, nc))
-		log_warn("reload: gate.listen changed to %s; it needs a restart of lbd, the gate "
-			 "stays on %s",
-			 nc->listen ? nc->listen->text : "(none)",
-			 run->listen ? run->listen->text : "(none)");
+	/* gate.listen is lbd's socket: lbd says when it changes. */
 	if (!gate_conf_tls_eq(run, nc))
 		log_warn("reload: gate.tls changed; it needs a restart of lbd, the listener keeps "
 			 "its certificate");
 	if (run->store != nc->store)
 		log_warn("reload: gate.store changed to %s; it needs a restart of lbd, the gate "
 			 "keeps the %s store",
-			 nc->store == GATE_STORE_KUBERNETES ? "kubernetes" : "file",
-			 gate_store_name(g->store));
+			 nc->store == GATE_STORE_KUBERNETES ? "kubernetes" : "file", store_name(g));
 	else if (run->store == GATE_STORE_KUBERNETES &&
 		 !gate_conf_str_eq(run->kubeconfig, nc->kubeconfig))
 		log_warn("reload: gate.kubeconfig changed; the nodes input uses %s now, the "
@@ -982,69 +901,17 @@ void gate_reload(struct gate *g, const struct config *cfg)
 	want.tls = run->tls;
 	want.store = run->store;
 	live = gate_conf_dup(&want);
+	config_free(cfg);
 
 	changes = gate_conf_changes(g->conf, &live->gate);
-	pthread_mutex_lock(&g->mu);
-	old = g->live;
+	config_free(g->live);
 	g->live = live;
 	g->conf = &live->gate;
-	nleases = g->table.n;
-	pthread_mutex_unlock(&g->mu);
-	config_free(old); /* no thread can be reading it: see the top of this file */
-
 	gate_inputs_reconfigure(g->inputs, g->conf);
-	if (g->pool_timer)
-		publish_pool(-1, 0, g); /* quorum.pool may name another pool now */
 	if (changes)
 		log_info("reload: gate settings applied (changed: %s); %zu lease(s) kept", changes,
-			 nleases);
+			 g->table.n);
 	else
 		log_info("reload: gate settings unchanged");
 	free(changes);
-}
-
-/* ---- admin socket routes -------------------------------------------------------------- */
-
-static void admin_call(struct admin_req *r, struct gate *g, const char *path)
-{
-	const char *method = admin_method(r) == ADMIN_GET      ? "GET"
-			     : admin_method(r) == ADMIN_POST   ? "POST"
-			     : admin_method(r) == ADMIN_DELETE ? "DELETE"
-							       : "OTHER";
-	json_t *body = NULL, *out = NULL;
-	bool bad = false;
-	int status;
-
-	if (admin_method(r) == ADMIN_POST) {
-		body = admin_body(r, &bad);
-		if (bad)
-			return; /* admin_body answered 400 */
-	}
-	status = gate_handle(g, method, path, NULL, body, &out);
-	admin_reply_json(r, status, out);
-	json_decref(body);
-}
-
-static void admin_status(struct admin_req *r, void *arg)
-{
-	admin_call(r, arg, "/v1/gate/status");
-}
-
-static void admin_leases(struct admin_req *r, void *arg)
-{
-	admin_call(r, arg, "/v1/gate/leases");
-}
-
-static void admin_lease(struct admin_req *r, void *arg)
-{
-	char path[512];
-	snprintf(path, sizeof(path), "/v1/gate/leases/%s", admin_param(r, 0));
-	admin_call(r, arg, path);
-}
-
-void gate_register_routes(struct gate *g, struct admin *a)
-{
-	admin_route(a, ADMIN_GET, "/v1/gate/status", admin_status, g);
-	admin_route(a, ADMIN_GET | ADMIN_POST, "/v1/gate/leases", admin_leases, g);
-	admin_route(a, ADMIN_DELETE, "/v1/gate/leases/{node}", admin_lease, g);
 }

@@ -158,22 +158,27 @@ static void swap_src(void *dst, void *src, size_t len)
 	memcpy(src, tmp, len);
 }
 
-/* (Re)builds the kubernetes client from own's kubeconfig. Returns 0 or -1 with *err. */
-static int load_kube(struct gate_inputs_src *s, char **err)
+/* (Re)builds the kubernetes client from own's kubeconfig. One that cannot be
+ * loaded leaves the nodes input unknown, with s->kube_err saying why. */
+static void load_kube(struct gate_inputs_src *s)
 {
 	const struct gate_conf *conf = &s->own->gate;
 	struct kubeconfig kc = {0};
+	char *err = NULL;
 
 	kube_free(&s->kube);
 	xfree(&s->kube_err);
 	if (!conf->kubeconfig)
-		return 0;
-	if (kubeconfig_load(conf->kubeconfig, NULL, &kc, err) < 0)
-		return -1;
+		return;
+	if (kubeconfig_load(conf->kubeconfig, NULL, &kc, &err) < 0) {
+		s->kube_err = xasprintf("kubeconfig %s: %s", conf->kubeconfig, err);
+		log_warn("gate: %s; the nodes input is unknown until it loads", s->kube_err);
+		free(err);
+		return;
+	}
 	s->kube = kube_new(&kc);
 	kube_set_timeout(s->kube, GATE_KUBE_TIMEOUT_MS);
 	kubeconfig_free(&kc);
-	return 0;
 }
 
 /* Takes the settings of a reconfigure, if one came. Returns the generation polled. */
@@ -181,7 +186,6 @@ static uint64_t adopt(struct gate_inputs_src *s)
 {
 	struct config *next = NULL;
 	uint64_t gen;
-	char *err = NULL;
 
 	pthread_mutex_lock(&s->mu);
 	gen = s->gen;
@@ -193,11 +197,7 @@ static uint64_t adopt(struct gate_inputs_src *s)
 	config_free(s->own);
 	s->own = next;
 	s->own_gen = gen;
-	if (load_kube(s, &err) < 0) {
-		s->kube_err = xasprintf("kubeconfig %s: %s", s->own->gate.kubeconfig, err);
-		log_warn("gate: %s; the nodes input is unknown until it loads", s->kube_err);
-		free(err);
-	}
+	load_kube(s);
 	return gen;
 }
 
@@ -261,20 +261,26 @@ struct gate_inputs_src *gate_inputs_start(const struct gate_conf *conf, int64_t 
 	s->own = gate_conf_dup(conf);
 	s->want = gate_conf_dup(conf);
 	s->interval_ms = interval_ms > 0 ? interval_ms : GATE_INPUTS_INTERVAL_MS;
-	if (load_kube(s, err) < 0) {
-		config_free(s->own);
-		config_free(s->want);
-		free(s);
-		return NULL;
-	}
+	load_kube(s); /* unknown, not fatal: the nodes input says why */
 	s->cur.pool.src.why = xstrdup("no pool health published yet");
 	s->cur.etcd.src.why = xstrdup("not asked yet");
 	s->cur.nodes.src.why = xstrdup("not asked yet");
 	s->cur.alerts.src.why = xstrdup("not asked yet");
 	pthread_mutex_init(&s->mu, NULL);
 	pthread_cond_init(&s->cv, NULL);
-	if (pthread_create(&s->thread, NULL, poller, s) != 0)
-		fatal("gate: cannot start the input thread");
+	int rc = pthread_create(&s->thread, NULL, poller, s);
+	if (rc != 0) {
+		*err = xasprintf("gate: cannot start the input thread: %s", strerror(rc));
+		kube_free(&s->kube);
+		free(s->kube_err);
+		config_free(s->own);
+		config_free(s->want);
+		gate_inputs_free(&s->cur);
+		pthread_mutex_destroy(&s->mu);
+		pthread_cond_destroy(&s->cv);
+		free(s);
+		return NULL;
+	}
 	return s;
 }
 

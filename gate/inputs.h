@@ -22,7 +22,9 @@
 struct gate_inputs_src;
 
 /* Copies conf (the source keeps no pointer into it). Loads the kubeconfig
- * (if any) first: an unreadable one fails the start. */
+ * (if any) first: an unreadable one makes the nodes input unknown, with the
+ * reason, until a reload names one that loads. Never fails today; err is
+ * kept for a future input that can. */
 struct gate_inputs_src *gate_inputs_start(const struct gate_conf *conf, int64_t interval_ms,
 					  char **err);
 void gate_inputs_stop(struct gate_inputs_src **s);

@@ -46,7 +46,7 @@ void gate_decision_free(struct gate_decision *d)
 
 int gate_quorum(int n)
 {
-	return n <= 0 ? 0 : n / 2 + 1;
+	return kube_etcd_quorum(n);
 }
 
 static const struct gate_member *member_of(const struct gate_conf *conf, const char *node)
@@ -437,65 +437,13 @@ static void rule_pool(const struct gate_conf *conf, const struct gate_inputs *in
 
 bool gate_etcd_member_healthy(const struct gate_etcd_in *e, uint64_t id, const char **why)
 {
-	const char *w = "no configured endpoint reached it";
-	for (size_t i = 0; i < e->nviews; i++) {
-		const struct gate_etcd_view *v = &e->views[i];
-		if (!v->ok || v->member_id != id)
-			continue;
-		if (!v->health) {
-			w = v->health_why ? v->health_why : "/health is not true";
-			continue;
-		}
-		if (v->nalarms) {
-			w = "alarm raised";
-			continue;
-		}
-		return true;
-	}
-	if (why)
-		*why = w;
-	return false;
+	struct kube_etcd c = gate_etcd_cluster(e);
+	return kube_etcd_member_healthy(&c, id, why);
 }
 
-static bool same_members(const struct gate_etcd_view *a, const struct gate_etcd_view *b)
+static void refuse_etcd(void *d, const char *msg)
 {
-	if (a->nmembers != b->nmembers)
-		return false;
-	for (size_t i = 0; i < a->nmembers; i++)
-		if (a->members[i] != b->members[i])
-			return false;
-	return true;
-}
-
-/* Endpoints that answered must agree on cluster ID and member list. */
-static bool etcd_agree(const struct gate_etcd_in *e, struct gate_decision *d)
-{
-	const struct gate_etcd_view *first = NULL;
-	bool ok = true;
-
-	for (size_t i = 0; i < e->nviews; i++) {
-		const struct gate_etcd_view *v = &e->views[i];
-		if (!v->ok)
-			continue;
-		if (!first) {
-			first = v;
-			continue;
-		}
-		if (v->cluster_id != first->cluster_id) {
-			refuse(d,
-			       "etcd: %s reports cluster ID %" PRIx64 " but %s reports %" PRIx64
-			       "; the endpoints are not one cluster",
-			       v->endpoint, v->cluster_id, first->endpoint, first->cluster_id);
-			ok = false;
-		} else if (!same_members(v, first)) {
-			refuse(d,
-			       "etcd: %s and %s disagree on the member list (%zu vs %zu members); "
-			       "a membership change is in progress",
-			       v->endpoint, first->endpoint, v->nmembers, first->nmembers);
-			ok = false;
-		}
-	}
-	return ok;
+	refuse(d, "etcd: %s", msg);
 }
 
 static void rule_etcd(const struct gate_conf *conf, const struct gate_inputs *in,
@@ -503,6 +451,7 @@ static void rule_etcd(const struct gate_conf *conf, const struct gate_inputs *in
 		      struct gate_decision *d)
 {
 	const struct gate_etcd_in *e = &in->etcd;
+	struct kube_etcd c = gate_etcd_cluster(e);
 	int n = 0, healthy = 0, after = 0, learners = 0;
 	char sick[1024];
 	size_t off = 0;
@@ -510,7 +459,8 @@ static void rule_etcd(const struct gate_conf *conf, const struct gate_inputs *in
 
 	if (!source_ok(&e->src, in, "etcd", d))
 		return;
-	if (!etcd_agree(e, d))
+	/* Endpoints that answered must agree on the cluster ID and member list. */
+	if (!kube_etcd_agree(&c, refuse_etcd, d))
 		return;
 	for (size_t i = 0; i < e->nviews; i++)
 		for (size_t a = 0; a < e->views[i].nalarms; a++)
@@ -518,7 +468,7 @@ static void rule_etcd(const struct gate_conf *conf, const struct gate_inputs *in
 			       e->views[i].alarms[a]);
 	sick[0] = '\0';
 	for (size_t i = 0; i < e->nmembers; i++) {
-		const struct gate_etcd_member *m = &e->members[i];
+		const struct kube_etcd_member *m = &e->members[i];
 		const char *why = NULL, *name = m->name && *m->name ? m->name : "(unstarted)";
 		if (m->learner) {
 			learners++;
@@ -736,20 +686,8 @@ void gate_inputs_free(struct gate_inputs *in)
 	}
 	free(in->pool.v);
 	source_free(&in->etcd.src);
-	for (size_t i = 0; i < in->etcd.nmembers; i++)
-		free(in->etcd.members[i].name);
-	free(in->etcd.members);
-	for (size_t i = 0; i < in->etcd.nviews; i++) {
-		struct gate_etcd_view *v = &in->etcd.views[i];
-		free(v->endpoint);
-		free(v->err);
-		free(v->health_why);
-		free(v->members);
-		for (size_t a = 0; a < v->nalarms; a++)
-			free(v->alarms[a]);
-		free(v->alarms);
-	}
-	free(in->etcd.views);
+	kube_etcd_members_free(in->etcd.members, in->etcd.nmembers);
+	kube_etcd_views_free(in->etcd.views, in->etcd.nviews);
 	source_free(&in->nodes.src);
 	for (size_t i = 0; i < in->nodes.n; i++) {
 		free(in->nodes.v[i].name);
@@ -792,27 +730,9 @@ void gate_inputs_copy(struct gate_inputs *dst, const struct gate_inputs *src)
 
 	source_copy(&dst->etcd.src, &src->etcd.src);
 	dst->etcd.nmembers = src->etcd.nmembers;
-	dst->etcd.members = xcalloc(src->etcd.nmembers + 1, sizeof(*dst->etcd.members));
-	for (size_t i = 0; i < src->etcd.nmembers; i++) {
-		dst->etcd.members[i] = src->etcd.members[i];
-		dst->etcd.members[i].name = dup0(src->etcd.members[i].name);
-	}
+	dst->etcd.members = kube_etcd_members_dup(src->etcd.members, src->etcd.nmembers);
 	dst->etcd.nviews = src->etcd.nviews;
-	dst->etcd.views = xcalloc(src->etcd.nviews + 1, sizeof(*dst->etcd.views));
-	for (size_t i = 0; i < src->etcd.nviews; i++) {
-		const struct gate_etcd_view *s = &src->etcd.views[i];
-		struct gate_etcd_view *d = &dst->etcd.views[i];
-		*d = *s;
-		d->endpoint = dup0(s->endpoint);
-		d->err = dup0(s->err);
-		d->health_why = dup0(s->health_why);
-		d->members = xcalloc(s->nmembers + 1, sizeof(*d->members));
-		if (s->nmembers)
-			memcpy(d->members, s->members, s->nmembers * sizeof(*d->members));
-		d->alarms = xcalloc(s->nalarms + 1, sizeof(*d->alarms));
-		for (size_t a = 0; a < s->nalarms; a++)
-			d->alarms[a] = xstrdup(s->alarms[a]);
-	}
+	dst->etcd.views = kube_etcd_views_dup(src->etcd.views, src->etcd.nviews);
 
 	source_copy(&dst->nodes.src, &src->nodes.src);
 	dst->nodes.n = src->nodes.n;

@@ -12,8 +12,9 @@
  *     except nodes that hold a lease (they are down by agreement);
  *   - master: without this node and every other master lease holder, the
  *     healthy apiservers in the quorum pool and the healthy voting etcd
- *     members (learners excluded, all endpoints agreeing on the member list
- *     and cluster ID, no alarms) both stay at or above floor(n/2)+1. A
+ *     members (kube/etcd.h's rule: learners excluded, a leader, no alarms;
+ *     all endpoints agreeing on the member list and cluster ID) both stay
+ *     at or above floor(n/2)+1. A
  *     leaving member counts as lost even when it is unhealthy already: a
  *     broken member under a lease is two members out, so when one member is
  *     down every master lease waits (fail closed) until it is back.
@@ -27,6 +28,7 @@
 
 #include "config/config.h"
 #include "gate/lease.h"
+#include "kube/etcd.h"
 
 /* Each source says whether it answered, when, and if not, why. */
 struct gate_source {
@@ -47,32 +49,19 @@ struct gate_pool_in {
 	size_t n;
 };
 
-/* What one etcd endpoint said. */
-struct gate_etcd_view {
-	char *endpoint;
-	bool ok; /* member list and status both answered */
-	char *err;
-	bool health;	  /* GET /health said "true" */
-	char *health_why; /* its reason when not */
-	uint64_t cluster_id;
-	uint64_t member_id; /* the member that answered */
-	uint64_t *members;  /* ids in its member list, sorted */
-	size_t nmembers;
-	char **alarms; /* "NOSPACE on member 8e9e05c52164694d" */
-	size_t nalarms;
-};
-
-struct gate_etcd_member {
-	uint64_t id;
-	char *name;
-	bool learner;
-};
+/*
+ * etcd: what each endpoint said and the member list are kube/etcd.h's, and
+ * so is the health rule, which the upgrade orchestrator applies too. The
+ * gate's names for those types are kept for gate.c and the unit tests.
+ */
+#define gate_etcd_view kube_etcd_view
+#define gate_etcd_member kube_etcd_member
 
 struct gate_etcd_in {
 	struct gate_source src;
-	struct gate_etcd_member *members; /* from the first endpoint that answered */
+	struct kube_etcd_member *members; /* from the first endpoint that answered */
 	size_t nmembers;
-	struct gate_etcd_view *views;
+	struct kube_etcd_view *views;
 	size_t nviews;
 };
 
@@ -130,7 +119,7 @@ void gate_decide(const struct gate_conf *conf, const struct gate_inputs *in,
 		 struct gate_decision *out);
 void gate_decision_free(struct gate_decision *d);
 
-/* Quorum of n voters: floor(n/2)+1 (0 for n == 0). */
+/* Quorum of n voters: floor(n/2)+1 (0 for n == 0), as kube_etcd_quorum. */
 int gate_quorum(int n);
 
 /* The backend and etcd member names of node (members map, else the node's name). */
@@ -157,7 +146,13 @@ void gate_outcomes(const struct gate_conf *conf, const struct gate_inputs *in,
 /* Is t inside a window? *which (caller frees) names it or every reason not. */
 bool gate_window_open(const struct gate_conf *conf, int64_t now_ms, char **which);
 
-/* Etcd member health as the policy sees it (exposed for status). */
+/* The etcd inputs as kube/etcd.h's struct, for its functions (no copy: e's arrays). */
+static inline struct kube_etcd gate_etcd_cluster(const struct gate_etcd_in *e)
+{
+	return (struct kube_etcd){e->members, e->nmembers, e->views, e->nviews};
+}
+
+/* Etcd member health: kube_etcd_member_healthy over e (exposed for status). */
 bool gate_etcd_member_healthy(const struct gate_etcd_in *e, uint64_t id, const char **why);
 
 void gate_text_add(struct gate_text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -18,6 +18,7 @@
 #define LBD_GATE_STORE_H
 
 #include <jansson.h>
+#include <stdbool.h>
 
 #include "gate/lease.h"
 
@@ -26,7 +27,9 @@
 struct gate_store;
 struct kubeconfig;
 
-struct gate_store *gate_store_file_new(const char *state_dir, char **err);
+/* set_aside (lbd -F): a file that cannot be read is renamed aside at load,
+ * and a new one starts with fences above the old ones (store_file.c). */
+struct gate_store *gate_store_file_new(const char *state_dir, bool set_aside, char **err);
 /* ns: the namespace of the Lease objects. */
 struct gate_store *gate_store_kube_new(const struct kubeconfig *kc, const char *ns, char **err);
 void gate_store_free(struct gate_store **s);

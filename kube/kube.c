@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/log.h"
+#include "common/text.h"
 #include "common/xmalloc.h"
 
 struct kube {
@@ -59,9 +59,7 @@ struct kube *kube_new(const struct kubeconfig *kc)
 	struct kube *k = xcalloc(1, sizeof(*k));
 
 	pthread_once(&kube_once, kube_global_init);
-	k->curl = curl_easy_init();
-	if (!k->curl)
-		fatal("curl_easy_init failed");
+	k->curl = curl_easy_init(); /* NULL (out of memory): kube_request() tries again */
 	k->server = xstrdup(kc->server);
 	k->token = kc->token ? xstrdup(kc->token) : NULL;
 	k->tls_server_name = kc->tls_server_name ? xstrdup(kc->tls_server_name) : NULL;
@@ -119,25 +117,36 @@ static size_t kube_write(char *ptr, size_t size, size_t nmemb, void *arg)
 static void err_set(struct kube_err *e, long status, const char *reason, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
+/*
+ * The one way into a struct kube_err. What it holds is quoted into logs,
+ * JSON answers and the journal, and much of it is the apiserver's (or a
+ * proxy's) text: each field is cleaned here (common/text.h), so no caller
+ * has to.
+ */
 static void err_set(struct kube_err *e, long status, const char *reason, const char *fmt, ...)
 {
+	char msg[2 * sizeof(e->message)];
 	va_list ap;
 
 	if (!e)
 		return;
 	memset(e, 0, sizeof(*e));
 	e->status = status;
-	snprintf(e->reason, sizeof(e->reason), "%s", reason ? reason : "");
+	if (reason)
+		text_clean_buf(e->reason, sizeof(e->reason), reason, strlen(reason));
 	va_start(ap, fmt);
-	vsnprintf(e->message, sizeof(e->message), fmt, ap);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	text_clean_buf(e->message, sizeof(e->message), msg, strlen(msg));
 }
 
-/* Fills e from a non-2xx answer: a Status object if the body is one. */
+/* Fills e from a non-2xx answer: a Status object if the body is one, else
+ * the body's start (any bytes: a proxy's HTML page, a cut UTF-8 character). */
 static void err_from_answer(struct kube_err *e, long status, const struct kube_buf *b)
 {
 	json_t *st = b->data ? json_loadb(b->data, b->len, 0, NULL) : NULL;
 	const char *msg = NULL, *reason = NULL, *cause = NULL;
+	char *excerpt;
 
 	if (st) {
 		json_t *causes = json_object_get(json_object_get(st, "details"), "causes");
@@ -145,13 +154,16 @@ static void err_from_answer(struct kube_err *e, long status, const struct kube_b
 		reason = json_string_value(json_object_get(st, "reason"));
 		cause = json_string_value(json_object_get(json_array_get(causes, 0), "reason"));
 	}
-	if (msg)
+	if (msg) {
 		err_set(e, status, reason, "%s", msg);
-	else
-		err_set(e, status, reason, "HTTP %ld: %.200s", status,
-			b->data ? b->data : "(empty answer)");
+	} else {
+		excerpt = text_clean(b->data, b->len, 200);
+		err_set(e, status, reason, "HTTP %ld: %s", status,
+			*excerpt ? excerpt : "(empty answer)");
+		free(excerpt);
+	}
 	if (e && cause)
-		snprintf(e->cause, sizeof(e->cause), "%s", cause);
+		text_clean_buf(e->cause, sizeof(e->cause), cause, strlen(cause));
 	json_decref(st);
 }
 
@@ -168,6 +180,11 @@ int kube_request(struct kube *k, const char *method, const char *path, json_t *b
 
 	if (out)
 		*out = NULL;
+	if (!c && !(c = k->curl = curl_easy_init())) {
+		err_set(e, 0, "", "%s %s: cannot create a curl handle", method, path);
+		free(url);
+		return -1;
+	}
 	curl_easy_reset(c);
 	curl_easy_setopt(c, CURLOPT_URL, url);
 	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
@@ -243,12 +260,17 @@ int kube_request(struct kube *k, const char *method, const char *path, json_t *b
 
 const char *kube_err_str(const struct kube_err *e, char *buf, size_t len)
 {
+	char s[sizeof(e->message) + sizeof(e->reason) + 32];
+
 	if (e->status == 0)
-		snprintf(buf, len, "%s", e->message);
+		snprintf(s, sizeof(s), "%s", e->message);
 	else if (e->reason[0])
-		snprintf(buf, len, "%ld %s: %s", e->status, e->reason, e->message);
+		snprintf(s, sizeof(s), "%ld %s: %s", e->status, e->reason, e->message);
 	else
-		snprintf(buf, len, "%ld: %s", e->status, e->message);
+		snprintf(s, sizeof(s), "%ld: %s", e->status, e->message);
+	/* The fields are clean already; this only keeps a short buf's cut
+	 * between characters. */
+	text_clean_buf(buf, len, s, strlen(s));
 	return buf;
 }
 
@@ -261,15 +283,26 @@ static char *jdup(json_t *o, const char *key)
 	return s ? xstrdup(s) : NULL;
 }
 
-/* "/api/v1/namespaces/NS/pods/NAME" with NS and NAME escaped. */
-static char *esc(struct kube *k, const char *s)
+/* "/api/v1/namespaces/NS/pods/NAME" with NS and NAME escaped: every byte but
+ * RFC 3986's unreserved ones as %XX, as curl_easy_escape() does (which can
+ * fail; this cannot). */
+static char *esc(const char *s)
 {
-	char *t = curl_easy_escape(k->curl, s, 0), *r;
+	static const char hex[] = "0123456789ABCDEF";
+	char *r = xmalloc(strlen(s) * 3 + 1), *o = r;
 
-	if (!t)
-		fatal("curl_easy_escape failed");
-	r = xstrdup(t);
-	curl_free(t);
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+		    c == '-' || c == '.' || c == '_' || c == '~') {
+			*o++ = (char)c;
+		} else {
+			*o++ = '%';
+			*o++ = hex[c >> 4];
+			*o++ = hex[c & 15];
+		}
+	}
+	*o = '\0';
 	return r;
 }
 
@@ -366,7 +399,7 @@ static int kube_list(struct kube *k, const char *base, const char *query,
 	char *cont = NULL;
 
 	do {
-		char *path, *ec = cont ? esc(k, cont) : NULL;
+		char *path, *ec = cont ? esc(cont) : NULL;
 		json_t *page, *items, *it;
 		size_t i;
 
@@ -412,7 +445,7 @@ int kube_node_list(struct kube *k, struct kube_node_list *out, struct kube_err *
 
 int kube_node_get(struct kube *k, const char *name, struct kube_node *out, struct kube_err *e)
 {
-	char *n = esc(k, name), *path = xasprintf("/api/v1/nodes/%s", n);
+	char *n = esc(name), *path = xasprintf("/api/v1/nodes/%s", n);
 	json_t *obj;
 	int rc = kube_request(k, "GET", path, NULL, NULL, &obj, e);
 
@@ -428,7 +461,7 @@ int kube_node_get(struct kube *k, const char *name, struct kube_node *out, struc
 
 int kube_node_set_unschedulable(struct kube *k, const char *name, bool on, struct kube_err *e)
 {
-	char *n = esc(k, name), *path = xasprintf("/api/v1/nodes/%s", n);
+	char *n = esc(name), *path = xasprintf("/api/v1/nodes/%s", n);
 	/* kubectl sends exactly this: true to cordon, null (field removed) to uncordon. */
 	json_t *patch =
 	    json_pack("{s:{s:o}}", "spec", "unschedulable", on ? json_true() : json_null());
@@ -521,7 +554,7 @@ static void add_pod(void *arg, json_t *item)
 int kube_pods_on_node(struct kube *k, const char *node, struct kube_pod_list *out,
 		      struct kube_err *e)
 {
-	char *sel = xasprintf("spec.nodeName=%s", node), *esel = esc(k, sel);
+	char *sel = xasprintf("spec.nodeName=%s", node), *esel = esc(sel);
 	char *q = xasprintf("fieldSelector=%s&", esel);
 	int rc;
 
@@ -537,7 +570,7 @@ int kube_pods_on_node(struct kube *k, const char *node, struct kube_pod_list *ou
 
 static char *pod_path(struct kube *k, const char *ns, const char *name, const char *sub)
 {
-	char *en = esc(k, ns), *nn = esc(k, name);
+	char *en = esc(ns), *nn = esc(name);
 	char *p =
 	    xasprintf("/api/v1/namespaces/%s/pods/%s%s%s", en, nn, sub ? "/" : "", sub ? sub : "");
 
@@ -636,7 +669,7 @@ int kube_pod_evict(struct kube *k, const char *ns, const char *name, int grace_s
 
 int kube_daemonset_exists(struct kube *k, const char *ns, const char *name, struct kube_err *e)
 {
-	char *en = esc(k, ns), *nn = esc(k, name);
+	char *en = esc(ns), *nn = esc(name);
 	char *path = xasprintf("/apis/apps/v1/namespaces/%s/daemonsets/%s", en, nn);
 	int rc = kube_request(k, "GET", path, NULL, NULL, NULL, e);
 
@@ -650,7 +683,7 @@ int kube_daemonset_exists(struct kube *k, const char *ns, const char *name, stru
 
 static char *lease_path(struct kube *k, const char *ns, const char *name)
 {
-	char *en = esc(k, ns), *nn = name ? esc(k, name) : NULL;
+	char *en = esc(ns), *nn = name ? esc(name) : NULL;
 	char *p = xasprintf("/apis/coordination.k8s.io/v1/namespaces/%s/leases%s%s", en,
 			    nn ? "/" : "", nn ? nn : "");
 

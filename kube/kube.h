@@ -14,6 +14,8 @@
  * got an answer), the apiserver's Status reason ("NotFound",
  * "TooManyRequests", "Conflict", ...), its message, and the first cause's
  * reason (an eviction blocked by a PDB has cause "DisruptionBudget").
+ * Every field is clean text (common/text.h): valid UTF-8, no control bytes,
+ * fit to quote into JSON or a log as it is.
  */
 #ifndef LBD_KUBE_H
 #define LBD_KUBE_H

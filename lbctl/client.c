@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "common/log.h"
+#include "common/text.h"
 #include "common/xmalloc.h"
 
 struct sink {
@@ -109,8 +110,10 @@ int lbctl_call(const struct lbctl_opts *o, const char *method, const char *path,
 		url = xasprintf("http://lbd%s", path);
 	}
 	c = curl_easy_init();
-	if (!c)
-		fatal("curl_easy_init failed");
+	if (!c) {
+		*err = xstrdup("curl_easy_init failed");
+		goto out;
+	}
 	curl_easy_setopt(c, CURLOPT_URL, url);
 	if (!o->url)
 		curl_easy_setopt(c, CURLOPT_UNIX_SOCKET_PATH, o->socket);
@@ -134,14 +137,22 @@ int lbctl_call(const struct lbctl_opts *o, const char *method, const char *path,
 	curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
 	CURLcode cc = curl_easy_perform(c);
 	if (cc != CURLE_OK) {
-		*err = xasprintf("cannot reach lbd at %s: %s", lbctl_target(o),
-				 ebuf[0] ? ebuf : curl_easy_strerror(cc));
+		char *why = ebuf[0] ? text_clean(ebuf, strlen(ebuf), TEXT_NO_LIMIT)
+				    : xstrdup(curl_easy_strerror(cc));
+		*err = xasprintf("cannot reach lbd at %s: %s", lbctl_target(o), why);
+		free(why);
 		free(sink.buf);
 		goto out;
 	}
 	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->status);
-	r->body = sink.buf ? sink.buf : xstrdup("");
-	r->json = json_loads(r->body, 0, NULL);
+	r->json = sink.buf ? json_loadb(sink.buf, sink.len, 0, NULL) : NULL;
+	if (r->json) {
+		r->body = sink.buf;
+	} else {
+		/* Only ever quoted in a message (--url may reach anything): clean it. */
+		r->body = text_clean(sink.buf, sink.len, 1000);
+		free(sink.buf);
+	}
 	rc = 0;
 out:
 	curl_slist_free_all(hdrs);

@@ -16,7 +16,8 @@
 struct lbctl_resp {
 	long status;  /* HTTP status */
 	json_t *json; /* parsed body, or NULL if it was not JSON */
-	char *body;   /* raw body, NUL-terminated */
+	char *body;   /* the raw body if it is JSON; else its start as clean text
+		       * (common/text.h), for messages */
 };
 
 /*

@@ -17,6 +17,7 @@
 #include <getopt.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +30,32 @@
 #include "lbctl/lbctl.h"
 
 #define GATE_CALL_TIMEOUT_MS 15000
+/* lbd restarts a gate process that died within a few seconds at most. */
+#define GATE_RESTART_WAIT_MS 10000
+
+/*
+ * lbctl_call for the gate: while lbd answers 503 "gate restarting" (its gate
+ * process is being restarted), asks again every 250 ms, for at most
+ * GATE_RESTART_WAIT_MS, and says so once.
+ */
+static int gate_call(const struct lbctl_opts *o, const char *method, const char *path,
+		     const json_t *body, struct lbctl_resp *r, char **err)
+{
+	int64_t until = mono_ms() + GATE_RESTART_WAIT_MS;
+	bool said = false;
+
+	for (;;) {
+		int rc = lbctl_call(o, method, path, body, GATE_CALL_TIMEOUT_MS, r, err);
+		if (rc < 0 || r->status != 503 ||
+		    strcmp(lbctl_resp_error(r), "gate restarting") != 0 || mono_ms() >= until)
+			return rc;
+		if (!said)
+			fprintf(stderr, "lbctl: the gate is restarting; asking again\n");
+		said = true;
+		lbctl_resp_free(r);
+		usleep(250 * 1000);
+	}
+}
 
 static void usage(FILE *f)
 {
@@ -111,7 +138,7 @@ static int gate_status(const struct lbctl_opts *o)
 	size_t i;
 	const char *k;
 
-	if (lbctl_call(o, "GET", "/v1/gate/status", NULL, GATE_CALL_TIMEOUT_MS, &r, &err) < 0) {
+	if (gate_call(o, "GET", "/v1/gate/status", NULL, &r, &err) < 0) {
 		fprintf(stderr, "lbctl gate status: %s\n", err);
 		free(err);
 		return EXIT_ERROR;
@@ -175,7 +202,7 @@ static int acquire_once(const struct lbctl_opts *o, const char *node, const char
 
 	if (ttl)
 		json_object_set_new(body, "ttl", json_string(ttl));
-	if (lbctl_call(o, "POST", "/v1/gate/leases", body, GATE_CALL_TIMEOUT_MS, &r, &err) < 0) {
+	if (gate_call(o, "POST", "/v1/gate/leases", body, &r, &err) < 0) {
 		fprintf(stderr, "lbctl gate: %s\n", err);
 		free(err);
 		json_decref(body);
@@ -278,7 +305,7 @@ static int release(const struct lbctl_opts *o, const char *node, bool missing_ok
 
 	snprintf(path, sizeof(path), "/v1/gate/leases/%s", esc);
 	free(esc);
-	if (lbctl_call(o, "DELETE", path, NULL, GATE_CALL_TIMEOUT_MS, &r, &err) < 0) {
+	if (gate_call(o, "DELETE", path, NULL, &r, &err) < 0) {
 		fprintf(stderr, "lbctl gate release: %s\n", err);
 		free(err);
 		return EXIT_ERROR;
@@ -393,8 +420,8 @@ static int my_lease(const struct lbctl_opts *o, const char *node, json_t **out)
 	size_t i;
 
 	*out = NULL;
-	if (lbctl_call(o, "GET", "/v1/gate/leases", NULL, GATE_CALL_TIMEOUT_MS, &r, &err) < 0 ||
-	    r.status != 200 || !r.json) {
+	if (gate_call(o, "GET", "/v1/gate/leases", NULL, &r, &err) < 0 || r.status != 200 ||
+	    !r.json) {
 		say("cannot read the leases: %s", err ? err : lbctl_resp_error(&r));
 		free(err);
 		lbctl_resp_free(&r);

@@ -16,6 +16,7 @@
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <sys/queue.h>
 #include <event2/listener.h>
 #include <fcntl.h>
 #include <openssl/crypto.h>
@@ -33,6 +34,9 @@
 #include <unistd.h>
 
 #include "common/clock.h"
+#include "common/httpd.h"
+#include "common/sock.h"
+#include "common/text.h"
 #include "common/log.h"
 #include "common/xmalloc.h"
 #include "lbd/drain.h"
@@ -48,28 +52,14 @@ struct route {
 	void *arg;
 };
 
-struct guard;
-
 /* One listening HTTP server: the unix socket, the TCP admin listener, or
  * the metrics listener. */
 struct lst {
 	struct admin *a;
 	const char *what; /* for logs */
-	struct evhttp *http;
-	SSL_CTX *ssl;
+	struct httpd *h;
 	bool need_token;
 	bool metrics_only;
-	struct guard *guards;
-	struct event *sweep; /* frees the guards of connections evhttp has let go */
-};
-
-/* Holds a connection's bufferevent while its request is being read; when
- * the request has not arrived whole in time, the socket is shut down. */
-struct guard {
-	struct lst *l;
-	struct bufferevent *bev;
-	struct event *timer;
-	struct guard *prev, *next;
 };
 
 struct admin {
@@ -81,6 +71,8 @@ struct admin {
 	size_t nroutes;
 	char *socket_path;
 	int64_t token_warn_ms;
+	admin_status_fn status_fn;
+	void *status_arg;
 };
 
 struct admin_req {
@@ -92,6 +84,7 @@ struct admin_req {
 	size_t nparams;
 	struct evkeyvalq query;
 	bool answered;
+	bool deferred; /* a heap copy (admin_defer): freed once answered */
 };
 
 /* ---- answers -------------------------------------------------------------------------- */
@@ -141,16 +134,49 @@ void admin_reply_text(struct admin_req *r, int status, const char *ctype, const 
 	evhttp_add_header(out, "Connection", "close");
 	evhttp_add_header(out, "Cache-Control", "no-store");
 	evbuffer_add(buf, body, len);
+	/* A deferred request whose client has gone: evhttp frees it here. */
 	evhttp_send_reply(r->req, status, reason_phrase(status), buf);
 	evbuffer_free(buf);
+	if (r->deferred) {
+		for (size_t i = 0; i < r->nparams; i++)
+			free(r->params[i]);
+		free(r);
+	}
+}
+
+struct admin_req *admin_defer(struct admin_req *r)
+{
+	struct admin_req *d = xmalloc(sizeof(*d));
+
+	BUG_ON(r->answered);
+	*d = *r;
+	d->deferred = true;
+	TAILQ_INIT(&d->query); /* the query stays with r, freed by on_request */
+	r->nparams = 0;	       /* the params move to d */
+	r->answered = true;    /* r's part is done: d answers */
+	return d;
+}
+
+void admin_on_status(struct admin *a, admin_status_fn fn, void *arg)
+{
+	a->status_fn = fn;
+	a->status_arg = arg;
 }
 
 void admin_reply_json(struct admin_req *r, int status, json_t *body)
 {
-	char *s = json_dumps(body, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+	/* body is NULL when a json_pack above failed (text that is not UTF-8
+	 * slipped through): a fixed answer, never an exit. */
+	char *s = body ? json_dumps(body, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
 
-	if (!s)
-		fatal("out of memory");
+	if (!s) {
+		static const char fail[] = "{\"error\": \"internal error: the answer could not be "
+					   "encoded as JSON\"}\n";
+		log_warn("admin: an answer (status %d) could not be encoded as JSON", status);
+		admin_reply_text(r, 500, "application/json", fail, sizeof(fail) - 1);
+		json_decref(body);
+		return;
+	}
 	size_t len = strlen(s);
 	s = xrealloc(s, len + 2);
 	s[len++] = '\n';
@@ -162,16 +188,14 @@ void admin_reply_json(struct admin_req *r, int status, json_t *body)
 void admin_error(struct admin_req *r, int status, const char *fmt, ...)
 {
 	va_list ap;
-	char msg[1024];
+	char msg[1024], clean[1024];
 
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	/* msg may quote the request (a path from any client): JSON wants UTF-8. */
-	for (char *p = msg; *p; p++)
-		if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f)
-			*p = '?';
-	admin_reply_json(r, status, json_pack("{s:s}", "error", msg));
+	text_clean_buf(clean, sizeof(clean), msg, strlen(msg));
+	admin_reply_json(r, status, json_pack("{s:s}", "error", clean));
 }
 
 struct server *admin_server(const struct admin_req *r)
@@ -271,7 +295,9 @@ static bool route_match(const char *pattern, const char *path, struct admin_req 
 			char *raw = xstrndup(s, sl);
 			char *dec = sl > 0 ? evhttp_uridecode(raw, 0, &outlen) : NULL;
 			free(raw);
-			if (!dec || outlen != strlen(dec) || outlen == 0 ||
+			/* A name with control bytes or that is not UTF-8 names
+			 * nothing here: no match, 404. */
+			if (!dec || outlen != strlen(dec) || outlen == 0 || !text_is_clean(dec) ||
 			    np == ADMIN_MAX_PARAMS) {
 				free(dec);
 				ok = false;
@@ -380,114 +406,6 @@ static bool token_ok(struct admin_req *r)
 	return CRYPTO_memcmp(want, got, sizeof(want)) == 0;
 }
 
-/* ---- connections ---------------------------------------------------------------------- */
-
-static void guard_free(struct guard *g)
-{
-	if (g->prev)
-		g->prev->next = g->next;
-	else
-		g->l->guards = g->next;
-	if (g->next)
-		g->next->prev = g->prev;
-	event_free(g->timer);
-	bufferevent_decref(g->bev);
-	free(g);
-}
-
-static void guard_expired(evutil_socket_t fd, short what, void *arg)
-{
-	struct guard *g = arg;
-	bufferevent_event_cb ecb = NULL;
-
-	bufferevent_getcb(g->bev, NULL, NULL, &ecb, NULL);
-	if (ecb) {
-		/* Still reading its request: end it. evhttp sees EOF and
-		 * frees the connection the usual way. */
-		evutil_socket_t s = bufferevent_getfd(g->bev);
-		log_warn("admin: %s: request not complete after %ds; closing", g->l->what,
-			 ADMIN_REQUEST_TIMEOUT_S);
-		if (s >= 0)
-			shutdown(s, SHUT_RDWR);
-	}
-	guard_free(g);
-}
-
-#define GUARD_SWEEP_MS 100
-
-/*
- * A guard's reference keeps the bufferevent (and its fd) alive after evhttp
- * frees the connection, for instance when the client hangs up mid-request.
- * libevent 2.1 has no close hook for incoming connections, but it clears a
- * bufferevent's callbacks when its owner frees it: that is the sign. The
- * sweep runs only while guards exist.
- */
-static void guard_sweep(evutil_socket_t fd, short what, void *arg)
-{
-	struct lst *l = arg;
-	struct guard *g = l->guards, *next;
-
-	for (; g; g = next) {
-		bufferevent_data_cb rcb = NULL, wcb = NULL;
-		bufferevent_event_cb ecb = NULL;
-		next = g->next;
-		bufferevent_getcb(g->bev, &rcb, &wcb, &ecb, NULL);
-		if (!rcb && !wcb && !ecb)
-			guard_free(g); /* the last reference: closes the fd */
-	}
-	if (l->guards) {
-		struct timeval tv = {0, GUARD_SWEEP_MS * 1000};
-		evtimer_add(l->sweep, &tv);
-	}
-}
-
-static struct bufferevent *make_bev(struct event_base *base, void *arg)
-{
-	struct lst *l = arg;
-	struct bufferevent *bev;
-
-	if (l->ssl) {
-		SSL *ssl = SSL_new(l->ssl);
-		if (!ssl)
-			fatal("SSL_new failed");
-		bev = bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
-						     BEV_OPT_CLOSE_ON_FREE);
-	} else {
-		bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
-	}
-	if (!bev)
-		fatal("cannot create a bufferevent");
-	struct guard *g = xcalloc(1, sizeof(*g));
-	g->l = l;
-	g->bev = bev;
-	bufferevent_incref(bev);
-	g->timer = evtimer_new(base, guard_expired, g);
-	struct timeval tv = {ADMIN_REQUEST_TIMEOUT_S, 0};
-	evtimer_add(g->timer, &tv);
-	g->next = l->guards;
-	if (g->next)
-		g->next->prev = g;
-	l->guards = g;
-	if (!evtimer_pending(l->sweep, NULL)) {
-		struct timeval sw = {0, GUARD_SWEEP_MS * 1000};
-		evtimer_add(l->sweep, &sw);
-	}
-	return bev;
-}
-
-static void guard_release(struct lst *l, struct evhttp_request *req)
-{
-	struct evhttp_connection *evcon = evhttp_request_get_connection(req);
-	struct bufferevent *bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
-
-	for (struct guard *g = l->guards; g && bev; g = g->next) {
-		if (g->bev == bev) {
-			guard_free(g);
-			return;
-		}
-	}
-}
-
 /* ---- dispatch ------------------------------------------------------------------------- */
 
 static void dispatch(struct admin_req *r, const char *path)
@@ -528,7 +446,6 @@ static void on_request(struct evhttp_request *req, void *arg)
 	const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
 	const char *q = uri ? evhttp_uri_get_query(uri) : NULL;
 
-	guard_release(l, req);
 	r.method = map_method(evhttp_request_get_command(req));
 	if (l->need_token && !token_ok(&r)) {
 		evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate",
@@ -554,38 +471,32 @@ static void on_request(struct evhttp_request *req, void *arg)
 
 /* ---- listeners ------------------------------------------------------------------------ */
 
-static struct lst *lst_new(struct admin *a, const char *what, bool need_token, bool metrics_only)
+static struct lst *lst_new(struct admin *a, const char *what, bool need_token, bool metrics_only,
+			   SSL_CTX *ssl, const struct admin_limits *lim)
 {
 	struct lst *l = xcalloc(1, sizeof(*l));
+	struct httpd_conf hc = {
+	    .what = what,
+	    .max_connections = lim ? lim->max_connections : 0,
+	    .request_timeout_ms = lim ? lim->request_timeout_ms : 0,
+	    .max_body = ADMIN_MAX_BODY,
+	    .max_headers = ADMIN_MAX_HEADERS,
+	    .methods = EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT | EVHTTP_REQ_PATCH |
+		       EVHTTP_REQ_DELETE | EVHTTP_REQ_HEAD | EVHTTP_REQ_OPTIONS,
+	};
 
 	l->a = a;
 	l->what = what;
 	l->need_token = need_token;
 	l->metrics_only = metrics_only;
-	l->http = evhttp_new(a->base);
-	if (!l->http)
-		fatal("cannot create an HTTP server");
-	l->sweep = evtimer_new(a->base, guard_sweep, l);
-	evhttp_set_max_body_size(l->http, ADMIN_MAX_BODY);
-	evhttp_set_max_headers_size(l->http, ADMIN_MAX_HEADERS);
-	evhttp_set_timeout(l->http, ADMIN_REQUEST_TIMEOUT_S);
-	evhttp_set_allowed_methods(l->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
-						EVHTTP_REQ_PATCH | EVHTTP_REQ_DELETE |
-						EVHTTP_REQ_HEAD | EVHTTP_REQ_OPTIONS);
-	evhttp_set_gencb(l->http, on_request, l);
-	evhttp_set_bevcb(l->http, make_bev, l);
+	l->h = httpd_new(a->base, &hc, ssl, on_request, l);
 	a->lst[a->nlst++] = l;
 	return l;
 }
 
 static void lst_free(struct lst *l)
 {
-	evhttp_free(l->http);
-	while (l->guards)
-		guard_free(l->guards);
-	event_free(l->sweep);
-	if (l->ssl)
-		SSL_CTX_free(l->ssl);
+	httpd_free(&l->h);
 	free(l);
 }
 
@@ -643,7 +554,8 @@ static int clear_stale(const char *path, const struct sockaddr_un *sun, char **e
 	return 0;
 }
 
-static int open_unix(struct admin *a, const char *path, int mode, char **err)
+static int open_unix(struct admin *a, const char *path, int mode, const struct admin_limits *lim,
+		     char **err)
 {
 	struct sockaddr_un sun = {.sun_family = AF_UNIX};
 
@@ -668,40 +580,40 @@ static int open_unix(struct admin *a, const char *path, int mode, char **err)
 		close(fd);
 		return -1;
 	}
-	struct evconnlistener *lev =
-	    evconnlistener_new(a->base, NULL, NULL, LEV_OPT_CLOSE_ON_FREE, -1, fd);
-	if (!lev) {
-		*err = xasprintf("admin socket %s: cannot listen", path);
-		close(fd);
+	/* The socket's file mode keeps strangers out: its cap only bounds
+	 * descriptors, so a burst of local clients (lbctl in a loop) is not
+	 * turned away at admin.max_connections. */
+	struct admin_limits ulim = *lim;
+	if (ulim.max_connections < ADMIN_UNIX_MIN_CONNECTIONS)
+		ulim.max_connections = ADMIN_UNIX_MIN_CONNECTIONS;
+	struct lst *l = lst_new(a, "admin socket", false, false, NULL, &ulim);
+	if (httpd_listen(l->h, fd, err) < 0) {
 		unlink(path);
 		return -1;
 	}
-	struct lst *l = lst_new(a, "admin socket", false, false);
-	evhttp_bind_listener(l->http, lev);
 	a->socket_path = xstrdup(path);
 	log_info("admin: listening on %s (mode %04o)", path, mode);
 	return 0;
 }
 
 static int open_tcp(struct admin *a, const struct sockaddr_conf *addr, const char *what, bool token,
-		    bool metrics_only, const struct tls_conf *tls, char **err)
+		    bool metrics_only, const struct tls_conf *tls, const struct admin_limits *lim,
+		    char **err)
 {
 	SSL_CTX *ctx = NULL;
 
 	if (tls && tls->cert && tls->key && !(ctx = tls_server_ctx(tls, what, err)))
 		return -1;
-	struct evconnlistener *lev = evconnlistener_new_bind(
-	    a->base, NULL, NULL, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC,
-	    64, (const struct sockaddr *)&addr->ss, (int)addr->len);
-	if (!lev) {
-		*err = xasprintf("%s: cannot listen on %s: %s", what, addr->text, strerror(errno));
+	int fd = sock_listen_tcp((const struct sockaddr *)&addr->ss, addr->len, 64, what,
+				 addr->text, err);
+	if (fd < 0) {
 		if (ctx)
 			SSL_CTX_free(ctx);
 		return -1;
 	}
-	struct lst *l = lst_new(a, what, token, metrics_only);
-	l->ssl = ctx;
-	evhttp_bind_listener(l->http, lev);
+	struct lst *l = lst_new(a, what, token, metrics_only, ctx, lim);
+	if (httpd_listen(l->h, fd, err) < 0)
+		return -1;
 	log_info("%s: listening on %s (%s%s)", what, addr->text, ctx ? "TLS" : "plain HTTP",
 		 token ? ", bearer token" : "");
 	if (token && !ctx)
@@ -842,6 +754,8 @@ static void h_status(struct admin_req *r, void *arg)
 	    s->last_reload_error ? json_string(s->last_reload_error) : json_null(), "state_file",
 	    s->st.path ? s->st.path : "", "runtime_edits", (json_int_t)s->st.n, "frontends", fes,
 	    "pools", pools);
+	if (o && r->a->status_fn)
+		r->a->status_fn(o, r->a->status_arg);
 	admin_reply_json(r, 200, o);
 }
 
@@ -1142,9 +1056,11 @@ struct admin *admin_new(struct event_base *base, struct server *s, char **err)
 	admin_route(a, ADMIN_POST, "/v1/reload", h_reload, NULL);
 	admin_route(a, ADMIN_GET, "/metrics", h_metrics, NULL);
 
+	const struct admin_limits alim = ADMIN_LIMITS(cfg->admin),
+				  mlim = ADMIN_LIMITS(cfg->metrics);
 	if (cfg->admin.socket &&
 	    open_unix(a, cfg->admin.socket, cfg->admin.socket_mode ? cfg->admin.socket_mode : 0600,
-		      err) < 0)
+		      &alim, err) < 0)
 		goto fail;
 	if (cfg->admin.listen) {
 		/* At start-up, refuse outright what read_token would refuse
@@ -1157,11 +1073,11 @@ struct admin *admin_new(struct event_base *base, struct server *s, char **err)
 			goto fail;
 		}
 		if (open_tcp(a, cfg->admin.listen, "admin listener", true, false, &cfg->admin.tls,
-			     err) < 0)
+			     &alim, err) < 0)
 			goto fail;
 	}
 	if (cfg->metrics.listen &&
-	    open_tcp(a, cfg->metrics.listen, "metrics listener", false, true, NULL, err) < 0)
+	    open_tcp(a, cfg->metrics.listen, "metrics listener", false, true, NULL, &mlim, err) < 0)
 		goto fail;
 	return a;
 fail:

@@ -26,6 +26,7 @@
 #include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 struct server;
 struct event_base;
@@ -36,6 +37,8 @@ struct admin_req;
 #define ADMIN_MAX_HEADERS (16 * 1024)
 #define ADMIN_REQUEST_TIMEOUT_S 10
 #define ADMIN_MAX_PARAMS 4
+/* The unix socket's connection cap is at least this (admin.c open_unix). */
+#define ADMIN_UNIX_MIN_CONNECTIONS 1024
 
 enum admin_method {
 	ADMIN_GET = 1 << 0,
@@ -46,6 +49,15 @@ enum admin_method {
 };
 
 typedef void (*admin_handler)(struct admin_req *r, void *arg);
+typedef void (*admin_status_fn)(json_t *status, void *arg);
+
+/* Bounds of a listener (common/httpd.h): 0 takes httpd's default. */
+struct admin_limits {
+	int max_connections;
+	int64_t request_timeout_ms;
+};
+#define ADMIN_LIMITS(section)                                                                      \
+	((struct admin_limits){(section).max_connections, (section).request_timeout_ms})
 
 /* Opens the listeners of s->cfg and registers the pool routes and /metrics.
  * Returns NULL with *err if a listener cannot be opened. */
@@ -54,6 +66,9 @@ void admin_free(struct admin *a);
 
 void admin_route(struct admin *a, unsigned methods, const char *pattern, admin_handler fn,
 		 void *arg);
+
+/* fn adds its fields to the object GET /v1/status answers (the gate's). */
+void admin_on_status(struct admin *a, admin_status_fn fn, void *arg);
 
 /* ---- for handlers ---- */
 struct server *admin_server(const struct admin_req *r);
@@ -75,5 +90,13 @@ void admin_reply_text(struct admin_req *r, int status, const char *ctype, const 
 		      size_t len);
 void admin_error(struct admin_req *r, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/*
+ * For a handler that answers later (the gate's routes, answered by the gate
+ * process): returns a copy of r that stays valid until one admin_reply_*
+ * on it, which frees it; r itself counts as answered. Params stay readable
+ * on the copy; the query does not. If the client hangs up meanwhile, the
+ * reply is dropped (evhttp frees an orphaned request when it is answered).
+ */
+struct admin_req *admin_defer(struct admin_req *r);
 
 #endif

@@ -36,6 +36,7 @@
 
 #include "common/duration.h"
 #include "common/log.h"
+#include "common/text.h"
 #include "common/xmalloc.h"
 
 /* Of a body, the first BODY_KEEP bytes are kept to explain a bad status
@@ -197,16 +198,6 @@ static void fmt_latency(int64_t us, char *buf, size_t len)
 		snprintf(buf, len, "%lldms", (long long)((us + 500) / 1000));
 }
 
-/* Operators read details in logs and JSON: no control bytes, ASCII only. */
-static void sanitize(char *s)
-{
-	for (; *s; s++) {
-		unsigned char ch = (unsigned char)*s;
-		if (ch < 0x20 || ch >= 0x7f)
-			*s = '?';
-	}
-}
-
 static char *opt_strdup(const char *s)
 {
 	return s ? xstrdup(s) : NULL;
@@ -223,11 +214,7 @@ static char *path_label(const char *path)
 		start--;
 	if (start == end)
 		return xstrdup("status");
-	if (end - start > 48)
-		end = start + 48;
-	char *l = xstrndup(path + start, end - start);
-	sanitize(l);
-	return l;
+	return text_clean(path + start, end - start, 48);
 }
 
 /* Only what may stand as a URL host: a DNS name. */
@@ -434,7 +421,15 @@ static void probe_end(struct check *c, struct check_result *res)
 	int64_t now = now_us();
 
 	res->latency_us = now - c->start_us;
-	sanitize(res->detail);
+	/* The detail quotes the backend (a body line, a status text, curl's
+	 * words about its TLS) and goes on to logs, JSON and the gate: cleaned
+	 * here, once, for every probe kind. */
+	res->detail[sizeof(res->detail) - 1] = '\0';
+	if (!text_is_clean(res->detail)) {
+		char raw[sizeof(res->detail)];
+		memcpy(raw, res->detail, sizeof(raw));
+		text_clean_buf(res->detail, sizeof(res->detail), raw, strlen(raw));
+	}
 	c->in_flight = false;
 
 	int64_t next_ms = (c->start_us + conf_interval_ms(c) * 1000 - now) / 1000;
@@ -675,12 +670,8 @@ static void body_reason(const struct check *c, char *out, size_t len)
 	}
 	if (!pick)
 		return;
-	if (pick_len > LINE_MAX_QUOTE)
-		pick_len = LINE_MAX_QUOTE;
-	if (pick_len >= len)
-		pick_len = len - 1;
-	memcpy(out, pick, pick_len);
-	out[pick_len] = '\0';
+	/* Cut between characters, marked, rather than at a byte count. */
+	text_clean_buf(out, len, pick, pick_len);
 }
 
 static bool is_tls_error(CURLcode rc)
@@ -892,8 +883,8 @@ struct check *check_new(struct check_engine *eng, const struct health_conf *conf
 	c->arg = arg;
 	c->fd = -1;
 	c->timer = evtimer_new(eng->base, on_check_timer, c);
-	if (!c->timer)
-		fatal("check: cannot create a timer event");
+	if (!c->timer) /* evtimer_new() fails only when malloc does */
+		xmalloc_oom(0);
 	build_urls(c);
 	eng->nchecks++;
 	return c;

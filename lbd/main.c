@@ -6,7 +6,9 @@
  */
 #include <event2/event.h>
 #include <event2/thread.h>
+#include <fcntl.h>
 #include <getopt.h>
+#include <jansson.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,8 +18,9 @@
 #include "common/sdnotify.h"
 #include "common/xmalloc.h"
 #include "config/config.h"
-#include "gate/gate.h"
+#include "gate/proc.h"
 #include "lbd/admin.h"
+#include "lbd/gatesup.h"
 #include "lbd/server.h"
 
 #define DEFAULT_CONFIG "/etc/lbd/lbd.yaml"
@@ -30,7 +33,9 @@ static void usage(FILE *f)
 		   "  -F        if the runtime state file (state_dir/pools.json) cannot be\n"
 		   "            read, rename it aside and start from the config file alone\n"
 		   "            (its runtime edits are not applied); without -F lbd refuses\n"
-		   "            to start\n"
+		   "            to start. The same for the gate's state_dir/gate-leases.json\n"
+		   "            (fences stay above every fence granted before); without -F\n"
+		   "            the gate refuses every lease until the file is mended\n"
 		   "  -h        this help\n"
 		   "Signals: SIGHUP reloads the config, SIGTERM/SIGINT stop gracefully.\n");
 }
@@ -55,7 +60,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 /* server_on_reload: the gate follows a reload (NULL gate: it logs a section added). */
 static void reload_gate(void *arg, const struct config *cfg)
 {
-	gate_reload(arg, cfg);
+	gatesup_reload(arg, cfg);
 }
 
 static struct config *load_or_report(const char *path)
@@ -77,6 +82,14 @@ int main(int argc, char **argv)
 	const char *path = DEFAULT_CONFIG;
 	bool test_only = false, from_config = false;
 	int ch;
+
+	/* jansson allocates like everything else: out of memory aborts (xmalloc's
+	 * rule), so a json_pack that fails means bad input, never a full heap. */
+	json_set_alloc_funcs(xmalloc, free);
+	/* lbd starts its gate process as this binary (lbd/gatesup.c). */
+	if (argc == 2 && strcmp(argv[1], GATE_PROCESS_ARG) == 0)
+		return gate_process_main(GATE_CHAN_FD,
+					 fcntl(GATE_LISTEN_FD, F_GETFD) >= 0 ? GATE_LISTEN_FD : -1);
 
 	while ((ch = getopt(argc, argv, "c:tFh")) != -1) {
 		switch (ch) {
@@ -127,11 +140,9 @@ int main(int argc, char **argv)
 	struct admin *admin = admin_new(base, &srv, &err);
 	if (!admin)
 		fatal("cannot start: %s", err);
-	struct gate *gate = gate_start(base, &srv, path, &err);
+	struct gatesup *gate = gatesup_start(base, &srv, admin, from_config, &err);
 	if (!gate && err)
 		fatal("cannot start: %s", err);
-	if (gate)
-		gate_register_routes(gate, admin);
 	server_on_reload(&srv, reload_gate, gate);
 
 	struct event *sigs[3];
@@ -148,7 +159,7 @@ int main(int argc, char **argv)
 
 	for (int i = 0; i < 3; i++)
 		event_free(sigs[i]);
-	gate_stop(&gate);
+	gatesup_stop(&gate);
 	admin_free(admin);
 	server_free(&srv);
 	event_base_free(base);

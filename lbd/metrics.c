@@ -170,7 +170,7 @@ char *metrics_render(const struct server *s, size_t *len)
 	FILE *f = open_memstream(&buf, len);
 
 	if (!f)
-		fatal("out of memory");
+		xmalloc_oom(0);
 	head(f, "lbd_start_time_seconds", "gauge", "When lbd started, unix time.");
 	fprintf(f, "lbd_start_time_seconds %lld\n", (long long)s->started_wall);
 	head(f, "lbd_reloads_total", "counter", "Config reloads asked for.");
@@ -215,7 +215,7 @@ char *metrics_render(const struct server *s, size_t *len)
 		     "Connections closed by the deadline of the backend's last drain.",
 		     m_drain_closed);
 	m_frontends(f, s);
-	if (fclose(f) != 0)
-		fatal("out of memory");
+	if (fclose(f) != 0) /* a memory stream's only failure */
+		xmalloc_oom(0);
 	return buf;
 }

@@ -323,11 +323,15 @@ struct relay *relay_start(struct event_base *main_base, int nthreads, char **err
 		event_config_set_flag(ec, EVENT_BASE_FLAG_NOLOCK);
 		w->base = event_base_new_with_config(ec);
 		event_config_free(ec);
-		if (!w->base)
-			fatal("worker %d: cannot create its event loop", i);
+		if (!w->base) {
+			*err = xasprintf("worker %d: cannot create its event loop", i);
+			return NULL;
+		}
 		w->notify_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-		if (w->notify_fd < 0)
-			fatal("worker %d: eventfd: %s", i, strerror(errno));
+		if (w->notify_fd < 0) {
+			*err = xasprintf("worker %d: eventfd: %s", i, strerror(errno));
+			return NULL;
+		}
 		w->notify =
 		    event_new(w->base, w->notify_fd, EV_READ | EV_PERSIST, worker_notify, w);
 		event_add(w->notify, NULL);

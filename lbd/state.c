@@ -265,8 +265,8 @@ char *state_serialize(const struct lbd_state *st)
 	json_object_set_new(root, "backends", arr);
 	char *s = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
 	json_decref(root);
-	if (!s)
-		fatal("out of memory");
+	if (!s) /* every string in it came from JSON or the config: valid UTF-8 */
+		xmalloc_oom(0);
 	char *out = xasprintf("%s\n", s);
 	free(s);
 	return out;

@@ -14,6 +14,7 @@
 
 #include "common/clock.h"
 #include "common/duration.h"
+#include "common/text.h"
 #include "common/xmalloc.h"
 
 struct outbuf {
@@ -38,14 +39,26 @@ static void keep_bytes(struct outbuf *o, const char *p, size_t n)
 	o->nkeep += n;
 }
 
+/* Hands the line gathered so far to fn, cleaned: it goes on to the plan's
+ * log and the live view, and a command prints what it likes. */
+static void line_out(struct outbuf *o, exec_line_fn fn, void *arg)
+{
+	char clean[3 * sizeof(o->line)]; /* room for every byte to become U+FFFD */
+
+	if (o->nline > 0 && o->line[o->nline - 1] == '\r')
+		o->nline--; /* a CRLF line */
+	if (fn) {
+		text_clean_buf(clean, sizeof(clean), o->line, o->nline);
+		fn(arg, clean);
+	}
+	o->nline = 0;
+}
+
 static void feed_lines(struct outbuf *o, const char *p, size_t n, exec_line_fn fn, void *arg)
 {
 	for (size_t i = 0; i < n; i++) {
 		if (p[i] == '\n' || o->nline == sizeof(o->line) - 1) {
-			o->line[o->nline] = 0;
-			if (fn)
-				fn(arg, o->line);
-			o->nline = 0;
+			line_out(o, fn, arg);
 			if (p[i] == '\n')
 				continue;
 		}
@@ -143,14 +156,11 @@ int exec_run(const char *cmd, int64_t timeout_ms, exec_line_fn on_line, exec_tic
 		}
 	}
 	close(fds[0]);
-	if (o->nline) {
-		o->line[o->nline] = 0;
-		if (on_line)
-			on_line(arg, o->line);
-	}
+	if (o->nline)
+		line_out(o, on_line, arg);
 	r->elapsed_ms = mono_ms() - start;
-	o->keep[o->nkeep] = 0;
-	r->output = xstrdup(o->keep);
+	/* Lines kept, everything else a terminal or JSON could choke on gone. */
+	r->output = text_clean_lines(o->keep, o->nkeep, TEXT_NO_LIMIT);
 	free(o);
 	if (WIFEXITED(wst))
 		r->status = WEXITSTATUS(wst);

@@ -4,7 +4,9 @@
  * The command runs as `/bin/sh -c CMD` in its own process group, stdin from
  * /dev/null, stdout and stderr together into a pipe. Each line is handed to
  * a callback as it comes (for the step log and the live view) and the last
- * EXEC_KEEP bytes are kept for the failure message. At the timeout the group
+ * EXEC_KEEP bytes are kept for the failure message. Both are clean text
+ * (common/text.h): a line has no control byte, the kept output only \n and
+ * \t, whatever the command printed. At the timeout the group
  * gets SIGTERM, then SIGKILL 5s later. lbctl never makes a command up: what
  * runs is exactly what the plan says.
  */
@@ -27,7 +29,7 @@ struct exec_result {
 	bool timed_out; /* killed at the timeout */
 	bool stopped;	/* killed because tick asked */
 	int64_t elapsed_ms;
-	char *output; /* the last EXEC_KEEP bytes of stdout+stderr, NUL-terminated */
+	char *output; /* the last EXEC_KEEP bytes of stdout+stderr, cleaned (text_clean_lines) */
 };
 
 /* Returns 0 when it ran and exited 0; -1 otherwise (r says why; r->output

@@ -7,6 +7,7 @@
 #include "upgrade/orchestrator_int.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -81,40 +82,27 @@ int orch_st_backend_add(struct nctx *c, char **msg)
 
 /* If the member to remove leads, hand leadership to a healthy voter first, so
  * the removal costs no election (the leader's own endpoint must be asked). */
-static void move_leader_off(struct nctx *c, json_t *list, json_t *me)
+static void move_leader_off(struct nctx *c, const struct kube_etcd *e,
+			    const struct kube_etcd_member *me)
 {
 	struct orch *o = c->o;
-	const char *url = json_string_value(json_array_get(json_object_get(me, "clientURLs"), 0));
+	const struct kube_etcd_view *v = kube_etcd_view_of(e, me->id);
 	char *err = NULL;
-	json_t *st, *m;
-	size_t i;
 
-	if (!url || !(st = orch_etcd_call(o, url, "/v3/maintenance/status", "{}", &err))) {
-		free(err);
+	if (!v || v->leader != me->id)
 		return;
-	}
-	bool leads = !strcmp(orch_jstr(st, "leader"),
-			     orch_jstr(json_object_get(st, "header"), "member_id")) &&
-		     *orch_jstr(st, "leader");
-	json_decref(st);
-	if (!leads)
-		return;
-	json_array_foreach(json_object_get(list, "members"), i, m)
-	{
-		char *why = NULL;
-		if (m == me || json_is_true(json_object_get(m, "isLearner")) ||
-		    !orch_etcd_member_healthy(o, m, &why)) {
-			free(why);
+	for (size_t i = 0; i < e->nmembers; i++) {
+		const struct kube_etcd_member *m = &e->members[i];
+		if (m == me || !kube_etcd_member_healthy(e, m->id, NULL))
 			continue;
-		}
-		char *body = xasprintf("{\"targetID\":\"%s\"}", orch_jstr(m, "ID"));
-		json_t *out =
-		    orch_etcd_call(o, url, "/v3/maintenance/transfer-leadership", body, &err);
+		char *body = xasprintf("{\"targetID\":\"%" PRIu64 "\"}", m->id);
+		json_t *out = orch_etcd_call(o, v->endpoint, "/v3/maintenance/transfer-leadership",
+					     body, &err);
 		orch_emit(o, ORCH_EV_INFO, c->n->name, c->step, c->step_start,
-			  "etcd member %s leads: leadership to %s first: %s", c->n->etcd,
-			  orch_jstr(m, "name"), out ? "done" : err);
-		journal_log(&o->p->j, c->n->name, c->step, "leadership to %s: %s",
-			    orch_jstr(m, "name"), out ? "done" : err);
+			  "etcd member %s leads: leadership to %s first: %s", c->n->etcd, m->name,
+			  out ? "done" : err);
+		journal_log(&o->p->j, c->n->name, c->step, "leadership to %s: %s", m->name,
+			    out ? "done" : err);
 		json_decref(out);
 		free(err);
 		free(body);
@@ -122,62 +110,73 @@ static void move_leader_off(struct nctx *c, json_t *list, json_t *me)
 	}
 }
 
+/* The member list no longer has name (one poll). */
+static bool etcd_gone(struct orch *o, const char *name)
+{
+	struct kube_etcd e;
+	char *err = NULL;
+	bool gone = orch_etcd_poll(o, &e, &err) == 0 && !kube_etcd_find(&e, name);
+	free(err);
+	kube_etcd_clear(&e);
+	return gone;
+}
+
 int orch_st_etcd_remove(struct nctx *c, char **msg)
 {
 	struct orch *o = c->o;
+	struct kube_etcd e;
+	const struct kube_etcd_member *me;
 	char *err = NULL;
-	json_t *list = orch_etcd_members(o, &err), *me, *m;
-	size_t i, voters = 0, healthy_others = 0;
+	int voters, healthy_others = 0;
 	struct sbuf bad = {0};
 
-	if (!list) {
+	if (orch_etcd_poll(o, &e, &err) < 0) {
 		*msg = xasprintf("%s: etcd: %s", c->n->name, err);
 		free(err);
+		kube_etcd_clear(&e);
 		return ORCH_FAILED;
 	}
-	if (!(me = orch_etcd_find(list, c->n->etcd))) {
-		json_decref(list);
+	if (!(me = kube_etcd_find(&e, c->n->etcd))) {
+		kube_etcd_clear(&e);
 		c->note = xasprintf("etcd member %s is not in the member list (removed already)",
 				    c->n->etcd);
 		return ORCH_OK;
 	}
-	json_array_foreach(json_object_get(list, "members"), i, m)
-	{
-		char *why = NULL;
-		if (json_is_true(json_object_get(m, "isLearner")))
+	/* The gate's rule and arithmetic: the healthy voters other than me must
+	 * make a quorum of the voters that remain. */
+	voters = kube_etcd_voters(&e);
+	for (size_t i = 0; i < e.nmembers; i++) {
+		const struct kube_etcd_member *m = &e.members[i];
+		const char *why = NULL;
+		if (m->learner || m == me)
 			continue;
-		voters++;
-		if (m == me)
-			continue;
-		if (orch_etcd_member_healthy(o, m, &why))
+		if (kube_etcd_member_healthy(&e, m->id, &why))
 			healthy_others++;
 		else
-			orch_sb_add(&bad, "%s%s: %s", bad.n ? "; " : "", orch_jstr(m, "name"), why);
-		free(why);
+			orch_sb_add(&bad, "%s%s: %s", bad.n ? "; " : "",
+				    *m->name ? m->name : "(unstarted)", why);
 	}
-	size_t quorum_after = (voters - 1) / 2 + 1;
-	if (voters < 2 || healthy_others < quorum_after) {
-		*msg =
-		    xasprintf("%s: removing etcd member %s would lose quorum: %zu voting members, "
-			      "%zu healthy without it, %zu needed%s%s. Nothing was removed. "
-			      "Next: make the other members healthy, then --resume",
-			      c->n->name, c->n->etcd, voters, healthy_others, quorum_after,
-			      bad.s ? "; " : "", bad.s ? bad.s : "");
+	int after = me->learner ? voters : voters - 1, quorum_after = kube_etcd_quorum(after);
+	if (after < 1 || healthy_others < quorum_after) {
+		*msg = xasprintf(
+		    "%s: removing etcd member %s would lose quorum: %d voting members, "
+		    "%d healthy without it, %d needed%s%s. Nothing was removed. "
+		    "Next: make the other members healthy, then --resume",
+		    c->n->name, c->n->etcd, voters, healthy_others, quorum_after ? quorum_after : 1,
+		    bad.s ? "; " : "", bad.s ? bad.s : "");
 		free(bad.s);
-		json_decref(list);
+		kube_etcd_clear(&e);
 		return ORCH_FAILED;
 	}
 	free(bad.s);
-	move_leader_off(c, list, me);
-	json_t *id = json_object_get(me, "ID");
-	char *idtxt = json_is_string(id) ? xstrdup(json_string_value(id))
-					 : xasprintf("%lld", (long long)json_integer_value(id));
+	move_leader_off(c, &e, me);
+	char *idtxt = xasprintf("%" PRIu64, me->id);
 	char *body = xasprintf("{\"ID\":\"%s\"}", idtxt);
-	json_decref(list);
+	kube_etcd_clear(&e);
 	int rc = -1;
 	struct sbuf why = {0};
-	for (size_t e = 0; e < o->plan->netcd_endpoints && rc < 0; e++) {
-		json_t *out = orch_etcd_call(o, o->plan->etcd_endpoints[e],
+	for (size_t i = 0; i < o->plan->netcd_endpoints && rc < 0; i++) {
+		json_t *out = orch_etcd_call(o, o->plan->etcd_endpoints[i],
 					     "/v3/cluster/member/remove", body, &err);
 		if (out) {
 			rc = 0;
@@ -198,13 +197,7 @@ int orch_st_etcd_remove(struct nctx *c, char **msg)
 	free(why.s);
 	/* Verify: the member list must no longer have it (bounded). */
 	int64_t until = mono_ms() + 10000;
-	for (;;) {
-		json_t *l2 = orch_etcd_members(o, &err);
-		bool gone = l2 && !orch_etcd_find(l2, c->n->etcd);
-		json_decref(l2);
-		xfree(&err);
-		if (gone)
-			break;
+	while (!etcd_gone(o, c->n->etcd)) {
 		if (mono_ms() >= until) {
 			*msg = xasprintf(
 			    "%s: etcd accepted the removal of member %s (ID %s) but still "
@@ -215,8 +208,8 @@ int orch_st_etcd_remove(struct nctx *c, char **msg)
 		}
 		orch_sleep_ms(o->poll_ms);
 	}
-	c->note = xasprintf("etcd member %s (ID %s) removed; %zu voters left, %zu healthy",
-			    c->n->etcd, idtxt, voters - 1, healthy_others);
+	c->note = xasprintf("etcd member %s (ID %s) removed; %d voters left, %d healthy",
+			    c->n->etcd, idtxt, after, healthy_others);
 	free(idtxt);
 	return ORCH_OK;
 }

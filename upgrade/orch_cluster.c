@@ -1,6 +1,6 @@
 /*
  * orch_cluster.c - Kubernetes and etcd access for the orchestrator: an apiserver client,
- * node lookups with retries, and etcd's JSON gateway (member list, health).
+ * node lookups with retries, and etcd through kube/etcd.h (its health rule is the gate's).
  */
 #define _GNU_SOURCE
 #include "upgrade/orchestrator_int.h"
@@ -62,74 +62,50 @@ bool orch_node_is_master(const struct kube_node *n)
 	return n->roles && (strstr(n->roles, "control-plane") || strstr(n->roles, "master"));
 }
 
-/* ---- etcd (migrations): its JSON gateway ------------------------------------------------ */
+/* ---- etcd (migrations): kube/etcd.h with the plan's endpoints and TLS files ------------ */
+
+#define ORCH_ETCD_TIMEOUT_MS 3000
+
+static struct kube_etcd_conf etcd_conf(const struct orch *o)
+{
+	const struct plan *pl = o->plan;
+	return (struct kube_etcd_conf){
+	    .endpoints = pl->etcd_endpoints,
+	    .nendpoints = pl->netcd_endpoints,
+	    .tls = {pl->etcd_ca, pl->etcd_cert, pl->etcd_key},
+	    .timeout_ms = ORCH_ETCD_TIMEOUT_MS,
+	};
+}
 
 json_t *orch_etcd_call(struct orch *o, const char *endpoint, const char *path, const char *body,
 		       char **err)
 {
-	const struct plan *pl = o->plan;
-	struct http_tls tls = {pl->etcd_ca, pl->etcd_cert, pl->etcd_key};
-	char *url = xasprintf("%s%s", endpoint, path);
-	long st = 0;
-	json_t *out = NULL;
-	int rc = http_json(body ? "POST" : "GET", url, body, &tls, 3000, &st, &out, err);
-	free(url);
-	if (rc < 0)
-		return NULL;
-	if (st != 200 || !out) {
-		*err = xasprintf("%s%s: HTTP %ld %s", endpoint, path, st,
-				 out ? orch_jstr(out, "error") : "");
-		json_decref(out);
-		return NULL;
-	}
+	struct kube_etcd_conf c = etcd_conf(o);
+	char *e = NULL;
+	json_t *out = kube_etcd_call(&c, endpoint, path, body, &e);
+	if (!out)
+		*err = xasprintf("%s%s", endpoint, e); /* "https://10.0.0.1:2379/v3/...: ..." */
+	free(e);
 	return out;
 }
 
-/* The member list from the first endpoint that answers (caller decrefs). */
-json_t *orch_etcd_members(struct orch *o, char **err)
+static void add_disagreement(void *arg, const char *msg)
 {
+	struct sbuf *b = arg;
+	orch_sb_add(b, "%s%s", b->n ? "; " : "", msg);
+}
+
+int orch_etcd_poll(struct orch *o, struct kube_etcd *e, char **err)
+{
+	struct kube_etcd_conf c = etcd_conf(o);
 	struct sbuf why = {0};
-	for (size_t i = 0; i < o->plan->netcd_endpoints; i++) {
-		char *e = NULL;
-		json_t *m = orch_etcd_call(o, o->plan->etcd_endpoints[i], "/v3/cluster/member/list",
-					   "{}", &e);
-		if (m) {
-			free(why.s);
-			return m;
-		}
-		orch_sb_add(&why, "%s%s", why.n ? "; " : "", e);
-		free(e);
-	}
-	*err = why.s ? why.s : xstrdup("no etcd endpoints in the plan");
-	return NULL;
-}
 
-bool orch_etcd_member_healthy(struct orch *o, json_t *m, char **why)
-{
-	const char *url = json_string_value(json_array_get(json_object_get(m, "clientURLs"), 0));
-	char *err = NULL;
-	if (!url) {
-		*why = xstrdup("no client URL (not started yet?)");
-		return false;
+	if (kube_etcd_poll(&c, e, err) < 0)
+		return -1;
+	/* As the gate: a membership change in flight is no time to count a quorum. */
+	if (!kube_etcd_agree(e, add_disagreement, &why)) {
+		*err = why.s;
+		return -1;
 	}
-	json_t *h = orch_etcd_call(o, url, "/health", NULL, &err);
-	if (!h) {
-		*why = err;
-		return false;
-	}
-	bool ok = !strcmp(orch_jstr(h, "health"), "true");
-	if (!ok)
-		*why = xasprintf("/health says health=%s%s%s", orch_jstr(h, "health"),
-				 *orch_jstr(h, "reason") ? ": " : "", orch_jstr(h, "reason"));
-	json_decref(h);
-	return ok;
-}
-
-json_t *orch_etcd_find(json_t *list, const char *name)
-{
-	json_t *m;
-	size_t i;
-	json_array_foreach(json_object_get(list, "members"), i,
-			   m) if (!strcmp(orch_jstr(m, "name"), name)) return m;
-	return NULL;
+	return 0;
 }

@@ -27,6 +27,7 @@
 #include <stdint.h>
 
 #include "upgrade/journal.h"
+#include "kube/etcd.h"
 #include "kube/kube.h"
 #include "kube/kubeconfig.h"
 #include "upgrade/orchestrator.h"
@@ -112,9 +113,12 @@ int orch_st_release(struct nctx *c, char **msg);
 /* orch_cluster.c */
 json_t *orch_etcd_call(struct orch *o, const char *endpoint, const char *path, const char *body,
 		       char **err);
-json_t *orch_etcd_find(json_t *list, const char *name);
-bool orch_etcd_member_healthy(struct orch *o, json_t *m, char **why);
-json_t *orch_etcd_members(struct orch *o, char **err);
+/* kube_etcd_poll with the plan's etcd settings: every endpoint and every
+ * member asked; -1 with *err when none answered or the endpoints that did
+ * disagree on the cluster or its members. e is filled either way
+ * (kube_etcd_clear it); judge members with kube_etcd_member_healthy, the
+ * gate's rule. */
+int orch_etcd_poll(struct orch *o, struct kube_etcd *e, char **err);
 struct kube *orch_kube_for(struct orch *o);
 void orch_kube_reconnect(struct nctx *c);
 int orch_node_get(struct kube *k, const char *name, struct kube_node *n, char **err);

@@ -175,28 +175,33 @@ static void check_pool(struct orch *o, struct strv *why, struct strv *ok, bool f
 			    checked);
 }
 
+/* Every member healthy by the gate's rule (kube/etcd.h): alarms, learners and a
+ * missing leader all count, and every member is asked, not one endpoint. */
 static void check_etcd(struct orch *o, struct strv *why, struct strv *ok)
 {
+	struct kube_etcd e;
 	char *err = NULL;
-	json_t *list = orch_etcd_members(o, &err), *m;
-	size_t i, n = 0;
-	if (!list) {
+	int n = 0;
+
+	if (orch_etcd_poll(o, &e, &err) < 0) {
 		orch_sv_add(why, "etcd: %s", err);
 		free(err);
+		kube_etcd_clear(&e);
 		return;
 	}
-	json_array_foreach(json_object_get(list, "members"), i, m)
-	{
-		char *w = NULL;
-		if (!orch_etcd_member_healthy(o, m, &w))
-			orch_sv_add(why, "etcd: member %s unhealthy: %s", orch_jstr(m, "name"), w);
-		else
+	for (size_t i = 0; i < e.nmembers; i++) {
+		const struct kube_etcd_member *m = &e.members[i];
+		const char *w = NULL;
+		if (kube_etcd_member_healthy(&e, m->id, &w))
 			n++;
-		free(w);
+		else
+			orch_sv_add(why, "etcd: member %s unhealthy: %s",
+				    *m->name ? m->name : "(unstarted)", w);
 	}
-	orch_sv_add(ok, "etcd: %zu of %zu members healthy", n,
-		    json_array_size(json_object_get(list, "members")));
-	json_decref(list);
+	int voters = kube_etcd_voters(&e);
+	orch_sv_add(ok, "etcd: %d of %d voting members healthy, quorum %d", n, voters,
+		    kube_etcd_quorum(voters));
+	kube_etcd_clear(&e);
 }
 
 bool orch_is_new_node(const struct plan *pl, const char *name)

@@ -15,6 +15,7 @@
 
 #include "common/clock.h"
 #include "common/duration.h"
+#include "common/text.h"
 #include "common/xmalloc.h"
 #include "common/http.h"
 #include "upgrade/drain.h"
@@ -214,10 +215,7 @@ int orch_run_command(struct nctx *c, const char *what, const char *tmpl, const c
 		free(cmd);
 		return ORCH_OK;
 	}
-	const char *tail = r.output;
-	size_t tl = strlen(tail);
-	if (tl > 1500)
-		tail += tl - 1500;
+	const char *tail = text_tail(r.output, 1500);
 	bool leased = !strcmp(c->step, "command") || !strcmp(c->step, "remove-command");
 	*msg =
 	    xasprintf("%s: %s failed (%s): %s\n--- its last output ---\n%s\n--- %s%s"

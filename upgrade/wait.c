@@ -179,32 +179,32 @@ static bool joined(struct nctx *c, struct sbuf *miss)
 	kube_node_clear(&n);
 	if (c->n->role != PLAN_MASTER)
 		return miss->n == 0;
-	json_t *list = orch_etcd_members(c->o, &err), *m, *me;
-	size_t i;
-	if (!list) {
+	struct kube_etcd e;
+	const struct kube_etcd_member *me;
+	if (orch_etcd_poll(c->o, &e, &err) < 0) {
 		orch_sb_add(miss, "%setcd member list (%s)", miss->n ? ", " : "", err);
 		free(err);
+		kube_etcd_clear(&e);
 		return false;
 	}
-	if (!(me = orch_etcd_find(list, c->n->etcd)))
+	if (!(me = kube_etcd_find(&e, c->n->etcd)))
 		orch_sb_add(miss, "%setcd member %s in the member list", miss->n ? ", " : "",
 			    c->n->etcd);
-	else if (json_is_true(json_object_get(me, "isLearner")))
+	else if (me->learner)
 		orch_sb_add(miss, "%setcd member %s promoted from learner", miss->n ? ", " : "",
 			    c->n->etcd);
-	json_array_foreach(json_object_get(list, "members"), i, m)
-	{
-		char *why = NULL;
-		if (!orch_etcd_member_healthy(c->o, m, &why))
+	for (size_t i = 0; i < e.nmembers; i++) {
+		const struct kube_etcd_member *m = &e.members[i];
+		const char *why = NULL;
+		if (m == me && me->learner)
+			continue; /* said above */
+		if (!kube_etcd_member_healthy(&e, m->id, &why))
 			orch_sb_add(miss, "%setcd member %s healthy (%s)", miss->n ? ", " : "",
-				    orch_jstr(m, "name")[0] ? orch_jstr(m, "name") : "(unstarted)",
-				    why);
-		free(why);
+				    *m->name ? m->name : "(unstarted)", why);
 	}
 	if (!miss->n)
-		c->note = xasprintf("etcd: %zu members, all healthy",
-				    json_array_size(json_object_get(list, "members")));
-	json_decref(list);
+		c->note = xasprintf("etcd: %zu members, all healthy", e.nmembers);
+	kube_etcd_clear(&e);
 	return miss->n == 0;
 }
 

@@ -63,7 +63,11 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 		 "  lease_ttl: 1h\n",
 		 dir, dir, tokens);
 	put("lbd.yaml", yaml, 0600, cfg, sizeof(cfg));
-	g = gate_start(NULL, NULL, cfg, &err);
+	struct config_errors errs = {0};
+	struct config *c = config_load(cfg, &errs);
+	if (!c)
+		fatal("fuzz_gate: %s", errs.n ? errs.msgs[0] : "config");
+	g = gate_start(NULL, c, -1, false, &err);
 	if (!g)
 		fatal("fuzz_gate: gate_start: %s", err ? err : "no gate section?");
 	return 0;

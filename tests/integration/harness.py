@@ -150,18 +150,24 @@ class LogFile:
     def wait(self, regex, timeout, since=0, what=None, proc=None):
         """Waits for a line matching regex after `since`; returns the line.
         If proc (a Proc) dies meanwhile, fails at once with its log tail."""
+        exited = []
+
         def found():
             if proc is not None and proc.poll() is not None:
                 line = self.find(regex, since)
                 if line:
                     return line
-                raise AssertionError("%s exited (%s) before logging /%s/; log tail:\n%s" % (
-                    proc.name, proc.poll(), regex, self.tail(since)))
+                exited.append(proc.poll())
+                return True  # stop waiting: it never will
             return self.find(regex, since)
         try:
-            return wait_for(found, timeout, what or "log line /%s/ in %s" % (regex, self.path))
+            line = wait_for(found, timeout, what or "log line /%s/ in %s" % (regex, self.path))
         except WaitTimeout as e:
             raise WaitTimeout("%s; log tail:\n%s" % (e, self.tail(since))) from None
+        if exited:
+            raise AssertionError("%s exited (%s) before logging /%s/; log tail:\n%s" % (
+                proc.name, exited[0], regex, self.tail(since)))
+        return line
 
     def tail(self, since=0, n=40):
         return "\n".join("    " + l for l in self.lines(since)[-n:])
@@ -532,6 +538,114 @@ def http_get(host, port, path="/", tls=True, timeout=5.0, method="GET", body=Non
         c.close()
 
 
+class UnixHTTPConnection(http.client.HTTPConnection):
+    """HTTP over a unix socket: lbd's admin socket."""
+
+    def __init__(self, path, timeout=5.0):
+        super().__init__("lbd", timeout=timeout)
+        self.sock_path = path
+
+    def connect(self):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(self.timeout)
+        try:
+            s.connect(self.sock_path)
+        except OSError:
+            s.close()
+            raise
+        self.sock = s
+
+
+def admin_request(sock, method, path, body=None, raw=None, timeout=None):
+    """One admin request on the unix socket at sock: (status, headers dict
+    with lower-case names, parsed JSON or text). The body must be UTF-8."""
+    c = UnixHTTPConnection(sock, timeout=timeout or T(5))
+    try:
+        data = raw if raw is not None else (json.dumps(body) if body is not None else None)
+        hdrs = {"Content-Type": "application/json"} if data is not None else {}
+        c.request(method, path, body=data, headers=hdrs)
+        r = c.getresponse()
+        text = r.read().decode()
+        try:
+            parsed = json.loads(text)
+        except ValueError:
+            parsed = text
+        return r.status, {k.lower(): v for k, v in r.getheaders()}, parsed
+    finally:
+        c.close()
+
+
+class Loop:
+    """Calls fn() again and again on a thread, interval seconds apart, until
+    stop(); counts the calls that returned and keeps those that raised
+    (time, repr) in errors. fn's return values go to results when keep is set."""
+
+    def __init__(self, name, fn, interval=0.05, keep=False):
+        self.name, self.fn, self.interval, self.keep = name, fn, interval, keep
+        self.ok = 0
+        self.errors = []
+        self.results = []
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while not self._stop.is_set():
+            try:
+                v = self.fn()
+                self.ok += 1
+                if self.keep:
+                    self.results.append(v)
+            except Exception as e:  # noqa: BLE001 - recorded for the assertion
+                self.errors.append((time.monotonic(), repr(e)))
+            self._stop.wait(self.interval)
+
+    def stop(self, timeout=None):
+        self._stop.set()
+        self.thread.join(T(30) if timeout is None else timeout)
+        return self
+
+
+# --------------------------------------------------------------------------
+# /proc
+
+
+def proc_cpu_seconds(pid):
+    """utime + stime of the process pid (every thread), in seconds."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def proc_children(pid):
+    """PIDs whose parent is pid."""
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % d) as f:
+                if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                    out.append(int(d))
+        except (OSError, ValueError, IndexError):
+            pass
+    return out
+
+
+def proc_fd_count(pid):
+    return len(os.listdir("/proc/%d/fd" % pid))
+
+
+def proc_nofile(pid):
+    """(soft, hard) RLIMIT_NOFILE of pid, from /proc/PID/limits."""
+    with open("/proc/%d/limits" % pid) as f:
+        for line in f:
+            if line.startswith("Max open files"):
+                soft, hard = line.split()[3:5]
+                return int(soft), int(hard)
+    raise AssertionError("no 'Max open files' in /proc/%d/limits" % pid)
+
+
 # --------------------------------------------------------------------------
 # The test case
 
@@ -650,14 +764,16 @@ class TestCase(unittest.TestCase):
         os.rename(path + ".tmp", path)
         return path
 
-    def start_lbd(self, cfg, wait_listening=True, wait_up=None):
-        """Writes cfg and runs `lbd -c` in the foreground; waits for each
-        listen address's "listening on" line and, if wait_up lists backend
-        names (POOL/NAME), for their UP lines."""
+    def start_lbd(self, cfg, wait_listening=True, wait_up=None, args=(), name="lbd"):
+        """Writes cfg and runs `lbd -c` in the foreground (args: more options,
+        such as ["-F"]); waits for each listen address's "listening on" line
+        and, if wait_up lists backend names (POOL/NAME), for their UP lines.
+        name names the process and its log (NAME.log): a second lbd in one
+        test needs another name, or the first one's lines would match."""
         if not os.access(LBD, os.X_OK):
             raise unittest.SkipTest("%s not built" % LBD)
         path = self.write_config(cfg)
-        p = self.spawn("lbd", [LBD, "-c", path], cwd=ROOT)
+        p = self.spawn(name, [LBD, "-c", path] + list(args), cwd=ROOT)
         p.config_path = path
         self.addCleanup(self.check_clean_exit, p)
         if wait_listening and not isinstance(cfg, str):

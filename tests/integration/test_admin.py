@@ -31,38 +31,7 @@ LBCTL = os.path.join(harness.BUILD, "lbctl")
 # Helpers
 
 
-class UnixHTTPConnection(http.client.HTTPConnection):
-    def __init__(self, path, timeout=5.0):
-        super().__init__("lbd", timeout=timeout)
-        self.sock_path = path
-
-    def connect(self):
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.settimeout(self.timeout)
-        try:
-            s.connect(self.sock_path)
-        except OSError:
-            s.close()
-            raise
-        self.sock = s
-
-
-def api(sock, method, path, body=None, raw=None, timeout=None):
-    """One admin request on the unix socket: (status, headers, parsed JSON or text)."""
-    c = UnixHTTPConnection(sock, timeout=timeout or T(5))
-    try:
-        data = raw if raw is not None else (json.dumps(body) if body is not None else None)
-        hdrs = {"Content-Type": "application/json"} if data is not None else {}
-        c.request(method, path, body=data, headers=hdrs)
-        r = c.getresponse()
-        text = r.read().decode()
-        try:
-            parsed = json.loads(text)
-        except ValueError:
-            parsed = text
-        return r.status, {k.lower(): v for k, v in r.getheaders()}, parsed
-    finally:
-        c.close()
+api = harness.admin_request
 
 
 class Trickle:

@@ -88,8 +88,12 @@ static const char full_yaml[] =
     "  listen: 127.0.0.1:8443\n"
     "  token_file: /etc/lbd/token\n"
     "  tls: {cert: /a.crt, key: /a.key}\n"
+    "  max_connections: 100\n"
+    "  request_timeout: 5s\n"
     "metrics:\n"
     "  listen: \"[::1]:9100\"\n"
+    "  max_connections: 1\n"
+    "  request_timeout: 100ms\n"
     "log: {format: json, level: debug}\n"
     "frontends:\n"
     "  - name: vip\n"
@@ -124,6 +128,8 @@ static const char full_yaml[] =
     "gate:\n"
     "  listen: :9443\n"
     "  tokens_file: /etc/lbd/gate-tokens\n"
+    "  max_connections: 65535\n"
+    "  request_timeout: 1h\n"
     "  store: kubernetes\n"
     "  concurrency:\n"
     "    masters: 2\n"
@@ -167,6 +173,10 @@ START_TEST(test_full_config)
 	ck_assert_str_eq(cfg->admin.tls.cert, "/a.crt");
 	ck_assert_int_eq(cfg->metrics.listen->ss.ss_family, AF_INET6);
 	ck_assert_int_eq(port_of(cfg->metrics.listen), 9100);
+	ck_assert_int_eq(cfg->admin.max_connections, 100);
+	ck_assert_int_eq(cfg->admin.request_timeout_ms, 5000);
+	ck_assert_int_eq(cfg->metrics.max_connections, 1);
+	ck_assert_int_eq(cfg->metrics.request_timeout_ms, 100);
 	ck_assert_int_eq(cfg->log.format, LOG_FMT_JSON);
 	ck_assert_int_eq(cfg->log.level, LOG_LVL_DEBUG);
 
@@ -220,6 +230,8 @@ START_TEST(test_full_config)
 	ck_assert(g->enabled);
 	ck_assert_int_eq(port_of(g->listen), 9443);
 	ck_assert_str_eq(g->tokens_file, "/etc/lbd/gate-tokens");
+	ck_assert_int_eq(g->max_connections, 65535);
+	ck_assert_int_eq(g->request_timeout_ms, 3600000);
 	ck_assert_int_eq(g->store, GATE_STORE_KUBERNETES);
 	ck_assert_int_eq(g->conc_masters, 2);
 	ck_assert_int_eq(g->conc_workers, 10);
@@ -268,6 +280,10 @@ START_TEST(test_defaults)
 	ck_assert_int_eq(cfg->admin.socket_mode, 0600);
 	ck_assert_ptr_null(cfg->admin.listen);
 	ck_assert_ptr_null(cfg->metrics.listen);
+	ck_assert_int_eq(cfg->admin.max_connections, 64);
+	ck_assert_int_eq(cfg->admin.request_timeout_ms, 10000);
+	ck_assert_int_eq(cfg->metrics.max_connections, 64);
+	ck_assert_int_eq(cfg->metrics.request_timeout_ms, 10000);
 	ck_assert_int_eq(cfg->log.format, LOG_FMT_TEXT);
 	ck_assert_int_eq(cfg->log.level, LOG_LVL_INFO);
 	ck_assert_int_eq(fe->nlisten, 1);
@@ -301,6 +317,8 @@ START_TEST(test_defaults)
 	ck_assert_int_eq(cfg->gate.conc_workers, 1);
 	ck_assert_int_eq(cfg->gate.lease_ttl_ms, 30 * 60000);
 	ck_assert_int_eq(cfg->gate.soak_ms, 0);
+	ck_assert_int_eq(cfg->gate.max_connections, 64);
+	ck_assert_int_eq(cfg->gate.request_timeout_ms, 10000);
 	config_free(cfg);
 }
 END_TEST
@@ -614,6 +632,32 @@ START_TEST(test_admin_listen_needs_token)
 }
 END_TEST
 
+/* max_connections and request_timeout: the same bounds on every listener. */
+START_TEST(test_listener_bounds)
+{
+	expect_errors(FRONTEND POOL "admin:\n"
+				    "  max_connections: 0\n"
+				    "  request_timeout: 99ms\n"
+				    "metrics: {max_connections: 65536, request_timeout: 61m}\n"
+				    "gate:\n"
+				    "  max_connections: many\n"
+				    "  request_timeout: 10\n",
+		      "lbd.yaml:11:20: admin.max_connections: 0 is out of range (1..65535)\n"
+		      "lbd.yaml:12:20: admin.request_timeout: 99ms is too short (at least "
+		      "100ms)\n"
+		      "lbd.yaml:13:28: metrics.max_connections: 65536 is out of range "
+		      "(1..65535)\n"
+		      "lbd.yaml:13:52: metrics.request_timeout: 61m is too long (at most 1h)\n"
+		      "lbd.yaml:15:20: gate.max_connections: invalid integer 'many' (expected "
+		      "1..65535)\n"
+		      "lbd.yaml:16:20: gate.request_timeout: invalid duration '10' (use 500ms, 2s, "
+		      "5m, 1h)");
+	expect_errors(FRONTEND POOL "admin: {max_conections: 5}\n",
+		      "lbd.yaml:10:9: unknown key 'max_conections' in admin (did you mean "
+		      "'max_connections'?)");
+}
+END_TEST
+
 START_TEST(test_gate_quorum_pool)
 {
 	expect_errors(FRONTEND POOL "gate:\n  quorum:\n    pool: workers\n",
@@ -795,6 +839,7 @@ int main(void)
 	tcase_add_test(bad, test_yaml_syntax_error);
 	tcase_add_test(bad, test_many_errors);
 	tcase_add_test(bad, test_admin_listen_needs_token);
+	tcase_add_test(bad, test_listener_bounds);
 	tcase_add_test(bad, test_gate_quorum_pool);
 	tcase_add_test(bad, test_gate_values);
 	tcase_add_test(bad, test_structure_errors);

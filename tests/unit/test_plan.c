@@ -338,6 +338,28 @@ START_TEST(test_exec)
 }
 END_TEST
 
+static char last_line[4096];
+static void keep_line(void *arg, const char *line)
+{
+	(void)arg;
+	snprintf(last_line, sizeof(last_line), "%s", line);
+}
+
+/* A command's output is outside text: lines reach the callback clean, the
+ * kept output keeps only its newlines and tabs. */
+START_TEST(test_exec_dirty_output)
+{
+	struct exec_result r;
+
+	ck_assert_int_eq(exec_run("printf 'ok\\r\\n\\033[2J\\tcaf\\303\\251 \\342\\202\\n'; exit 1",
+				  5000, keep_line, NULL, NULL, &r),
+			 -1);
+	ck_assert_str_eq(last_line, "\xEF\xBF\xBD[2J caf\xC3\xA9 \xEF\xBF\xBD");
+	ck_assert_str_eq(r.output, "ok\n\xEF\xBF\xBD[2J\tcaf\xC3\xA9 \xEF\xBF\xBD\n");
+	exec_result_free(&r);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("plan");
@@ -351,6 +373,7 @@ int main(void)
 	tcase_add_test(tc, test_versions);
 	tcase_add_test(tc, test_journal_round_trip);
 	tcase_add_test(tc, test_exec);
+	tcase_add_test(tc, test_exec_dirty_output);
 	tcase_set_timeout(tc, 30);
 	suite_add_tcase(s, tc);
 	return unit_run(s);
