@@ -8,25 +8,55 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "lbd/relay.h"
 
 static int creates, fail_at = -1;
+static atomic_int running; /* workers started and not yet returned */
+
+struct start {
+	void *(*fn)(void *);
+	void *arg;
+};
+
+/* A worker's whole life: counted from its creation until its function
+ * returns (so before pthread_join returns). */
+static void *counted(void *p)
+{
+	struct start st = *(struct start *)p;
+	void *ret;
+
+	free(p);
+	ret = st.fn(st.arg);
+	atomic_fetch_sub(&running, 1);
+	return ret;
+}
 
 /* pthread_create, except the fail_at-th call (from 0) fails with EAGAIN. */
 static int flaky_create(pthread_t *t, const pthread_attr_t *a, void *(*fn)(void *), void *arg)
 {
+	struct start *st;
+	int rc;
+
 	if (creates++ == fail_at)
 		return EAGAIN;
-	return pthread_create(t, a, fn, arg);
+	st = malloc(sizeof(*st));
+	ck_assert_ptr_nonnull(st);
+	*st = (struct start){fn, arg};
+	atomic_fetch_add(&running, 1);
+	if ((rc = pthread_create(t, a, counted, st)) != 0) {
+		atomic_fetch_sub(&running, 1);
+		free(st);
+	}
+	return rc;
 }
 
-static int count_entries(const char *dir)
+static int count_fds(void)
 {
-	DIR *d = opendir(dir);
+	DIR *d = opendir("/proc/self/fd");
 	struct dirent *e;
 	int n = 0;
 
@@ -34,25 +64,13 @@ static int count_entries(const char *dir)
 	while ((e = readdir(d)))
 		n += e->d_name[0] != '.';
 	closedir(d);
-	return n - (strcmp(dir, "/proc/self/fd") == 0); /* opendir's own descriptor */
-}
-
-/* A joined thread leaves /proc/self/task a moment after the join returns:
- * polls (at most 2 s) for want threads. */
-static int threads_settle(int want)
-{
-	int n = count_entries("/proc/self/task");
-	for (int i = 0; i < 200 && n != want; i++) {
-		nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
-		n = count_entries("/proc/self/task");
-	}
-	return n;
+	return n - 1; /* opendir's own descriptor */
 }
 
 static void start_failing_at(int at)
 {
 	struct event_base *base = event_base_new();
-	int threads = count_entries("/proc/self/task"), fds = count_entries("/proc/self/fd");
+	int fds = count_fds();
 	char *err = NULL, want[64];
 
 	relay_thread_create = flaky_create;
@@ -65,8 +83,9 @@ static void start_failing_at(int at)
 	ck_assert_msg(strstr(err, strerror(EAGAIN)), "error: %s", err);
 	free(err);
 	ck_assert_int_eq(creates, at + 1);
-	ck_assert_int_eq(threads_settle(threads), threads);
-	ck_assert_int_eq(count_entries("/proc/self/fd"), fds);
+	int left = atomic_load(&running);
+	ck_assert_msg(left == 0, "%d workers still running", left);
+	ck_assert_int_eq(count_fds(), fds);
 	event_base_free(base);
 }
 
@@ -92,7 +111,7 @@ END_TEST
 START_TEST(test_start_stop_leaves_nothing)
 {
 	struct event_base *base = event_base_new();
-	int threads = count_entries("/proc/self/task"), fds = count_entries("/proc/self/fd");
+	int fds = count_fds();
 	char *err = NULL;
 	struct relay *r;
 
@@ -102,11 +121,13 @@ START_TEST(test_start_stop_leaves_nothing)
 	r = relay_start(base, 4, &err);
 	ck_assert_ptr_nonnull(r);
 	ck_assert_int_eq(relay_nthreads(r), 4);
-	ck_assert_int_eq(count_entries("/proc/self/task"), threads + 4);
+	int up = atomic_load(&running);
+	ck_assert_int_eq(up, 4);
 	relay_stop(r);
 	relay_free(r);
-	ck_assert_int_eq(threads_settle(threads), threads);
-	ck_assert_int_eq(count_entries("/proc/self/fd"), fds);
+	int left = atomic_load(&running);
+	ck_assert_msg(left == 0, "%d workers still running", left);
+	ck_assert_int_eq(count_fds(), fds);
 	event_base_free(base);
 }
 END_TEST
