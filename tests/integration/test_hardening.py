@@ -19,6 +19,7 @@ import json
 import os
 import re
 import socket
+import ssl
 import sys
 import unittest
 
@@ -45,12 +46,12 @@ def raw_http(connect, request, timeout=None):
     try:
         try:
             s.sendall(request)
-        except (BrokenPipeError, ConnectionResetError):
+        except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
             pass  # it may answer before reading everything: read what it said
         while True:
             try:
                 chunk = s.recv(65536)
-            except ConnectionResetError:
+            except (ConnectionResetError, ssl.SSLError):
                 break
             if not chunk:
                 break
@@ -85,9 +86,19 @@ class TestHardening(harness.TestCase):
         cfg["gate"] = {"listen": "%s:%d" % (LOOPBACK, harness.free_port()),
                        "tokens_file": self.tokens, "quorum": {"pool": "vip"},
                        "concurrency": {"masters": 1, "workers": len(WORKERS)}}
+        # The admin TCP listener, over TLS: the third kind of listener.
+        admin_token = self.path("admin-token")
+        with open(admin_token, "w") as f:
+            f.write(ADMIN_TOKEN + "\n")
+        os.chmod(admin_token, 0o600)
+        c = harness.certs()
+        cfg["admin"].update({"listen": "%s:%d" % (LOOPBACK, harness.free_port()),
+                             "token_file": admin_token,
+                             "tls": {"cert": c["cert"], "key": c["key"]}})
         self.assertEqual(cfg["log"]["format"], "text")
         p = self.start_lbd(cfg, wait_up=["vip/" + m for m in MASTERS])
         p.admin_sock = cfg["admin"]["socket"]
+        p.admin_port = int(cfg["admin"]["listen"].rsplit(":", 1)[1])
         p.gate_port = int(cfg["gate"]["listen"].rsplit(":", 1)[1])
         wait_for(lambda: harness.admin_request(p.admin_sock, "GET", "/v1/gate/status")[0] == 200,
                  T(10), "the gate process to answer")
@@ -103,6 +114,12 @@ class TestHardening(harness.TestCase):
             s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             s.connect(p.admin_sock)
             return s
+        return connect
+
+    def admin_tls_connect(self, p):
+        def connect():
+            s = socket.create_connection((LOOPBACK, p.admin_port), timeout=T(5))
+            return harness.client_tls_context().wrap_socket(s, server_hostname="localhost")
         return connect
 
     def gate_connect(self, p):
@@ -166,6 +183,65 @@ class TestHardening(harness.TestCase):
         warned = [l for l in p.log.lines(since) if "tokens file" in l]
         self.assertGreaterEqual(len(warned), 1)
         self.assertLessEqual(len(warned), 2, "\n".join(warned[:10]))
+        self.assertIsNone(p.poll())
+
+    # ------------------------------------------------------------------
+
+    def evhttp_cases(self, max_body):
+        """(what, request bytes, the status evhttp answers) for the errors
+        evhttp makes itself, before any handler of lbd runs."""
+        big = b"x" * (max_body + 1)
+        return [
+            ("body over the limit", b"POST /v1/gate/leases HTTP/1.1\r\nHost: x\r\n"
+             b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(big) + big,
+             413),
+            ("headers over the limit", b"GET /v1/gate/status HTTP/1.1\r\nHost: x\r\nX-Big: " +
+             b"a" * 20000 + b"\r\n\r\n", 400),
+            ("malformed request line", b"NONSENSE\r\n\r\n", 400),
+            ("a header without a colon", b"GET /v1/gate/status HTTP/1.1\r\nHost: x\r\n"
+             b"no colon here\r\n\r\n", 400),
+            ("bad Content-Length", b"POST /v1/gate/leases HTTP/1.1\r\nHost: x\r\n"
+             b"Content-Length: abc\r\n\r\n{}", 400),
+            ("HTTP/1.0 and a bad header", b"GET /v1/gate/status HTTP/1.0\r\nno colon\r\n\r\n",
+             400),
+            ("a method evhttp refuses", b"TRACE /v1/gate/status HTTP/1.1\r\nHost: x\r\n\r\n",
+             501),
+            ("an unknown method", b"BREW /v1/gate/status HTTP/1.1\r\nHost: x\r\n\r\n", 501),
+            ("an Expect it cannot meet", b"POST /v1/gate/leases HTTP/1.1\r\nHost: x\r\n"
+             b"Expect: tea\r\nContent-Length: 2\r\n\r\n{}", 417),
+            # evhttp counts a corrupt chunk as "too long".
+            ("a corrupt chunked body", b"POST /v1/gate/leases HTTP/1.1\r\nHost: x\r\n"
+             b"Transfer-Encoding: chunked\r\n\r\nzz\r\n", 413),
+        ]
+
+    def check_json_errors(self, where, connect, max_body):
+        for what, request, want in self.evhttp_cases(max_body):
+            st, hdrs, body = raw_http(connect, request)
+            label = "%s, %s: %d %r %r" % (where, what, st, hdrs, body[:300])
+            self.assertEqual(st, want, label)
+            self.assertEqual(hdrs.get("content-type"), "application/json", label)
+            self.assertEqual(int(hdrs.get("content-length", -1)), len(body), label)
+            doc = json.loads(body)
+            self.assertIsInstance(doc, dict, label)
+            self.assertIsInstance(doc.get("error"), str, label)
+            self.assertTrue(doc["error"], label)
+            self.assertNotIn("<", doc["error"], label)
+        # And a good request still gets lbd's own answer on the same listener.
+        st, hdrs, body = raw_http(connect, b"GET /v1/gate/status HTTP/1.1\r\nHost: x\r\n"
+                                           b"Authorization: Bearer " + ADMIN_TOKEN.encode() +
+                                           b"\r\n\r\n")
+        self.assertEqual(st, 200, body)
+        self.assertIn("store", json.loads(body))
+
+    def test_evhttp_errors_are_json(self):
+        p = self.start()
+        self.check_json_errors("admin socket", self.unix_connect(p), 64 * 1024)
+        self.check_json_errors("gate.listen", self.gate_connect(p), 16 * 1024)
+        self.check_json_errors("admin.listen (TLS)", self.admin_tls_connect(p), 64 * 1024)
+        # The body limit's message says what the limit is.
+        st, _, body = raw_http(self.unix_connect(p), self.evhttp_cases(64 * 1024)[0][1])
+        self.assertEqual(st, 413)
+        self.assertIn("65536", json.loads(body)["error"])
         self.assertIsNone(p.poll())
 
 
