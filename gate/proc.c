@@ -115,6 +115,11 @@ static void on_pool(struct proc *p, json_t *m)
 			continue;
 		in.v[in.n].name = (char *)name;
 		in.v[in.n].up = json_is_true(json_object_get(b, "up"));
+		/* Takes traffic: enabled, weight above 0 (what lbd says; absent: yes). */
+		const char *state = json_string_value(json_object_get(b, "state"));
+		json_t *weight = json_object_get(b, "weight");
+		in.v[in.n].serving = (!state || strcmp(state, "enabled") == 0) &&
+				     (!weight || json_integer_value(weight) > 0);
 		in.v[in.n].detail = (char *)json_string_value(json_object_get(b, "detail"));
 		in.n++;
 	}

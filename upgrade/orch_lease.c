@@ -31,10 +31,16 @@ static int gate_acquire(struct orch *o, const char *node, enum plan_role role, c
 	long st = 0;
 	json_t *out = NULL, *r;
 	size_t i;
-	json_t *body =
-	    json_pack("{s:s,s:s,s:s,s:s}", "node", node, "role", plan_role_name(role), "reason",
-		      o->plan->kind == PLAN_UPGRADE ? "lbctl upgrade" : "lbctl migrate", "ttl",
-		      orch_dur(o->plan->lease_ttl_ms, ttl, sizeof(ttl)));
+	const char *kind = o->plan->kind == PLAN_UPGRADE ? "lbctl upgrade" : "lbctl migrate";
+	/* The holder is this run: the journal's start time says which, so a
+	 * --resume renews its own lease (even a stale one) and a second copy
+	 * of the plan, with a journal of its own, is refused. */
+	char *holder = xasprintf(
+	    "%s run %s", kind, o->p->have_j && o->p->j.started ? o->p->j.started : "(no journal)");
+	json_t *body = json_pack(
+	    "{s:s,s:s,s:s,s:s,s:s}", "node", node, "role", plan_role_name(role), "reason", kind,
+	    "ttl", orch_dur(o->plan->lease_ttl_ms, ttl, sizeof(ttl)), "holder", holder);
+	free(holder);
 	int rc = orch_lbd(o, "POST", "/v1/gate/leases", body, &st, &out, &err);
 	json_decref(body);
 	if (rc < 0) {
