@@ -43,13 +43,6 @@ WORKERS = ["worker-1", "worker-2", "worker-3"]
 EXAMPLES = os.path.join(harness.ROOT, "config", "examples")
 
 
-def lbctl_has_upgrade():
-    if not os.access(LBCTL, os.X_OK):
-        return False
-    return subprocess.run([LBCTL, "upgrade", "--help"], capture_output=True,
-                          timeout=10).returncode == 0
-
-
 def http_json(host, port, method, path, body=None, timeout=2.0):
     c = http.client.HTTPConnection(host, port, timeout=timeout)
     try:
@@ -275,17 +268,16 @@ class Fixture:
         tc.sim.call("/sim/listeners/" + node, {"state": "down"})
 
 
-@unittest.skipUnless(ETCD and ETCDCTL, "etcd-server/etcd-client not installed")
 class UpgradeTest(harness.TestCase):
     listeners = 3
     versions = {}
 
     def setUp(self):
         super().setUp()
-        if not lbctl_has_upgrade():
-            self.skipTest("%s has no 'upgrade' verb" % LBCTL)
-        if not os.access(harness.LBD, os.X_OK):
-            self.skipTest("lbd not built")
+        harness.require_binary(ETCD or "etcd", "make deps installs etcd-server")
+        harness.require_binary(ETCDCTL or "etcdctl", "make deps installs etcd-client")
+        harness.require_verb(LBCTL, "upgrade")
+        harness.require_binary(harness.LBD, "run make")
         self.sim = tk.KubeSim(self.tmp, listeners=self.listeners)
         self.addCleanup(self.sim.stop)
         self.sim.load(self.scenario())
@@ -557,8 +549,8 @@ class TestExamplePlans(unittest.TestCase):
     (their kubeconfig, lbd socket and etcd are not on this machine)."""
 
     def setUp(self):
-        if not lbctl_has_upgrade():
-            self.skipTest("lbctl has no 'upgrade' verb")
+        harness.require_verb(LBCTL, "upgrade")
+        harness.require_verb(LBCTL, "migrate")
 
     def dry(self, verb, name):
         r = subprocess.run([LBCTL, verb, os.path.join(EXAMPLES, name), "--dry-run"],
