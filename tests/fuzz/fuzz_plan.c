@@ -109,8 +109,8 @@ static void loaded(struct plan *p)
 }
 
 /* lbd's admin API and the gate, as the plan would find them. */
-static int stub_lbd(void *arg, const char *method, const char *path, json_t *body,
-		    long timeout_ms, long *status, json_t **out, char **err)
+static int stub_lbd(void *arg, const char *method, const char *path, json_t *body, long timeout_ms,
+		    long *status, json_t **out, char **err)
 {
 	const struct plan *p = arg;
 	char *pool_path = xasprintf("/v1/pools/%s", p->pool);
@@ -120,10 +120,11 @@ static int stub_lbd(void *arg, const char *method, const char *path, json_t *bod
 		json_t *masters = json_array();
 		for (size_t i = 0; i < p->nnodes; i++)
 			if (p->nodes[i].role == PLAN_MASTER)
-				json_array_append_new(
-				    masters, json_pack("{s:s, s:b, s:[s]}", "node", p->nodes[i].name,
-						       "granted", (int)(i % 2 == 0), "reasons",
-						       "another master is down"));
+				json_array_append_new(masters,
+						      json_pack("{s:s, s:b, s:[s]}", "node",
+								p->nodes[i].name, "granted",
+								(int)(i % 2 == 0), "reasons",
+								"another master is down"));
 		*out = json_pack("{s:{s:{s:b, s:s}}, s:[{s:s, s:b, s:s}], s:o, s:{s:b, s:[s]}}",
 				 "inputs", "etcd", "known", 0, "why", "fuzz", "leases", "node",
 				 p->nodes[0].name, "stale", 1, "reason", "fuzz", "master", masters,
@@ -137,7 +138,8 @@ static int stub_lbd(void *arg, const char *method, const char *path, json_t *bod
 						 p->nodes[i].backend, "address",
 						 p->nodes[i].address ? p->nodes[i].address
 								     : "127.0.0.1:1",
-						 "up", (int)(i % 3 != 0), "state", "enabled", "weight", 1));
+						 "up", (int)(i % 3 != 0), "state", "enabled",
+						 "weight", 1));
 		*out = json_pack("{s:s, s:o}", "name", p->pool, "backends", b);
 	} else {
 		*status = 404;
@@ -165,7 +167,8 @@ static void dry_run(struct plan *p)
 	FUZZ_ASSERT(o.p == NULL, "the run's private state was not freed");
 	FUZZ_ASSERT(len > 0 && strstr(text, "nothing was changed\n"), "dry run output ends:\n%s",
 		    len > 400 ? text + len - 400 : text);
-	FUZZ_ASSERT(strstr(text, "REFUSE  kubeconfig: "), "the preflight did not refuse the kubeconfig");
+	FUZZ_ASSERT(strstr(text, "REFUSE  kubeconfig: "),
+		    "the preflight did not refuse the kubeconfig");
 	/* Every node the run would work on has its header in STEPS. */
 	size_t n;
 	const struct plan_node **order = orch_node_order(p, &n);
