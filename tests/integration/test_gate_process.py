@@ -407,8 +407,8 @@ class TestGateProcess(harness.TestCase):
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         want = n_conns + 500
         if hard != resource.RLIM_INFINITY and hard < want:
-            self.skipTest("RLIMIT_NOFILE hard limit %d < %d: cannot open %d connections"
-                          % (hard, want, n_conns))
+            harness.skip_capability("RLIMIT_NOFILE hard limit >= %d" % want,
+                                    "it is %d: cannot open %d connections" % (hard, n_conns))
         if soft != resource.RLIM_INFINITY and soft < want:
             resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
             self.addCleanup(resource.setrlimit, resource.RLIMIT_NOFILE, (soft, hard))
@@ -541,8 +541,7 @@ class TestGateProcess(harness.TestCase):
     # ------------------------------------------------------------------ 5
 
     def test_emfile_listeners_back_off(self):
-        if not shutil.which("prlimit"):
-            self.skipTest("prlimit (util-linux) not installed")
+        harness.require_binary("prlimit", "util-linux is Essential in Debian")
         admin_tok = self.path("admin-token")
         with open(admin_tok, "w") as f:
             f.write("emfile-admin-token-0123\n")

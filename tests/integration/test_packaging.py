@@ -54,8 +54,8 @@ def build_deb():
     """make deb, once per run; returns the .deb's path."""
     global _deb
     if _deb is None:
-        if not shutil.which("dpkg-deb") or not shutil.which("dpkg-gencontrol"):
-            raise unittest.SkipTest("dpkg-dev is not installed (make deps installs it)")
+        harness.require_binary("dpkg-deb", "make deps installs dpkg-dev")
+        harness.require_binary("dpkg-gencontrol", "make deps installs dpkg-dev")
         _, out = sh(["make", "-s", "BUILD=" + BUILD, "deb"])
         debs = [l.strip() for l in out.splitlines() if l.strip().endswith(".deb")]
         assert debs, "make deb printed no .deb path:\n" + out
@@ -92,8 +92,7 @@ class PackageTest(unittest.TestCase):
         return d
 
     def test_lintian_no_errors(self):
-        if not shutil.which("lintian"):
-            self.skipTest("lintian is not installed (make deps installs it)")
+        harness.require_binary("lintian", "make deps installs lintian")
         deb = build_deb()
         rc, out = sh(["lintian", "--pedantic", deb], timeout=300, check=False)
         tags = [l for l in out.splitlines() if re.match(r"^[EWIPX]: ", l)]
@@ -133,10 +132,11 @@ class InstallTest(unittest.TestCase):
 
     def setUp(self):
         if os.geteuid() != 0:
-            self.skipTest("dpkg -i needs root")
+            harness.skip_capability("root", "dpkg -i needs it")
         r = subprocess.run(["dpkg-query", "-W", "-f=${Status}", "lbd"], stdout=subprocess.PIPE,
                            stderr=subprocess.DEVNULL)
         if r.returncode == 0 and b"installed" in r.stdout and b"not-installed" not in r.stdout:
+            # Not a capability: the operator's own lbd is never replaced by a test.
             self.skipTest("a package named lbd is already installed here; not replacing it")
         self.deb = build_deb()
 
@@ -155,26 +155,79 @@ class InstallTest(unittest.TestCase):
         self.assertIn("/etc/lbd/lbd.yaml: ok", out)
         rc, out = sh(["/usr/bin/lbctl", "--help"], check=False)
         self.assertEqual(rc, 0, out)
-        if shutil.which("man"):
-            rc, out = sh(["man", "-w", "lbd", "lbctl"], check=False)
-            self.assertEqual(rc, 0, out)
+        harness.require_binary("man", "make deps installs man-db")
+        rc, out = sh(["man", "-w", "lbd", "lbctl"], check=False)
+        self.assertEqual(rc, 0, out)
         # A first install does not enable lbd (the default config points
         # at documentation addresses).
         self.assertFalse(os.path.exists("/etc/systemd/system/multi-user.target.wants/lbd.service"))
 
-        if shutil.which("systemd-analyze"):
-            rc, out = sh(["systemd-analyze", "verify", "/lib/systemd/system/lbd.service"],
-                         check=False)
-            self.assertEqual(rc, 0, "systemd-analyze verify:\n" + out)
-            self.assertEqual(out.strip(), "", "systemd-analyze verify warned:\n" + out)
-        else:
-            print("  [packaging] systemd-analyze not installed: unit not verified",
-                  file=sys.stderr)
+        harness.require_binary("systemd-analyze", "make deps installs systemd")
+        rc, out = sh(["systemd-analyze", "verify", "/lib/systemd/system/lbd.service"],
+                     check=False)
+        self.assertEqual(rc, 0, "systemd-analyze verify:\n" + out)
+        self.assertEqual(out.strip(), "", "systemd-analyze verify warned:\n" + out)
 
         self.purge()
         for p in ["/usr/sbin/lbd", "/usr/bin/lbctl", "/etc/lbd", "/var/lib/lbd",
                   "/lib/systemd/system/lbd.service"]:
             self.assertFalse(os.path.exists(p), "%s left after purge" % p)
+
+
+class UnitFileTest(unittest.TestCase):
+    """packaging/systemd/lbd.service as shipped: its sandbox and its fd budget."""
+
+    UNIT = os.path.join(ROOT, "packaging", "systemd", "lbd.service")
+    # systemd-analyze security --offline=yes with systemd 252: 1.7 before
+    # ProcSubset=pid, UMask=0077 and SystemCallFilter=~@resources.
+    MAX_EXPOSURE = 1.6
+
+    def directives(self):
+        with open(self.UNIT) as f:
+            return [l.strip() for l in f if re.match(r"^[A-Z]\w*=", l)]
+
+    def test_sandbox(self):
+        d = self.directives()
+        for want in ["ProcSubset=pid", "UMask=0077", "SystemCallFilter=~@resources",
+                     "ProtectProc=invisible", "NoNewPrivileges=yes"]:
+            self.assertIn(want, d)
+        harness.require_binary("systemd-analyze", "make deps installs systemd")
+        tmp = tempfile.mkdtemp(prefix="lbd-unit-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        unit = os.path.join(tmp, "lbd.service")
+        shutil.copy(self.UNIT, unit)
+        rc, out = sh(["systemd-analyze", "security", "--offline=yes", "--no-pager", unit],
+                     check=False)
+        m = re.search(r"Overall exposure level for lbd\.service: ([0-9.]+)", out)
+        self.assertTrue(m, "no exposure level in:\n" + out[-3000:])
+        self.assertLessEqual(float(m.group(1)), self.MAX_EXPOSURE, out[-3000:])
+        for cheap in ["ProcSubset=", "UMask=", "SystemCallFilter=~@resources"]:
+            self.assertNotRegex(out, r"✗ %s" % re.escape(cheap), out[-3000:])
+        # verify: only what an uninstalled unit cannot have (the binary, the man pages).
+        rc, out = sh(["systemd-analyze", "verify", unit], check=False)
+        left = [l for l in out.splitlines() if l.strip() and
+                not re.search(r"/usr/sbin/lbd is not executable|Command 'man (lbd|lbctl)\(8\)'", l)]
+        self.assertEqual(left, [], "systemd-analyze verify:\n" + out)
+
+    def test_fd_budget_documented(self):
+        """Up to six descriptors per relayed connection (two sockets, a splice
+        pipe per bulk direction): the unit and deploy.md say so, and neither
+        says two."""
+        with open(self.UNIT) as f:
+            unit = f.read()
+        with open(os.path.join(ROOT, "docs", "deploy.md")) as f:
+            deploy = f.read()
+        for name, text in (("lbd.service", unit), ("deploy.md", deploy)):
+            flat = " ".join(text.replace("#", " ").split())
+            self.assertNotRegex(flat, r"holds two descriptors", name)
+            self.assertRegex(flat, r"up to (\*\*)?six(\*\*)?", name)
+            self.assertRegex(flat, r"6 x`? \(?the frontends' `?max_connections", name)
+        with open(os.path.join(ROOT, "lbd", "relay.c")) as f:
+            relay = f.read()
+        # What the six stands on: a pipe (two fds) per direction, two directions.
+        self.assertRegex(relay, r"int pipe\[2\];")
+        self.assertIn("c->c2b.pipe[0] = c->c2b.pipe[1] = -1;", relay)
+        self.assertIn("c->b2c.pipe[0] = c->b2c.pipe[1] = -1;", relay)
 
 
 class SdNotifyTest(harness.TestCase):
@@ -187,8 +240,7 @@ class SdNotifyTest(harness.TestCase):
             self.fail("no sd_notify message within the timeout")
 
     def test_ready_reload_stopping(self):
-        if not os.access(harness.LBD, os.X_OK):
-            self.skipTest("%s not built" % harness.LBD)
+        harness.require_binary(harness.LBD, "run make")
         name = "lbd-test-notify-%d" % os.getpid()
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.addCleanup(sock.close)
