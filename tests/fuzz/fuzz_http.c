@@ -52,12 +52,12 @@
 /*
  * libevent answers some requests itself, before any callback of ours: a bad
  * request line or header, a body over max_body (400/413/501...), with an
- * HTML page. Issue 19 makes those JSON in common/httpd.c, in another branch;
- * until it is merged they are tolerated here, recognised exactly (evhttp's
- * template). Set to 0 once that fix is in: every answer must then be JSON.
+ * HTML page, which common/httpd.c rewrites as JSON. Build with
+ * -DFUZZ_HTTP_ALLOW_EVHTTP_HTML=1 to tolerate evhttp's own page (recognised
+ * exactly, by its template) when chasing something else.
  */
 #ifndef FUZZ_HTTP_ALLOW_EVHTTP_HTML
-#define FUZZ_HTTP_ALLOW_EVHTTP_HTML 1
+#define FUZZ_HTTP_ALLOW_EVHTTP_HTML 0
 #endif
 
 enum target { ADMIN_UNIX, ADMIN_TCP, GATE };
