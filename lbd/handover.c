@@ -225,6 +225,8 @@ static void on_up_msg(struct msgchan *c, json_t *m, void *arg)
 	if (strcmp(t, "go") == 0) {
 		log_info("handover: pid %d stopped accepting; taking over", (int)H.prev_pid);
 		take_over();
+	} else if (strcmp(t, "gate") == 0) {
+		gatesup_go(H.g); /* the old gate process is gone */
 	} else if (strcmp(t, "draining") == 0) {
 		H.prev_conns = (long long)json_integer_value(json_object_get(m, "connections"));
 	}
@@ -240,6 +242,7 @@ static void on_up_closed(struct msgchan *c, const char *why, void *arg)
 	H.prev_pid = 0;
 	msg_close(&H.up);
 	take_over();
+	gatesup_go(H.g);
 }
 
 /* Every backend has a first check result (or the wait is over): say ready. */
@@ -303,8 +306,11 @@ static void hand_over(pid_t pid)
 	for (size_t i = 0; i < H.s->nfes; i++)
 		frontend_stop(H.s->fes[i]);
 	admin_handed_over(H.a);
-	gatesup_retire(H.g); /* before "go": never two gates at once */
 	say(H.down, json_pack("{s:s}", "t", "go"));
+	msg_flush(H.down, 1000);
+	/* The gate moves only once ours is gone: never two gates at once. */
+	gatesup_retire(H.g);
+	say(H.down, json_pack("{s:s}", "t", "gate"));
 	msg_flush(H.down, 1000);
 	H.done = true;
 	H.successor = pid;
@@ -410,6 +416,11 @@ static char *inherit_list(int *fds, size_t *nfds, size_t max)
 	return out;
 }
 
+static int cmp_int(const void *a, const void *b)
+{
+	return *(const int *)a - *(const int *)b;
+}
+
 /* fork + exec of the binary on disk with the listening sockets; 0 or -1 with why. */
 static int spawn(char *why, size_t whylen)
 {
@@ -436,7 +447,7 @@ static int spawn(char *why, size_t whylen)
 		snprintf(why, whylen, "socketpair: %s", strerror(errno));
 		return -1;
 	}
-	char *list = inherit_list(fds, &nfds, MAX_INHERIT);
+	char *list = inherit_list(fds, &nfds, MAX_INHERIT - 1);
 	for (char **e = environ; *e; e++)
 		nenv++;
 	char **envp = xcalloc(nenv + 3, sizeof(*envp));
@@ -449,11 +460,19 @@ static int spawn(char *why, size_t whylen)
 	envp[k++] = inh;
 	envp[k++] = up;
 
+	/* The new lbd gets these and nothing else (libcurl's sockets, say). */
+	fds[nfds] = sv[1];
+	qsort(fds, nfds + 1, sizeof(*fds), cmp_int);
 	pid_t pid = fork();
 	if (pid == 0) {
-		for (size_t i = 0; i < nfds; i++)
+		unsigned lo = 3;
+		for (size_t i = 0; i <= nfds; i++) {
+			if ((unsigned)fds[i] > lo)
+				close_range(lo, (unsigned)fds[i] - 1, 0);
+			lo = (unsigned)fds[i] + 1;
 			fcntl(fds[i], F_SETFD, 0);
-		fcntl(sv[1], F_SETFD, 0);
+		}
+		close_range(lo, ~0U, 0);
 		execve(H.exe, H.argv, envp);
 		_exit(127);
 	}
@@ -541,6 +560,7 @@ void handover_start(struct event_base *base, struct server *s, struct admin *a, 
 	H.go_arg = arg;
 	if (H.up_fd < 0) {
 		take_over();
+		gatesup_go(g);
 		return;
 	}
 	H.prev_pid = getppid();

@@ -27,7 +27,9 @@
  * (getsockname), not by a name: a reload may rename a frontend.
  *
  *   new -> old   ready {pid} | failed {why}
- *   old -> new   go {} | draining {pid, connections}
+ *   old -> new   go {}        the old one stopped accepting: accept
+ *                gate {}      its gate process is gone: start ours
+ *                draining {pid, connections}   once a second until it exits
  */
 #ifndef LBD_HANDOVER_H
 #define LBD_HANDOVER_H
@@ -66,10 +68,11 @@ int handover_take(enum handover_kind kind, const struct sockaddr *sa, socklen_t 
 void handover_fail(const char *why);
 
 /*
- * Serving as soon as go() has run: sets up the restart route and signal
- * side, closes inherited sockets the config no longer uses, and, when an
- * old lbd waits, says "ready" once the first checks are in and calls
- * go(arg) on its "go" (at once otherwise).
+ * Serving as soon as go() has run: sets up the restart route, closes
+ * inherited sockets the config no longer uses, and, when an old lbd waits,
+ * says "ready" once the first checks are in, calls go(arg) on its "go" and
+ * starts the gate process (gatesup_go) on its "gate" (both at once
+ * otherwise, or when the old lbd goes away).
  */
 void handover_start(struct event_base *base, struct server *s, struct admin *a, struct gatesup *g,
 		    void (*go)(void *arg), void *arg);

@@ -109,14 +109,14 @@ struct lbd {
 };
 
 /* Serving from now on: at once, or when the old lbd of a restart has
- * stopped accepting (handover.h). */
+ * stopped accepting (handover.h; the gate follows when the old one's is
+ * gone). */
 static void go(void *arg)
 {
 	struct lbd *l = arg;
 
 	relay_release(l->srv->relay);
 	admin_resume(l->admin);
-	gatesup_go(l->gate);
 	log_info("lbd %s serving: %zu frontends, %zu pools", lbd_version, l->srv->nfes,
 		 l->srv->npools);
 	/* After a handover the old lbd told systemd (MAINPID=, READY=1). */
