@@ -2,9 +2,11 @@
 #include "common/tls.h"
 
 #include <openssl/err.h>
+#include <openssl/sha.h>
 #include <openssl/x509v3.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "common/xmalloc.h"
 
@@ -72,6 +74,19 @@ static SSL_CTX *ctx_new(const struct tls_conf *t, const char *cert, const char *
 			goto fail;
 		}
 		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+	}
+	/* With client certificates verified, OpenSSL refuses to resume a
+	 * session (internal_error) unless the context names what the session
+	 * was verified for. The listener's name is that: stable across
+	 * connections, reloads and workers, and distinct between listeners.
+	 * Every SNI context of a listener gets the same id, so a handshake
+	 * moved to one of them keeps it. SHA-256 fits SSL_MAX_SID_CTX_LENGTH. */
+	unsigned char sid[SHA256_DIGEST_LENGTH];
+	SHA256((const unsigned char *)who, strlen(who), sid);
+	if (SSL_CTX_set_session_id_context(ctx, sid, sizeof(sid)) != 1) {
+		why = ssl_error();
+		*err = xasprintf("%s: cannot set the session id context: %s", who, why);
+		goto fail;
 	}
 	return ctx;
 fail:

@@ -10,6 +10,7 @@
 #include <curl/curl.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,9 +31,16 @@ struct kube {
 	char eviction_gv[64]; /* "policy/v1", "policy/v1beta1", "" = unsupported */
 };
 
+/* The largest answer kept: the biggest lbd and lbctl read (a page of nodes
+ * or pods) is a few MiB; past this a broken or hostile apiserver would
+ * only grow our memory. */
+#define KUBE_MAX_RESPONSE_MIB 64
+#define KUBE_MAX_RESPONSE ((size_t)KUBE_MAX_RESPONSE_MIB << 20)
+
 struct kube_buf {
 	char *data;
 	size_t len, cap;
+	bool too_big; /* the answer passed KUBE_MAX_RESPONSE: curl was stopped */
 };
 
 static pthread_once_t kube_once = PTHREAD_ONCE_INIT;
@@ -103,9 +111,15 @@ static size_t kube_write(char *ptr, size_t size, size_t nmemb, void *arg)
 	struct kube_buf *b = arg;
 	size_t n = size * nmemb;
 
+	if (n > KUBE_MAX_RESPONSE - b->len) {
+		b->too_big = true;
+		return 0; /* less than given: curl stops with CURLE_WRITE_ERROR */
+	}
 	if (b->len + n + 1 > b->cap) {
-		while (b->len + n + 1 > b->cap)
-			b->cap = b->cap ? b->cap * 2 : 8192;
+		size_t cap = b->cap ? b->cap : 8192;
+		while (b->len + n + 1 > cap)
+			cap *= 2;
+		b->cap = cap < KUBE_MAX_RESPONSE + 1 ? cap : KUBE_MAX_RESPONSE + 1;
 		b->data = xrealloc(b->data, b->cap);
 	}
 	memcpy(b->data + b->len, ptr, n);
@@ -231,6 +245,13 @@ int kube_request(struct kube *k, const char *method, const char *path, json_t *b
 	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
 	curl_slist_free_all(hdrs);
 	free(payload);
+	if (rc != CURLE_OK && b.too_big) {
+		err_set(e, 0, "", "%s %s: response larger than %d MiB", method, path,
+			KUBE_MAX_RESPONSE_MIB);
+		free(url);
+		free(b.data);
+		return -1;
+	}
 	if (rc != CURLE_OK) {
 		err_set(e, 0, "", "%s %s: %s", method, url,
 			*errbuf ? errbuf : curl_easy_strerror(rc));

@@ -15,6 +15,7 @@
 #include <jansson.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -259,12 +260,16 @@ static void on_event(void *arg, const struct orch_event *ev)
 	pthread_mutex_unlock(&v->mu);
 }
 
-static volatile bool ticker_stop;
+/* Set by the main thread once the run is over, read by the ticker: an
+ * atomic (volatile is no synchronisation). Release/acquire: what the main
+ * thread did before asking the ticker to stop is visible to it once it
+ * sees the flag; the view itself is under v->mu either way. */
+static atomic_bool ticker_stop;
 
 static void *ticker(void *arg)
 {
 	struct view *v = arg;
-	while (!ticker_stop) {
+	while (!atomic_load_explicit(&ticker_stop, memory_order_acquire)) {
 		usleep(1000 * 1000);
 		pthread_mutex_lock(&v->mu);
 		v->run_ms += 1000;
@@ -382,7 +387,7 @@ static int run_plan(int argc, char **argv, const struct lbctl_opts *go, bool mig
 			tick = true;
 		rc = orch_run(&o, resume);
 		if (tick) {
-			ticker_stop = true;
+			atomic_store_explicit(&ticker_stop, true, memory_order_release);
 			pthread_join(t, NULL);
 			pthread_mutex_lock(&v.mu);
 			clear_status(&v);

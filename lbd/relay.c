@@ -303,10 +303,16 @@ static void frontend_destroy(void *arg)
 	free(fe);
 }
 
+/* See relay.h: tests replace it to make a worker fail to start. */
+int (*relay_thread_create)(pthread_t *, const pthread_attr_t *, void *(*)(void *),
+			   void *) = pthread_create;
+
 struct relay *relay_start(struct event_base *main_base, int nthreads, char **err)
 {
 	struct relay *r = xcalloc(1, sizeof(*r));
 	struct timeval q = {0, QUIESCE_MS * 1000};
+	struct worker *w;
+	int i, rc;
 
 	if (nthreads <= 0) {
 		long cpus = sysconf(_SC_NPROCESSORS_ONLN);
@@ -316,10 +322,11 @@ struct relay *relay_start(struct event_base *main_base, int nthreads, char **err
 	r->ep = epoch_new(main_base, nthreads);
 	r->reap = evtimer_new(main_base, reap_retired, r);
 	r->w = xcalloc((size_t)nthreads, sizeof(*r->w));
-	for (int i = 0; i < nthreads; i++) {
-		struct worker *w = &r->w[i];
+	for (i = 0; i < nthreads; i++) {
+		w = &r->w[i];
 		w->r = r;
 		w->id = i;
+		w->notify_fd = -1;
 		pthread_mutex_init(&w->mu, NULL);
 		/* A worker's loop is touched by its own thread only (the main
 		 * thread rings an eventfd), so it needs none of libevent's
@@ -330,12 +337,12 @@ struct relay *relay_start(struct event_base *main_base, int nthreads, char **err
 		event_config_free(ec);
 		if (!w->base) {
 			*err = xasprintf("worker %d: cannot create its event loop", i);
-			return NULL;
+			goto fail;
 		}
 		w->notify_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 		if (w->notify_fd < 0) {
 			*err = xasprintf("worker %d: eventfd: %s", i, strerror(errno));
-			return NULL;
+			goto fail;
 		}
 		w->notify =
 		    event_new(w->base, w->notify_fd, EV_READ | EV_PERSIST, worker_notify, w);
@@ -344,13 +351,30 @@ struct relay *relay_start(struct event_base *main_base, int nthreads, char **err
 		w->quiesce = event_new(w->base, -1, EV_PERSIST, worker_quiesce, w);
 		event_add(w->quiesce, &q);
 		epoch_quiesce(r->ep, i);
-		if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
-			*err = xasprintf("cannot start worker thread %d: %s", i, strerror(errno));
-			return NULL;
+		/* pthread_create returns the error; it does not set errno. */
+		if ((rc = relay_thread_create(&w->thread, NULL, worker_main, w)) != 0) {
+			*err = xasprintf("cannot start worker thread %d: %s", i, strerror(rc));
+			goto fail;
 		}
 	}
 	log_info("relay: %d worker threads", nthreads);
 	return r;
+fail:
+	/* Worker i has no thread: undo what it got. Workers 0..i-1 run:
+	 * stop and join them, then free the rest as at exit. */
+	if (w->quiesce)
+		event_free(w->quiesce);
+	if (w->notify)
+		event_free(w->notify);
+	if (w->notify_fd >= 0)
+		close(w->notify_fd);
+	if (w->base)
+		event_base_free(w->base);
+	pthread_mutex_destroy(&w->mu);
+	r->n = i;
+	relay_stop(r);
+	relay_free(r);
+	return NULL;
 }
 
 void relay_stop(struct relay *r)

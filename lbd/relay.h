@@ -28,6 +28,7 @@
 #ifndef LBD_RELAY_H
 #define LBD_RELAY_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -65,6 +66,9 @@ struct frontend {
 /* Starts nthreads workers (0: one per core). The epoch reclaimer and the
  * retired-frontend reaper run on main_base. */
 struct relay *relay_start(struct event_base *main_base, int nthreads, char **err);
+/* How relay_start starts a worker: pthread_create. A seam for tests only
+ * (tests/unit/test_relay.c makes the Nth start fail); nothing else sets it. */
+extern int (*relay_thread_create)(pthread_t *, const pthread_attr_t *, void *(*)(void *), void *);
 /* Closes every connection, stops and joins the workers. */
 void relay_stop(struct relay *r);
 /* After relay_stop and after the last pool_free: frees what is left. */

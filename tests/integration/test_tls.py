@@ -30,6 +30,55 @@ def peer_cert_cn(port, server_name=None):
     return re.search(r"CN\s*=\s*(.*)", out).group(1).strip()
 
 
+def client_cert(d):
+    """A client certificate (clientAuth) signed by the harness CA, for
+    listeners with tls.ca: returns (cert, key) paths."""
+    ca = harness.certs()
+    os.makedirs(d, exist_ok=True)
+    ext = os.path.join(d, "client.ext")
+    with open(ext, "w") as f:
+        f.write("basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\n"
+                "extendedKeyUsage=clientAuth\n")
+    for args in (["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                  "-keyout", "client.key", "-out", "client.csr", "-subj", "/CN=lbd-client"],
+                 ["x509", "-req", "-in", "client.csr", "-CA", ca["ca"], "-CAkey",
+                  os.path.join(os.path.dirname(ca["ca"]), "ca.key"), "-CAcreateserial",
+                  "-CAserial", os.path.join(d, "ca.srl"), "-out", "client.crt", "-days", "2",
+                  "-extfile", ext]):
+        subprocess.run(["openssl"] + args, cwd=d, check=True, capture_output=True, timeout=T(30))
+    return os.path.join(d, "client.crt"), os.path.join(d, "client.key")
+
+
+def resume_twice(test, port, request, cert, key):
+    """Two connections to port with a client certificate, the second resuming
+    the first's session, for TLS 1.2 and 1.3: both answer and the second is
+    resumed (an unset session id context made OpenSSL fail it with
+    internal_error)."""
+    for version in (ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3):
+        ctx = ssl.create_default_context(cafile=harness.certs()["ca"])
+        ctx.load_cert_chain(cert, key)
+        ctx.maximum_version = version
+        session = None
+        for i in range(2):
+            with socket.create_connection((LOOPBACK, port), timeout=T(5)) as s:
+                with ctx.wrap_socket(s, server_hostname="localhost", session=session) as t:
+                    t.sendall(request)
+                    data = b""
+                    while True:
+                        d = t.recv(65536)
+                        if not d:
+                            break
+                        data += d
+                    test.assertTrue(data.startswith(b"HTTP/1.1 "), (version, i, data[:100]))
+                    if i == 0:
+                        # TLS 1.3: the ticket came after the handshake, with the answer.
+                        session = t.session
+                        test.assertIsNotNone(session)
+                    else:
+                        test.assertTrue(t.session_reused, "%s: session not resumed" % version)
+
+
+
 class TlsFrontend(harness.TestCase):
     def start(self):
         self.api = self.start_apiserver("master-1", tls=False)
@@ -134,6 +183,29 @@ class TlsFrontend(harness.TestCase):
         self.assertEqual(peer_cert_cn(port, "api.example.test"), "lbd-sni")
         self.assertEqual(peer_cert_cn(port, "localhost"), "lbd-test")
         self.assertEqual(peer_cert_cn(port), "lbd-test")
+
+    def test_session_resumption_with_client_certificates(self):
+        """tls.ca set: a client resuming its session is served (a frontend
+        and the admin TCP listener, which share common/tls.c)."""
+        cert, key = client_cert(self.path("client"))
+        api = self.start_apiserver("master-1", tls=False)
+        c = harness.certs()
+        aport = harness.free_port()
+        tok = self.path("token")
+        with open(tok, "w") as f:
+            f.write("s3cret-token\n")
+        os.chmod(tok, 0o600)
+        tls = {"cert": c["cert"], "key": c["key"], "ca": c["ca"]}
+        cfg = self.lbd_config([api], health={"type": "http"}, frontend={"mode": "tls", "tls": tls})
+        cfg["admin"].update({"listen": "127.0.0.1:%d" % aport, "token_file": tok, "tls": tls})
+        lbd = self.start_lbd(cfg, wait_up=["vip/master-1"])
+        lbd.log.wait(r"admin listener: listening", T(5), proc=lbd)
+        port = int(cfg["frontends"][0]["listen"][0].rsplit(":", 1)[1])
+        resume_twice(self, port, b"GET /version HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                     cert, key)
+        resume_twice(self, aport, b"GET /v1/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                     b"Authorization: Bearer s3cret-token\r\n\r\n", cert, key)
+        self.assertNotIn("internal error", lbd.log.text().lower())
 
     def test_missing_certificate_is_a_config_error(self):
         cfg = self.lbd_config([("m", "127.0.0.1:1")], frontend={"mode": "tls"})

@@ -22,20 +22,17 @@ struct fake {
 	int lfd, port;
 	const char *reply;
 	size_t reply_len;
+	size_t stream; /* fake_stream: body bytes to send */
+	size_t sent;   /* fake_stream: body bytes the client took */
 	pthread_t th;
 };
 
-/* Answers one request with f->reply, then closes. */
-static void *fake_main(void *arg)
+/* Reads a request's head (the requests here are small and have no body). */
+static void read_head(int fd)
 {
-	struct fake *f = arg;
 	char buf[4096];
-	int fd = accept(f->lfd, NULL, NULL);
-
-	if (fd < 0)
-		return NULL;
-	/* The request is small and has no body: its head is enough. */
 	size_t got = 0;
+
 	while (got < sizeof(buf) - 1) {
 		ssize_t n = read(fd, buf + got, sizeof(buf) - 1 - got);
 		if (n <= 0)
@@ -45,32 +42,82 @@ static void *fake_main(void *arg)
 		if (strstr(buf, "\r\n\r\n"))
 			break;
 	}
+}
+
+/* Answers one request with f->reply, then closes. */
+static void *fake_main(void *arg)
+{
+	struct fake *f = arg;
+	int fd = accept(f->lfd, NULL, NULL);
+
+	if (fd < 0)
+		return NULL;
+	read_head(fd);
 	if (write(fd, f->reply, f->reply_len) < 0)
 		perror("fake apiserver: write");
 	close(fd);
 	return NULL;
 }
 
+/* Answers one request with 200 and a JSON array of f->stream bytes, sent
+ * in 1 MiB pieces until the client stops taking them; counts what it took. */
+static void *fake_stream(void *arg)
+{
+	static const char head[] = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+				   "Connection: close\r\n\r\n";
+	struct fake *f = arg;
+	size_t piece = 1 << 20;
+	char *buf = malloc(piece);
+	int fd = accept(f->lfd, NULL, NULL);
+
+	if (fd < 0 || !buf)
+		goto out;
+	read_head(fd);
+	if (send(fd, head, sizeof(head) - 1, MSG_NOSIGNAL) < 0)
+		goto out;
+	memset(buf, ' ', piece);
+	while (f->sent < f->stream) {
+		size_t n = f->stream - f->sent < piece ? f->stream - f->sent : piece;
+		buf[0] = f->sent == 0 ? '[' : ' ';
+		buf[n - 1] = f->sent + n == f->stream ? ']' : ' ';
+		ssize_t w = send(fd, buf, n, MSG_NOSIGNAL);
+		if (w <= 0)
+			break; /* the client closed: enough */
+		f->sent += (size_t)w;
+	}
+out:
+	if (fd >= 0)
+		close(fd);
+	free(buf);
+	return NULL;
+}
+
+/* Listens on an ephemeral loopback port and runs fn(f) on a thread. */
+static void fake_start(struct fake *f, void *(*fn)(void *))
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t sl = sizeof(sa);
+
+	f->lfd = socket(AF_INET, SOCK_STREAM, 0);
+	ck_assert_int_ge(f->lfd, 0);
+	ck_assert_int_eq(bind(f->lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	ck_assert_int_eq(listen(f->lfd, 4), 0);
+	ck_assert_int_eq(getsockname(f->lfd, (struct sockaddr *)&sa, &sl), 0);
+	f->port = ntohs(sa.sin_port);
+	ck_assert_int_eq(pthread_create(&f->th, NULL, fn, f), 0);
+}
+
 /* Runs one GET against a fake answering reply (len bytes); returns the error. */
 static struct kube_err get_err(const char *reply, size_t len)
 {
 	struct fake f = {.reply = reply, .reply_len = len};
-	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t sl = sizeof(sa);
 	struct kubeconfig kc = {0};
 	struct kube_err e;
 	struct kube *k;
 	char server[64];
 	json_t *out = NULL;
 
-	f.lfd = socket(AF_INET, SOCK_STREAM, 0);
-	ck_assert_int_ge(f.lfd, 0);
-	ck_assert_int_eq(bind(f.lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	ck_assert_int_eq(listen(f.lfd, 4), 0);
-	ck_assert_int_eq(getsockname(f.lfd, (struct sockaddr *)&sa, &sl), 0);
-	f.port = ntohs(sa.sin_port);
-	ck_assert_int_eq(pthread_create(&f.th, NULL, fake_main, &f), 0);
-
+	fake_start(&f, fake_main);
 	snprintf(server, sizeof(server), "http://127.0.0.1:%d", f.port);
 	kc.server = server;
 	k = kube_new(&kc);
@@ -155,6 +202,35 @@ START_TEST(test_status_object_with_controls)
 }
 END_TEST
 
+START_TEST(test_answer_too_large)
+{
+	/* A 2xx answer of 96 MiB (valid JSON): refused once it passes the
+	 * bound, with a clear error, instead of growing a buffer without end. */
+	struct fake f = {.stream = (size_t)96 << 20};
+	struct kubeconfig kc = {0};
+	struct kube_err e;
+	struct kube *k;
+	char server[64];
+	json_t *out = NULL;
+
+	fake_start(&f, fake_stream);
+	snprintf(server, sizeof(server), "http://127.0.0.1:%d", f.port);
+	kc.server = server;
+	k = kube_new(&kc);
+	kube_set_timeout(k, 20000);
+	int rc = kube_request(k, "GET", "/api/v1/pods", NULL, NULL, &out, &e);
+	kube_free(&k);
+	pthread_join(f.th, NULL);
+	close(f.lfd);
+	ck_assert_msg(rc == -1, "a %zu-byte answer was taken whole", f.sent);
+	ck_assert_ptr_null(out);
+	ck_assert_msg(strstr(e.message, "response larger than 64 MiB"), "message: %s", e.message);
+	ck_assert_msg(strstr(e.message, "GET /api/v1/pods"), "message: %s", e.message);
+	assert_clean(&e);
+	ck_assert_msg(f.sent < f.stream, "the client read all %zu bytes", f.sent);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("kube");
@@ -163,6 +239,7 @@ int main(void)
 	tcase_set_timeout(tc, 30);
 	tcase_add_test(tc, test_503_cut_inside_a_character);
 	tcase_add_test(tc, test_status_object_with_controls);
+	tcase_add_test(tc, test_answer_too_large);
 	suite_add_tcase(s, tc);
 	return unit_run(s);
 }
