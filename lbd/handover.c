@@ -433,6 +433,11 @@ static int spawn(char *why, size_t whylen)
 			 (int)H.successor);
 		return -1;
 	}
+	if (H.go) {
+		snprintf(why, whylen, "this lbd is still taking over from pid %d",
+			 (int)H.prev_pid);
+		return -1;
+	}
 	if (H.child != 0) {
 		snprintf(why, whylen, "a restart is already under way (pid %d)",
 			 (int)(H.child < 0 ? -H.child : H.child));
@@ -510,7 +515,7 @@ static void route_restart(struct admin_req *r, void *arg)
 	char why[256];
 
 	if (spawn(why, sizeof(why)) < 0) {
-		admin_error(r, H.done || H.child ? 409 : 500, "%s", why);
+		admin_error(r, H.done || H.child || H.go ? 409 : 500, "%s", why);
 		return;
 	}
 	H.waiting = admin_defer(r);
