@@ -10,15 +10,21 @@
  * alive until then; the sweep runs every 100 ms, so that is the longest a
  * descriptor outlives its connection.
  */
+#define _GNU_SOURCE /* memmem */
 #include "common/httpd.h"
 
 #include <errno.h>
-#include <stdbool.h>
+#include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <event2/listener.h>
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -53,6 +59,7 @@ struct httpd {
 	bool paused;	      /* httpd_pause: resume() leaves it off */
 	int64_t cap_logged_ms, deadline_logged_ms, accept_logged_ms;
 	uint64_t refused, timed_out, accept_errors;
+	bool rewriting; /* json_errors() is replacing a page: not its own input */
 };
 
 /* ---- guards --------------------------------------------------------------------------- */
@@ -142,6 +149,131 @@ static void guard_sweep(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+/* ---- evhttp's own error pages, as JSON ------------------------------------------------ */
+
+/*
+ * evhttp answers some requests itself, before (and instead of) our callback:
+ * a body over max_body (413), a malformed request line, a malformed or
+ * oversized header block, a bad Content-Length (400), a method outside
+ * conf.methods (501), an Expect other than 100-continue (417). libevent 2.1
+ * has no hook for these (evhttp_set_errorcb came with 2.2; the failed
+ * request goes straight to evhttp_send_error, which writes a fixed HTML
+ * page), but the page goes through the connection's output buffer, which
+ * is ours (make_bev). Its whole response, head and body, is added there in
+ * one call of evhttp_send(), and is not written to the socket before the
+ * event loop runs again. So a callback on that buffer sees the page
+ * complete and replaces it, status and headers kept, with
+ * {"error": "..."} as application/json.
+ *
+ * The page is known by what evhttp_send_error() writes and nothing of ours
+ * does: an error status, "Content-Type: text/html" and a body ending in
+ * "</BODY></HTML>\n". Anything else passes untouched.
+ */
+#define PAGE_TAIL "</BODY></HTML>\n"
+#define PAGE_MAX 2048 /* evhttp's pages are about 300 bytes with their head */
+#define CONTINUE_LINE "HTTP/1.1 100 Continue\r\n\r\n"
+
+static const char *error_text(struct httpd *h, int status, char *buf, size_t len)
+{
+	switch (status) {
+	case 400:
+		snprintf(buf, len,
+			 "bad request: the request line or a header is malformed, or the headers "
+			 "are over %zu bytes",
+			 h->conf.max_headers);
+		break;
+	case 413:
+		snprintf(buf, len, "request body too large: at most %zu bytes", h->conf.max_body);
+		break;
+	case 417:
+		snprintf(buf, len, "unsupported Expect header: only 100-continue is understood");
+		break;
+	case 501:
+		snprintf(buf, len, "method not supported");
+		break;
+	default:
+		snprintf(buf, len, "the request failed (HTTP %d)", status);
+		break;
+	}
+	return buf;
+}
+
+/* The JSON answer for the evhttp page in page[0..len) (after any 100
+ * Continue), into out; or NULL if it is not such a page. */
+static struct evbuffer *json_page(struct httpd *h, const char *page, size_t len)
+{
+	const char *hend = memmem(page, len, "\r\n\r\n", 4), *line, *eol;
+	char text[256];
+	int status = 0;
+
+	if (!hend || strncmp(page, "HTTP/1.", 7) != 0 || len < 12 ||
+	    sscanf(page + 8, " %3d", &status) != 1 || status < 400 || status > 599)
+		return NULL;
+	static const char html[] = "\r\nContent-Type: text/html\r\n";
+	if (!memmem(page, (size_t)(hend - page) + 2, html, sizeof(html) - 1))
+		return NULL;
+
+	json_t *j = json_pack("{s:s}", "error", error_text(h, status, text, sizeof(text)));
+	char *body = j ? json_dumps(j, JSON_COMPACT) : NULL;
+	struct evbuffer *out = evbuffer_new();
+
+	json_decref(j);
+	if (!body || !out) {
+		free(body);
+		if (out)
+			evbuffer_free(out);
+		return NULL; /* out of memory: the page goes as it is */
+	}
+	/* The status line and every header but the two that change. */
+	eol = memchr(page, '\n', len);
+	evbuffer_add(out, page, (size_t)(eol + 1 - page));
+	for (line = eol + 1; line < hend + 2; line = eol + 1) {
+		eol = memchr(line, '\n', (size_t)(hend + 2 - line));
+		if (!eol)
+			break;
+		if (strncasecmp(line, "Content-Type:", 13) != 0 &&
+		    strncasecmp(line, "Content-Length:", 15) != 0)
+			evbuffer_add(out, line, (size_t)(eol + 1 - line));
+	}
+	evbuffer_add_printf(out,
+			    "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s\n",
+			    strlen(body) + 1, body);
+	free(body);
+	return out;
+}
+
+static void json_errors(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+{
+	struct httpd *h = arg;
+	size_t len = evbuffer_get_length(buf), tail = sizeof(PAGE_TAIL) - 1, skip = 0;
+	char page[PAGE_MAX + 1];
+	struct evbuffer_ptr pos;
+
+	if (h->rewriting || !info->n_added || len < tail || len > PAGE_MAX)
+		return;
+	/* Cheap first: does what is there end like evhttp's page? */
+	if (evbuffer_ptr_set(buf, &pos, len - tail, EVBUFFER_PTR_SET) < 0 ||
+	    evbuffer_copyout_from(buf, &pos, page, tail) != (ev_ssize_t)tail ||
+	    memcmp(page, PAGE_TAIL, tail) != 0)
+		return;
+	if (evbuffer_copyout(buf, page, len) != (ev_ssize_t)len)
+		return;
+	page[len] = '\0';
+	if (len > sizeof(CONTINUE_LINE) - 1 &&
+	    memcmp(page, CONTINUE_LINE, sizeof(CONTINUE_LINE) - 1) == 0)
+		skip = sizeof(CONTINUE_LINE) - 1; /* still there, ahead of the page */
+
+	struct evbuffer *json = json_page(h, page + skip, len - skip);
+	if (!json)
+		return;
+	h->rewriting = true;
+	evbuffer_drain(buf, len);
+	evbuffer_add(buf, page, skip);
+	evbuffer_add_buffer(buf, json);
+	h->rewriting = false;
+	evbuffer_free(json);
+}
+
 /* evhttp asks for the bufferevent of each new connection: the guard starts here. */
 static struct bufferevent *make_bev(struct event_base *base, void *arg)
 {
@@ -159,6 +291,8 @@ static struct bufferevent *make_bev(struct event_base *base, void *arg)
 	}
 	if (!bev)
 		fatal("cannot create a bufferevent");
+	if (!evbuffer_add_cb(bufferevent_get_output(bev), json_errors, h))
+		fatal("cannot watch a bufferevent");
 	struct guard *g = xcalloc(1, sizeof(*g));
 	g->h = h;
 	g->bev = bev;
@@ -305,6 +439,10 @@ struct httpd *httpd_new(struct event_base *base, const struct httpd_conf *c, SSL
 	h->resume = evtimer_new(base, resume, h);
 	evhttp_set_max_body_size(h->http, (ev_ssize_t)c->max_body);
 	evhttp_set_max_headers_size(h->http, (ev_ssize_t)c->max_headers);
+	/* A body over max_body is read to its declared end (within the
+	 * deadline) before the 413, so the client, still sending, is not reset
+	 * before it can read the answer. */
+	evhttp_set_flags(h->http, EVHTTP_SERVER_LINGERING_CLOSE);
 	/* Per read and per write: the deadline above bounds the whole request. */
 	evhttp_set_timeout(h->http, (int)((h->conf.request_timeout_ms + 999) / 1000));
 	evhttp_set_allowed_methods(h->http, (ev_uint16_t)c->methods);

@@ -14,7 +14,10 @@
  *     most once a second (libevent's default is to retry at once: a busy
  *     loop at 100% CPU writing a line per attempt).
  * Answers are the caller's (evhttp_send_reply): the callback runs once the
- * request has arrived whole, which ends its deadline.
+ * request has arrived whole, which ends its deadline. The errors evhttp
+ * answers itself (400 malformed, 413 body too large, 417, 501) leave as
+ * {"error": "..."} in application/json like the caller's, not as
+ * libevent's HTML pages (see json_errors() in httpd.c).
  */
 #ifndef LBD_COMMON_HTTPD_H
 #define LBD_COMMON_HTTPD_H

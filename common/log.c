@@ -123,3 +123,16 @@ void fatal(const char *fmt, ...)
 	va_end(ap);
 	exit(1);
 }
+
+bool log_limit_due(struct log_limit *l, int64_t period_ms, int64_t now_ms, uint64_t *skipped)
+{
+	if (l->last_ms && now_ms - l->last_ms < period_ms) {
+		l->suppressed++;
+		return false;
+	}
+	/* now_ms 0 is a valid time too: keep "never" apart from it. */
+	l->last_ms = now_ms ? now_ms : 1;
+	*skipped = l->suppressed;
+	l->suppressed = 0;
+	return true;
+}

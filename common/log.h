@@ -11,6 +11,8 @@
 #define LBD_LOG_H
 
 #include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
 
 enum log_level { LOG_LVL_DEBUG, LOG_LVL_INFO, LOG_LVL_WARN, LOG_LVL_ERR };
 enum log_format { LOG_FMT_TEXT, LOG_FMT_JSON };
@@ -26,6 +28,22 @@ void log_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 void log_vmsg(enum log_level lvl, const char *fmt, va_list ap)
     __attribute__((format(printf, 2, 0)));
+
+/*
+ * A trouble that every request can meet (an unreadable tokens file) must not
+ * write a line per request: a stranger could fill the disk. A log_limit
+ * lets one line through per period and counts the rest, so the next line
+ * can say how many there were. Not thread-safe: one per thread of use.
+ */
+struct log_limit {
+	int64_t last_ms;     /* when the last line was let through; 0: never */
+	uint64_t suppressed; /* events since then that were not logged */
+};
+
+/* One event at now_ms (a monotonic clock). true: log it now, and *skipped
+ * is how many events were not logged since the last line (the count starts
+ * again). false: counted, not to be logged. */
+bool log_limit_due(struct log_limit *l, int64_t period_ms, int64_t now_ms, uint64_t *skipped);
 
 /* Invariants: a violated one is a bug in lbd, never bad input. */
 #define BUG_ON(cond)                                                                               \

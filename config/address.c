@@ -3,7 +3,8 @@
  *
  * Numeric only: a name would need DNS at start-up, and a load balancer whose
  * config means something different depending on the resolver is a surprise
- * nobody wants at 3am. Shared by the config loader and the admin API.
+ * nobody wants at 3am. Shared by the config loader and the admin API, as is
+ * the rule for names (also a matter of what a string may be).
  */
 #include "config/config.h"
 
@@ -131,4 +132,60 @@ void sockaddr_conf_free(struct sockaddr_conf *a)
 {
 	if (a)
 		xfree(&a->text);
+}
+
+/* The family, address bytes and port of a, an IPv4-mapped IPv6 address
+ * reduced to IPv4. */
+struct endpoint {
+	sa_family_t family;
+	unsigned char addr[16];
+	in_port_t port;
+	uint32_t scope;
+};
+
+static struct endpoint endpoint_of(const struct sockaddr_conf *a)
+{
+	struct endpoint e;
+
+	memset(&e, 0, sizeof(e));
+	e.family = a->ss.ss_family;
+	if (e.family == AF_INET) {
+		const struct sockaddr_in *sin = (const struct sockaddr_in *)&a->ss;
+		memcpy(e.addr, &sin->sin_addr, 4);
+		e.port = sin->sin_port;
+	} else if (e.family == AF_INET6) {
+		const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)&a->ss;
+		e.port = sin6->sin6_port;
+		if (IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr)) {
+			e.family = AF_INET;
+			memcpy(e.addr, sin6->sin6_addr.s6_addr + 12, 4);
+		} else {
+			memcpy(e.addr, &sin6->sin6_addr, 16);
+			e.scope = sin6->sin6_scope_id;
+		}
+	}
+	return e;
+}
+
+bool sockaddr_conf_same(const struct sockaddr_conf *a, const struct sockaddr_conf *b)
+{
+	struct endpoint x = endpoint_of(a), y = endpoint_of(b);
+
+	return x.family == y.family && x.port == y.port && x.scope == y.scope &&
+	       memcmp(x.addr, y.addr, sizeof(x.addr)) == 0;
+}
+
+const char *config_name_check(const char *name)
+{
+	size_t len = strlen(name);
+
+	if (len == 0 || len > 253)
+		return "a name is 1 to 253 of a-z A-Z 0-9 . - _";
+	for (const char *c = name; *c; c++)
+		if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
+		      (*c >= '0' && *c <= '9') || *c == '-' || *c == '.' || *c == '_'))
+			return "a name is 1 to 253 of a-z A-Z 0-9 . - _";
+	if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+		return "'.' and '..' cannot be names (URL paths drop them)";
+	return NULL;
 }

@@ -235,9 +235,10 @@ static int set_store(const char *s, void *dst)
 	return 0;
 }
 
+/* Both parsed, and the same endpoint (an IPv4-mapped address is its IPv4 address). */
 static bool sockaddr_conf_equal(const struct sockaddr_conf *a, const struct sockaddr_conf *b)
 {
-	return a->text && b->text && a->len == b->len && memcmp(&a->ss, &b->ss, a->len) == 0;
+	return a->text && b->text && sockaddr_conf_same(a, b);
 }
 
 /* ---- copy and free --------------------------------------------------------------------- */
@@ -919,7 +920,7 @@ static const struct field health_fields[] = {
 };
 
 static const struct field backend_fields[] = {
-    STR(struct backend_conf, "name", name, .flags = F_REQUIRED),
+    STR(struct backend_conf, "name", name, .check = config_name_check, .flags = F_REQUIRED),
     {.key = "address",
      .type = F_ADDR,
      .off = offsetof(struct backend_conf, addr),
@@ -935,7 +936,7 @@ static void backend_init(void *p)
 }
 
 static const struct field pool_fields[] = {
-    STR(struct pool_conf, "name", name, .flags = F_REQUIRED),
+    STR(struct pool_conf, "name", name, .check = config_name_check, .flags = F_REQUIRED),
     ENUM(struct pool_conf, "balance", balance, set_balance,
 	 "least_conn, round_robin or source_hash"),
     DUR(struct pool_conf, "drain_timeout", drain_timeout_ms, 0),

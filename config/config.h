@@ -210,8 +210,20 @@ void config_errors_free(struct config_errors *errs);
 
 const struct pool_conf *config_pool(const struct config *cfg, const char *name);
 
+/* The one rule for pool and backend names, in the config file and in the
+ * admin API alike (a name is a path segment there, /v1/pools/{pool}/...):
+ * 1 to 253 of a-z A-Z 0-9 . - _, and neither "." nor ".." (clients
+ * normalise those away, so such a backend could never be reached). NULL if
+ * name is valid, else why not (a static string). */
+const char *config_name_check(const char *name);
+
 /* Address helpers, shared with the admin API (which validates addresses too). */
 int sockaddr_conf_parse(const char *text, struct sockaddr_conf *out, const char **why);
+/* true if a and b are the same endpoint: family, address and port, with an
+ * IPv4-mapped IPv6 address ([::ffff:192.0.2.1]:P) the same as its IPv4
+ * address (192.0.2.1:P), since a connection to either reaches the same
+ * socket. An IPv6 scope id counts. */
+bool sockaddr_conf_same(const struct sockaddr_conf *a, const struct sockaddr_conf *b);
 void sockaddr_conf_copy(struct sockaddr_conf *dst, const struct sockaddr_conf *src);
 void sockaddr_conf_free(struct sockaddr_conf *a);
 

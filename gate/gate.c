@@ -69,7 +69,11 @@ struct gate {
 	struct event_base *base;
 	struct httpd *httpd; /* gate.listen, or NULL */
 	struct event *tick;
+	struct log_limit tokens_log; /* every request meets a bad tokens file */
 };
+
+/* At most a line per 10 s for a tokens file every request finds bad. */
+#define TOKENS_LOG_PERIOD_MS 10000
 
 /* ---- answers -------------------------------------------------------------------------- */
 
@@ -120,8 +124,10 @@ static bool token_eq(const char *a, const char *b)
  * Who holds token: sets *who (caller frees; "*" = admin). Returns 0, or an
  * HTTP status with *out set. The file is read on every request.
  */
-static int authenticate(const char *tokens_file, const char *token, char **who, json_t **out)
+static int authenticate(struct gate *g, const char *token, char **who, json_t **out)
 {
+	const char *tokens_file = g->conf->tokens_file;
+	uint64_t skipped;
 	struct stat st;
 	FILE *f;
 	char line[1024];
@@ -135,14 +141,20 @@ static int authenticate(const char *tokens_file, const char *token, char **who, 
 	if (!token || !*token)
 		return error_json(out, 401, "missing Authorization: Bearer <token>");
 	if (!(f = fopen(tokens_file, "re"))) {
-		log_warn("gate: tokens file %s: %s", tokens_file, strerror(errno));
+		int e = errno;
+		if (log_limit_due(&g->tokens_log, TOKENS_LOG_PERIOD_MS, mono_ms(), &skipped))
+			log_warn("gate: tokens file %s: %s; refusing every token (%llu more "
+				 "requests refused since the last such line)",
+				 tokens_file, strerror(e), (unsigned long long)skipped);
 		return error_json(out, 503, "gate tokens file unreadable; see lbd's log");
 	}
 	if (fstat(fileno(f), &st) < 0 || (st.st_mode & 077)) {
 		fclose(f);
-		log_warn("gate: tokens file %s is readable by group or others; refusing every "
-			 "token until it is chmod 600",
-			 tokens_file);
+		if (log_limit_due(&g->tokens_log, TOKENS_LOG_PERIOD_MS, mono_ms(), &skipped))
+			log_warn("gate: tokens file %s is readable by group or others; refusing "
+				 "every token until it is chmod 600 (%llu more requests refused "
+				 "since the last such line)",
+				 tokens_file, (unsigned long long)skipped);
 		return error_json(out, 503, "gate tokens file is readable by others; refusing");
 	}
 	/* Check every line, even after a match, so timing says nothing about which. */
@@ -652,7 +664,7 @@ int gate_handle(struct gate *g, const char *method, const char *path, const char
 	int rc;
 
 	*out = NULL;
-	if (token && (rc = authenticate(g->conf->tokens_file, token, &who, out)) != 0)
+	if (token && (rc = authenticate(g, token, &who, out)) != 0)
 		return rc;
 	if (strcmp(path, "/v1/gate/status") == 0) {
 		rc = strcmp(method, "GET") == 0 ? handle_status(g, out)

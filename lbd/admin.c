@@ -72,7 +72,7 @@ struct admin {
 	struct route *routes;
 	size_t nroutes;
 	char *socket_path;
-	int64_t token_warn_ms;
+	struct log_limit token_log; /* a line per 10 s for a bad token file */
 	struct {
 		admin_status_fn fn;
 		void *arg;
@@ -410,11 +410,11 @@ static bool read_token(struct admin *a, unsigned char digest[SHA256_DIGEST_LENGT
 	if (!why && n <= 0)
 		why = "empty";
 	if (why) {
-		if (mono_ms() - a->token_warn_ms > 10000) {
-			a->token_warn_ms = mono_ms();
-			log_err("admin: token file %s: %s; refusing every TCP admin request",
-				path ? path : "(none)", why);
-		}
+		uint64_t skipped;
+		if (log_limit_due(&a->token_log, 10000, mono_ms(), &skipped))
+			log_err("admin: token file %s: %s; refusing every TCP admin request (%llu "
+				"more refused since the last such line)",
+				path ? path : "(none)", why, (unsigned long long)skipped);
 		return false;
 	}
 	SHA256((const unsigned char *)buf, (size_t)n, digest);

@@ -406,30 +406,12 @@ static enum server_err persist(struct server *s, const char *pool, const char *n
 	return SERR_OK;
 }
 
-static bool valid_name(const char *n)
-{
-	size_t len = strlen(n);
-
-	if (len == 0 || len > 253)
-		return false;
-	for (const char *c = n; *c; c++)
-		if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
-		      (*c >= '0' && *c <= '9') || *c == '-' || *c == '.' || *c == '_'))
-			return false;
-	return true;
-}
-
 static bool addr_unspecified(const struct sockaddr_conf *a)
 {
 	if (a->ss.ss_family == AF_INET)
 		return ((const struct sockaddr_in *)&a->ss)->sin_addr.s_addr == 0;
 	const struct in6_addr *i6 = &((const struct sockaddr_in6 *)&a->ss)->sin6_addr;
 	return IN6_IS_ADDR_UNSPECIFIED(i6);
-}
-
-static bool same_sockaddr(const struct sockaddr_conf *a, const struct sockaddr_conf *b)
-{
-	return a->len == b->len && memcmp(&a->ss, &b->ss, a->len) == 0;
 }
 
 static enum server_err find_backend(struct server *s, const char *pool, const char *name,
@@ -460,8 +442,8 @@ enum server_err server_backend_add(struct server *s, const char *pool, const cha
 
 	if (rc != SERR_OK)
 		return rc;
-	if (!valid_name(name)) {
-		*err = xasprintf("bad backend name '%s': use 1 to 253 of a-z A-Z 0-9 . - _", name);
+	if ((why = config_name_check(name))) {
+		*err = xasprintf("bad backend name '%s': %s", name, why);
 		return SERR_INVALID;
 	}
 	if (weight < 0 || weight > 256) {
@@ -484,7 +466,7 @@ enum server_err server_backend_add(struct server *s, const char *pool, const cha
 		return SERR_CONFLICT;
 	}
 	for (size_t i = 0; i < p->nbe; i++) {
-		if (same_sockaddr(&p->be[i]->conf.addr, &bc.addr)) {
+		if (sockaddr_conf_same(&p->be[i]->conf.addr, &bc.addr)) {
 			*err = xasprintf("address %s is already used by backend '%s' in pool '%s'",
 					 address, p->be[i]->conf.name, pool);
 			sockaddr_conf_free(&bc.addr);

@@ -251,6 +251,9 @@ class TestApi(AdminCase):
             ("POST", P, '{"name": "c", "address": "127.0.0.1"}', 400, "bad address"),
             ("POST", P, '{"name": "c", "address": "0.0.0.0:6443"}', 400, "bad address"),
             ("POST", P, '{"name": "c/d", "address": "127.0.0.1:1"}', 400, "bad backend name"),
+            # Clients normalise "." and ".." out of a URL path: never reachable.
+            ("POST", P, '{"name": "..", "address": "127.0.0.1:1"}', 400, "cannot be names"),
+            ("POST", P, '{"name": ".", "address": "127.0.0.1:1"}', 400, "cannot be names"),
             ("POST", P, '{"name": "c", "address": "127.0.0.1:1", "weight": 999}', 400, "weight"),
             ("POST", P, '{"name": "c", "address": "127.0.0.1:1", "weight": "2"}', 400, "weight"),
             ("POST", P, '{"name": "c", "address": "127.0.0.1:1", "state": "up"}', 400, "state"),
@@ -258,6 +261,9 @@ class TestApi(AdminCase):
             ("POST", P, "", 400, "body is required"),
             ("POST", P, '{"name": "a", "address": "127.0.0.1:1"}', 409, "already exists"),
             ("POST", P, json.dumps({"name": "c", "address": a.address}), 409, "already used"),
+            # The IPv4-mapped IPv6 form of a's address is a's address.
+            ("POST", P, json.dumps({"name": "c", "address": "[::ffff:%s]:%d" % (LOOPBACK, a.port)}),
+             409, "already used"),
             ("POST", "/v1/pools/nope/backends", '{"name": "c", "address": "127.0.0.1:1"}', 404,
              "no pool 'nope'"),
             ("PATCH", P + "/a", '{"state": "maintenance"}', 400, "state"),

@@ -84,6 +84,38 @@ START_TEST(failure_keeps_the_old_version_and_says_why)
 }
 END_TEST
 
+static int dir_fsyncs;
+
+static int fsync_dir_fails(int fd)
+{
+	(void)fd;
+	dir_fsyncs++;
+	errno = EIO;
+	return -1;
+}
+
+/* The rename is the commit point: once the new version is in place the
+ * write has happened (the next start reads it), so the caller must not be
+ * told it failed, or an edit would be answered 5xx yet come back. */
+START_TEST(failed_directory_fsync_after_rename_is_success)
+{
+	char *path = xasprintf("%s/state.json", dir), *tmp = xasprintf("%s.tmp", path), *err = NULL;
+	int eno = 0;
+
+	ck_assert_int_eq(atomic_write_file(path, "old\n", 4, 0600, &err, &eno), 0);
+	atomicfile_fsync_dir = fsync_dir_fails;
+	int rc = atomic_write_file(path, "new\n", 4, 0600, &err, &eno);
+	atomicfile_fsync_dir = fsync;
+	ck_assert_int_eq(rc, 0);
+	ck_assert_int_eq(dir_fsyncs, 2); /* retried once, then logged */
+	ck_assert_ptr_null(err);
+	ck_assert_str_eq(slurp(path), "new\n");
+	ck_assert_int_ne(access(tmp, F_OK), 0);
+	free(path);
+	free(tmp);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("atomicfile");
@@ -92,6 +124,7 @@ int main(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, replaces_with_mode_and_leaves_no_temp);
 	tcase_add_test(tc, failure_keeps_the_old_version_and_says_why);
+	tcase_add_test(tc, failed_directory_fsync_after_rename_is_success);
 	suite_add_tcase(s, tc);
 	return unit_run(s);
 }

@@ -467,6 +467,84 @@ START_TEST(test_duplicate_backend)
 }
 END_TEST
 
+/* A backend's name is a path segment of the admin API
+ * (/v1/pools/{pool}/backends/{name}): "." and ".." are normalised away by
+ * clients and '/' splits it, so such a backend could never be edited. */
+START_TEST(test_bad_backend_names)
+{
+	expect_errors(FRONTEND POOL "      - name: ..\n        address: 192.0.2.12:6443\n",
+		      "lbd.yaml:10:15: pools[0].backends[1].name: '.' and '..' cannot be names "
+		      "(URL paths drop them)");
+	expect_errors(FRONTEND POOL "      - name: .\n        address: 192.0.2.12:6443\n",
+		      "lbd.yaml:10:15: pools[0].backends[1].name: '.' and '..' cannot be names "
+		      "(URL paths drop them)");
+	expect_errors(FRONTEND POOL "      - name: a/b\n        address: 192.0.2.12:6443\n",
+		      "lbd.yaml:10:15: pools[0].backends[1].name: a name is 1 to 253 of a-z A-Z "
+		      "0-9 . - _");
+	expect_errors(FRONTEND "pools:\n  - name: ..\n    backends: []\n",
+		      "lbd.yaml:4:11: frontends[0].pool: no pool named 'masters'\n"
+		      "lbd.yaml:6:11: pools[0].name: '.' and '..' cannot be names (URL paths drop "
+		      "them)");
+	/* Dots inside a name are fine (node names are DNS names). */
+	config_free(
+	    load_ok(FRONTEND POOL "      - name: ..m.2..\n        address: 192.0.2.12:6443\n"));
+}
+END_TEST
+
+START_TEST(test_name_rule)
+{
+	char long_name[300];
+
+	ck_assert_ptr_null(config_name_check("master-1.example_2"));
+	ck_assert_ptr_null(config_name_check("..."));
+	ck_assert_ptr_null(config_name_check(".hidden"));
+	ck_assert_ptr_nonnull(config_name_check("."));
+	ck_assert_ptr_nonnull(config_name_check(".."));
+	ck_assert_ptr_nonnull(config_name_check(""));
+	ck_assert_ptr_nonnull(config_name_check("a/b"));
+	ck_assert_ptr_nonnull(config_name_check("a b"));
+	ck_assert_ptr_nonnull(config_name_check("a%2fb"));
+	memset(long_name, 'a', sizeof(long_name));
+	long_name[253] = '\0';
+	ck_assert_ptr_null(config_name_check(long_name));
+	long_name[253] = 'a';
+	long_name[254] = '\0';
+	ck_assert_ptr_nonnull(config_name_check(long_name));
+}
+END_TEST
+
+START_TEST(test_sockaddr_same)
+{
+	struct sockaddr_conf v4, mapped, v6, other_port;
+
+	ck_assert_int_eq(sockaddr_conf_parse("192.0.2.1:80", &v4, NULL), 0);
+	ck_assert_int_eq(sockaddr_conf_parse("[::ffff:192.0.2.1]:80", &mapped, NULL), 0);
+	ck_assert_int_eq(sockaddr_conf_parse("[2001:db8::c000:201]:80", &v6, NULL), 0);
+	ck_assert_int_eq(sockaddr_conf_parse("[::ffff:192.0.2.1]:81", &other_port, NULL), 0);
+	ck_assert(sockaddr_conf_same(&v4, &mapped));
+	ck_assert(sockaddr_conf_same(&mapped, &v4));
+	ck_assert(sockaddr_conf_same(&mapped, &mapped));
+	ck_assert(!sockaddr_conf_same(&v4, &v6));
+	ck_assert(!sockaddr_conf_same(&v4, &other_port));
+	sockaddr_conf_free(&v4);
+	sockaddr_conf_free(&mapped);
+	sockaddr_conf_free(&v6);
+	sockaddr_conf_free(&other_port);
+}
+END_TEST
+
+/* An IPv4-mapped IPv6 address is the IPv4 address: the same backend twice. */
+START_TEST(test_duplicate_backend_mapped_address)
+{
+	expect_errors(FRONTEND POOL
+		      "      - name: m2\n        address: '[::ffff:192.0.2.11]:6443'\n",
+		      "lbd.yaml:11:18: pools[0].backends[1]: backend address "
+		      "'[::ffff:192.0.2.11]:6443' is already used by 'm1' (line 9)");
+	config_free(load_ok(FRONTEND POOL
+			    "      - name: m2\n        address: '[::ffff:192.0.2.11]:6444'\n"));
+}
+END_TEST
+
 START_TEST(test_missing_pool)
 {
 	expect_errors("frontends:\n"
@@ -825,12 +903,16 @@ int main(void)
 	tcase_add_test(good, test_demo_values);
 	tcase_add_test(good, test_helpers);
 	tcase_add_test(good, test_sockaddr_parse);
+	tcase_add_test(good, test_name_rule);
+	tcase_add_test(good, test_sockaddr_same);
 	tcase_add_test(bad, test_load_file_errors);
 	tcase_add_test(bad, test_unknown_key);
 	tcase_add_test(bad, test_bad_duration);
 	tcase_add_test(bad, test_timeout_not_below_interval);
 	tcase_add_test(bad, test_duplicate_pool);
 	tcase_add_test(bad, test_duplicate_backend);
+	tcase_add_test(bad, test_bad_backend_names);
+	tcase_add_test(bad, test_duplicate_backend_mapped_address);
 	tcase_add_test(bad, test_missing_pool);
 	tcase_add_test(bad, test_bad_addresses);
 	tcase_add_test(bad, test_weight_range);
