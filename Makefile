@@ -81,6 +81,7 @@ $(BUILD)/obj/common/version.o: CFLAGS += -DLBD_VERSION='"$(VERSION_TEXT)"'
 $(BUILD)/.flags: FORCE
 	@mkdir -p $(BUILD)
 	@echo '$(CFLAGS) $(LDFLAGS)' | cmp -s - $@ || echo '$(CFLAGS) $(LDFLAGS)' > $@
+.PHONY: FORCE
 FORCE:
 
 $(BUILD)/obj/%.o: %.c $(BUILD)/.flags

@@ -123,7 +123,12 @@ void msg_flush(struct msgchan *c, int timeout_ms)
 		struct pollfd p = {.fd = fd, .events = POLLOUT};
 		if (poll(&p, 1, (int)(until - mono_ms())) <= 0)
 			break;
-		if (evbuffer_write(out, fd) < 0 && errno != EAGAIN && errno != EINTR)
+		/* A socket bufferevent keeps its output's front frozen between
+		 * its own writes: thaw it for ours, as libevent does. */
+		evbuffer_unfreeze(out, 1);
+		int n = evbuffer_write(out, fd);
+		evbuffer_freeze(out, 1);
+		if (n < 0 && errno != EAGAIN && errno != EINTR)
 			break;
 	}
 }

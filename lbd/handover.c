@@ -434,8 +434,7 @@ static int spawn(char *why, size_t whylen)
 		return -1;
 	}
 	if (H.go) {
-		snprintf(why, whylen, "this lbd is still taking over from pid %d",
-			 (int)H.prev_pid);
+		snprintf(why, whylen, "this lbd is still taking over from pid %d", (int)H.prev_pid);
 		return -1;
 	}
 	if (H.child != 0) {

@@ -611,7 +611,9 @@ static void stop_tick(evutil_socket_t fd, short what, void *arg)
 	struct server *s = arg;
 	uint64_t left = server_active_conns(s);
 
-	if (left == 0) {
+	/* stop_linger_ms: a handover's last words (lbctl's answer, the
+	 * messages to the new lbd) are written by this loop; let it turn. */
+	if (left == 0 && mono_ms() >= s->stop_linger_ms) {
 		log_info("shutdown: all connections closed");
 		event_base_loopexit(s->base, NULL);
 		return;
@@ -622,7 +624,7 @@ static void stop_tick(evutil_socket_t fd, short what, void *arg)
 		event_base_loopexit(s->base, NULL);
 		return;
 	}
-	if (mono_ms() >= s->stop_deadline_ms)
+	if (left > 0 && mono_ms() >= s->stop_deadline_ms)
 		close_at_rate(s, left);
 	struct timeval tv = {0, STOP_TICK_MS * 1000};
 	evtimer_add(s->stop_timer, &tv);
@@ -658,6 +660,7 @@ void server_handover_drain(struct server *s)
 {
 	s->handed_over = true;
 	s->stopping = true;
+	s->stop_linger_ms = mono_ms() + 1000;
 	s->stop_deadline_ms = mono_ms() + s->cfg->shutdown_grace_ms;
 	s->stop_timer = evtimer_new(s->base, stop_tick, s);
 	stop_tick(-1, 0, s);

@@ -50,8 +50,9 @@ struct server {
 	bool stopping;
 	int64_t started_ms;
 	int64_t stop_deadline_ms;
-	bool handed_over;    /* a new lbd took over: drain, persist nothing */
-	bool closing_logged; /* handover: the grace is over, said once */
+	bool handed_over;	/* a new lbd took over: drain, persist nothing */
+	bool closing_logged;	/* handover: the grace is over, said once */
+	int64_t stop_linger_ms; /* handover: do not exit before (its last words) */
 	struct event *stop_timer;
 	uint64_t reloads, reload_failures;
 	int64_t started_wall;	 /* unix seconds */
