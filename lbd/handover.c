@@ -40,6 +40,7 @@
 
 #define MAX_INHERIT 1024
 #define DRAIN_REPORT_MS 1000
+#define EXIT_WAIT_MS 2000 /* a new lbd closed its channel: wait this long for its exit */
 
 static const char *const kind_names[] = {"relay", "admin-unix", "admin-tcp", "metrics", "gate"};
 
@@ -70,6 +71,8 @@ static struct {
 	long long prev_conns; /* what it still holds */
 	/* the old process */
 	pid_t child;		   /* a new lbd not ready yet */
+	pid_t exited;		   /* a new lbd reaped while its channel is still open */
+	char exit_why[96];	   /* how that one exited */
 	struct msgchan *down;	   /* to it */
 	struct admin_req *waiting; /* POST /v1/restart, answered with the result */
 	struct event *deadline;
@@ -222,6 +225,8 @@ static void on_up_msg(struct msgchan *c, json_t *m, void *arg)
 {
 	const char *t = json_string_value(json_object_get(m, "t"));
 
+	if (!t)
+		return;
 	if (strcmp(t, "go") == 0) {
 		log_info("handover: pid %d stopped accepting; taking over", (int)H.prev_pid);
 		take_over();
@@ -283,6 +288,7 @@ static void abandon(pid_t pid, const char *why)
 		kill(H.child, SIGKILL); /* not reaped yet: the pid is still its */
 		H.child = -H.child;	/* on_sigchld reaps it */
 	}
+	H.exited = 0;
 	msg_close(&H.down);
 	evtimer_del(H.deadline);
 	reply_waiting(500, json_pack("{s:s}", "error", H.last_error));
@@ -325,33 +331,57 @@ static void hand_over(pid_t pid)
 static void on_down_msg(struct msgchan *c, json_t *m, void *arg)
 {
 	const char *t = json_string_value(json_object_get(m, "t"));
+	pid_t pid = H.child > 0 ? H.child : H.exited;
 
-	if (H.done || H.child <= 0)
+	if (H.done || pid <= 0 || !t)
 		return;
-	if (strcmp(t, "ready") == 0) {
+	if (strcmp(t, "ready") == 0 && H.child > 0) {
 		hand_over(H.child);
 	} else if (strcmp(t, "failed") == 0) {
 		char why[480];
 		snprintf(why, sizeof(why), "refused to start: %s",
 			 json_string_value(json_object_get(m, "why")));
-		abandon(H.child, why);
+		abandon(pid, why);
 	}
 }
 
+/*
+ * A new lbd that fails writes why, closes the channel and exits: its
+ * "failed", the channel's EOF and SIGCHLD arrive together, in any order.
+ * Its own words say the most, then its exit status, then the EOF alone:
+ * so SIGCHLD waits for the channel to be read to its end, and an EOF
+ * waits (EXIT_WAIT_MS at most) for SIGCHLD.
+ */
 static void on_down_closed(struct msgchan *c, const char *why, void *arg)
 {
 	if (H.done) {
 		msg_close(&H.down); /* the new lbd is gone: nobody to report to */
 		return;
 	}
-	if (H.child > 0)
-		abandon(H.child, "closed the handover channel before it was ready");
+	if (H.exited) {
+		abandon(H.exited, H.exit_why);
+	} else if (H.child > 0) {
+		struct timeval tv = {EXIT_WAIT_MS / 1000, (EXIT_WAIT_MS % 1000) * 1000};
+		msg_close(&H.down);
+		evtimer_add(H.deadline, &tv); /* on_deadline if it does not exit */
+	}
 }
 
 static void on_deadline(evutil_socket_t fd, short what, void *arg)
 {
 	char why[96];
-	snprintf(why, sizeof(why), "was not ready within %ds", HANDOVER_READY_MS / 1000);
+
+	if (H.exited) { /* its channel is held open by someone else */
+		snprintf(why, sizeof(why), "%s", H.exit_why);
+		abandon(H.exited, why);
+		return;
+	}
+	if (H.child <= 0)
+		return;
+	if (!H.down)
+		snprintf(why, sizeof(why), "closed the handover channel before it was ready");
+	else
+		snprintf(why, sizeof(why), "was not ready within %ds", HANDOVER_READY_MS / 1000);
 	abandon(H.child, why);
 }
 
@@ -373,7 +403,12 @@ static void on_sigchld(evutil_socket_t sig, short what, void *arg)
 	else
 		snprintf(why, sizeof(why), "was killed by signal %d before it was ready",
 			 WTERMSIG(status));
-	H.child = 0; /* reaped: never signal that number again */
+	H.child = 0;  /* reaped: never signal that number again */
+	if (H.down) { /* its last words may wait unread: on_down_closed decides */
+		H.exited = want;
+		snprintf(H.exit_why, sizeof(H.exit_why), "%s", why);
+		return;
+	}
 	abandon(want, why);
 }
 
@@ -422,9 +457,9 @@ static int spawn(char *why, size_t whylen)
 			 (int)H.successor);
 		return -1;
 	}
-	if (H.child != 0) {
-		snprintf(why, whylen, "a restart is already under way (pid %d)",
-			 (int)(H.child < 0 ? -H.child : H.child));
+	if (H.child != 0 || H.exited) {
+		pid_t busy = H.exited ? H.exited : H.child < 0 ? -H.child : H.child;
+		snprintf(why, whylen, "a restart is already under way (pid %d)", (int)busy);
 		return -1;
 	}
 	if (!H.exe[0] || access(H.exe, X_OK) != 0) {
@@ -491,7 +526,7 @@ static void route_restart(struct admin_req *r, void *arg)
 	char why[256];
 
 	if (spawn(why, sizeof(why)) < 0) {
-		admin_error(r, H.done || H.child ? 409 : 500, "%s", why);
+		admin_error(r, H.done || H.child || H.exited ? 409 : 500, "%s", why);
 		return;
 	}
 	H.waiting = admin_defer(r);
