@@ -40,7 +40,8 @@
 
 #define MAX_INHERIT 1024
 #define DRAIN_REPORT_MS 1000
-#define EXIT_WAIT_MS 2000 /* a new lbd closed its channel: wait this long for its exit */
+/* A new lbd said "failed" or closed its channel: wait this long for its exit. */
+#define EXIT_WAIT_MS 2000
 
 static const char *const kind_names[] = {"relay", "admin-unix", "admin-tcp", "metrics", "gate"};
 
@@ -73,6 +74,7 @@ static struct {
 	pid_t child;		   /* a new lbd not ready yet */
 	pid_t exited;		   /* a new lbd reaped while its channel is still open */
 	char exit_why[96];	   /* how that one exited */
+	char fail_why[480];	   /* what a new lbd said ("failed") before it exits */
 	struct msgchan *down;	   /* to it */
 	struct admin_req *waiting; /* POST /v1/restart, answered with the result */
 	struct event *deadline;
@@ -289,6 +291,7 @@ static void abandon(pid_t pid, const char *why)
 		H.child = -H.child;	/* on_sigchld reaps it */
 	}
 	H.exited = 0;
+	H.fail_why[0] = '\0';
 	msg_close(&H.down);
 	evtimer_del(H.deadline);
 	reply_waiting(500, json_pack("{s:s}", "error", H.last_error));
@@ -328,30 +331,42 @@ static void hand_over(pid_t pid)
 	server_handover_drain(H.s);
 }
 
+/*
+ * A new lbd that fails writes why ("failed"), closes the channel and exits:
+ * the message, the channel's EOF and SIGCHLD arrive together, in any order.
+ * Its own words say the most, then its exit status, then the EOF alone. So
+ * nothing is decided on the message (and a message callback must not close
+ * the channel: msg.h), SIGCHLD waits for the channel to be read to its end,
+ * and the end of the channel waits (EXIT_WAIT_MS at most) for SIGCHLD.
+ */
+static void wait_exit(void)
+{
+	struct timeval tv = {EXIT_WAIT_MS / 1000, (EXIT_WAIT_MS % 1000) * 1000};
+	evtimer_add(H.deadline, &tv); /* on_deadline if it does not exit */
+}
+
+static const char *best_why(const char *exit_why)
+{
+	return H.fail_why[0] ? H.fail_why : exit_why;
+}
+
 static void on_down_msg(struct msgchan *c, json_t *m, void *arg)
 {
 	const char *t = json_string_value(json_object_get(m, "t"));
-	pid_t pid = H.child > 0 ? H.child : H.exited;
 
-	if (H.done || pid <= 0 || !t)
+	if (H.done || (H.child <= 0 && !H.exited) || !t)
 		return;
-	if (strcmp(t, "ready") == 0 && H.child > 0) {
+	if (strcmp(t, "ready") == 0 && H.child > 0 && !H.fail_why[0]) {
 		hand_over(H.child);
 	} else if (strcmp(t, "failed") == 0) {
-		char why[480];
-		snprintf(why, sizeof(why), "refused to start: %s",
-			 json_string_value(json_object_get(m, "why")));
-		abandon(pid, why);
+		const char *why = json_string_value(json_object_get(m, "why"));
+		snprintf(H.fail_why, sizeof(H.fail_why), "refused to start: %s",
+			 why ? why : "(no reason given)");
+		if (H.child > 0)
+			wait_exit();
 	}
 }
 
-/*
- * A new lbd that fails writes why, closes the channel and exits: its
- * "failed", the channel's EOF and SIGCHLD arrive together, in any order.
- * Its own words say the most, then its exit status, then the EOF alone:
- * so SIGCHLD waits for the channel to be read to its end, and an EOF
- * waits (EXIT_WAIT_MS at most) for SIGCHLD.
- */
 static void on_down_closed(struct msgchan *c, const char *why, void *arg)
 {
 	if (H.done) {
@@ -359,11 +374,10 @@ static void on_down_closed(struct msgchan *c, const char *why, void *arg)
 		return;
 	}
 	if (H.exited) {
-		abandon(H.exited, H.exit_why);
+		abandon(H.exited, best_why(H.exit_why));
 	} else if (H.child > 0) {
-		struct timeval tv = {EXIT_WAIT_MS / 1000, (EXIT_WAIT_MS % 1000) * 1000};
 		msg_close(&H.down);
-		evtimer_add(H.deadline, &tv); /* on_deadline if it does not exit */
+		wait_exit();
 	}
 }
 
@@ -371,9 +385,8 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
 {
 	char why[96];
 
-	if (H.exited) { /* its channel is held open by someone else */
-		snprintf(why, sizeof(why), "%s", H.exit_why);
-		abandon(H.exited, why);
+	if (H.exited) { /* reaped, but its channel is held open by someone else */
+		abandon(H.exited, best_why(H.exit_why));
 		return;
 	}
 	if (H.child <= 0)
@@ -382,7 +395,7 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
 		snprintf(why, sizeof(why), "closed the handover channel before it was ready");
 	else
 		snprintf(why, sizeof(why), "was not ready within %ds", HANDOVER_READY_MS / 1000);
-	abandon(H.child, why);
+	abandon(H.child, best_why(why));
 }
 
 static void on_sigchld(evutil_socket_t sig, short what, void *arg)
@@ -409,7 +422,7 @@ static void on_sigchld(evutil_socket_t sig, short what, void *arg)
 		snprintf(H.exit_why, sizeof(H.exit_why), "%s", why);
 		return;
 	}
-	abandon(want, why);
+	abandon(want, best_why(why));
 }
 
 /* The listening sockets to hand over, as LBD_INHERIT; fds collects them. */
@@ -504,6 +517,7 @@ static int spawn(char *why, size_t whylen)
 		return -1;
 	}
 	H.child = pid;
+	H.fail_why[0] = '\0';
 	H.down = msg_open(H.base, sv[0], on_down_msg, on_down_closed, NULL);
 	struct timeval tv = {HANDOVER_READY_MS / 1000, 0};
 	evtimer_add(H.deadline, &tv);
