@@ -678,7 +678,12 @@ void server_handover_drain(struct server *s)
 	s->stopping = true;
 	s->stop_deadline_ms = mono_ms() + s->cfg->shutdown_grace_ms;
 	s->stop_timer = evtimer_new(s->base, stop_tick, s);
-	stop_tick(-1, 0, s);
+	/* The first look a tick later, even with no connection left: the
+	 * answer to POST /v1/restart was just queued, and exiting the loop
+	 * now would close its connection unwritten (lbctl restart would say
+	 * "Empty reply" for a restart that worked). */
+	struct timeval tv = {0, STOP_TICK_MS * 1000};
+	evtimer_add(s->stop_timer, &tv);
 }
 
 void server_shutdown(struct server *s)
