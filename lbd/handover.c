@@ -266,7 +266,8 @@ static void poll_checks(evutil_socket_t fd, short what, void *arg)
 	if (unknown > 0)
 		log_warn("handover: %zu backend(s) without a check result after %dms; ready anyway",
 			 unknown, HANDOVER_CHECKS_MS);
-	say(H.up, json_pack("{s:s,s:i}", "t", "ready", "pid", (int)getpid()));
+	say(H.up,
+	    json_pack("{s:s,s:i,s:s}", "t", "ready", "pid", (int)getpid(), "version", lbd_version));
 	log_info("handover: ready; waiting for pid %d to stop accepting", (int)H.prev_pid);
 }
 
@@ -303,7 +304,8 @@ static void report_draining(evutil_socket_t fd, short what, void *arg)
 			      (json_int_t)server_active_conns(H.s)));
 }
 
-static void hand_over(pid_t pid)
+/* version: the new lbd's, as it said in "ready" (an older one says none). */
+static void hand_over(pid_t pid, const char *version)
 {
 	struct timeval tv = {DRAIN_REPORT_MS / 1000, 0};
 
@@ -323,8 +325,9 @@ static void hand_over(pid_t pid)
 	sdnotifyf("MAINPID=%d\nREADY=1\nSTATUS=replaced by pid %d; draining", (int)pid, (int)pid);
 	log_info("restart: pid %d took over; draining %llu connection(s)", (int)pid,
 		 (unsigned long long)server_active_conns(H.s));
-	reply_waiting(200, json_pack("{s:i,s:i,s:s}", "old_pid", (int)getpid(), "new_pid", (int)pid,
-				     "version", lbd_version));
+	reply_waiting(200, json_pack("{s:i,s:i,s:s,s:s}", "old_pid", (int)getpid(), "new_pid",
+				     (int)pid, "version", version ? version : "unknown",
+				     "old_version", lbd_version));
 	H.report = event_new(H.base, -1, EV_PERSIST, report_draining, NULL);
 	event_add(H.report, &tv);
 	report_draining(-1, 0, NULL);
@@ -357,7 +360,7 @@ static void on_down_msg(struct msgchan *c, json_t *m, void *arg)
 	if (H.done || (H.child <= 0 && !H.exited) || !t)
 		return;
 	if (strcmp(t, "ready") == 0 && H.child > 0 && !H.fail_why[0]) {
-		hand_over(H.child);
+		hand_over(H.child, json_string_value(json_object_get(m, "version")));
 	} else if (strcmp(t, "failed") == 0) {
 		const char *why = json_string_value(json_object_get(m, "why"));
 		snprintf(H.fail_why, sizeof(H.fail_why), "refused to start: %s",

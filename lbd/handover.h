@@ -26,7 +26,7 @@
  * gate). Each inherited socket is matched to the config by its own address
  * (getsockname), not by a name: a reload may rename a frontend.
  *
- *   new -> old   ready {pid} | failed {why}
+ *   new -> old   ready {pid, version} | failed {why}
  *   old -> new   go {} | draining {pid, connections}
  */
 #ifndef LBD_HANDOVER_H
