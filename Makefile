@@ -81,6 +81,9 @@ $(BUILD)/obj/common/version.o: CFLAGS += -DLBD_VERSION='"$(VERSION_TEXT)"'
 $(BUILD)/.flags: FORCE
 	@mkdir -p $(BUILD)
 	@echo '$(CFLAGS) $(LDFLAGS)' | cmp -s - $@ || echo '$(CFLAGS) $(LDFLAGS)' > $@
+# Phony: with .SECONDARY and no prerequisites every target is secondary, and
+# a plain "FORCE:" (no file, no recipe) is then never remade, so the two
+# stamps above were never refreshed (a new commit or SAN=1 changed nothing).
 .PHONY: FORCE
 FORCE:
 

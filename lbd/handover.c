@@ -40,6 +40,8 @@
 
 #define MAX_INHERIT 1024
 #define DRAIN_REPORT_MS 1000
+/* A new lbd said "failed" or closed its channel: wait this long for its exit. */
+#define EXIT_WAIT_MS 2000
 
 static const char *const kind_names[] = {"relay", "admin-unix", "admin-tcp", "metrics", "gate"};
 
@@ -70,6 +72,9 @@ static struct {
 	long long prev_conns; /* what it still holds */
 	/* the old process */
 	pid_t child;		   /* a new lbd not ready yet */
+	pid_t exited;		   /* a new lbd reaped while its channel is still open */
+	char exit_why[96];	   /* how that one exited */
+	char fail_why[480];	   /* what a new lbd said ("failed") before it exits */
 	struct msgchan *down;	   /* to it */
 	struct admin_req *waiting; /* POST /v1/restart, answered with the result */
 	struct event *deadline;
@@ -222,6 +227,8 @@ static void on_up_msg(struct msgchan *c, json_t *m, void *arg)
 {
 	const char *t = json_string_value(json_object_get(m, "t"));
 
+	if (!t)
+		return;
 	if (strcmp(t, "go") == 0) {
 		log_info("handover: pid %d stopped accepting; taking over", (int)H.prev_pid);
 		take_over();
@@ -262,7 +269,8 @@ static void poll_checks(evutil_socket_t fd, short what, void *arg)
 	if (unknown > 0)
 		log_warn("handover: %zu backend(s) without a check result after %dms; ready anyway",
 			 unknown, HANDOVER_CHECKS_MS);
-	say(H.up, json_pack("{s:s,s:i}", "t", "ready", "pid", (int)getpid()));
+	say(H.up,
+	    json_pack("{s:s,s:i,s:s}", "t", "ready", "pid", (int)getpid(), "version", lbd_version));
 	log_info("handover: ready; waiting for pid %d to stop accepting", (int)H.prev_pid);
 }
 
@@ -286,6 +294,8 @@ static void abandon(pid_t pid, const char *why)
 		kill(H.child, SIGKILL); /* not reaped yet: the pid is still its */
 		H.child = -H.child;	/* on_sigchld reaps it */
 	}
+	H.exited = 0;
+	H.fail_why[0] = '\0';
 	msg_close(&H.down);
 	evtimer_del(H.deadline);
 	reply_waiting(500, json_pack("{s:s}", "error", H.last_error));
@@ -297,7 +307,8 @@ static void report_draining(evutil_socket_t fd, short what, void *arg)
 			      (json_int_t)server_active_conns(H.s)));
 }
 
-static void hand_over(pid_t pid)
+/* version: the new lbd's, as it said in "ready" (an older one says none). */
+static void hand_over(pid_t pid, const char *version)
 {
 	struct timeval tv = {DRAIN_REPORT_MS / 1000, 0};
 
@@ -320,27 +331,48 @@ static void hand_over(pid_t pid)
 	sdnotifyf("MAINPID=%d\nREADY=1\nSTATUS=replaced by pid %d; draining", (int)pid, (int)pid);
 	log_info("restart: pid %d took over; draining %llu connection(s)", (int)pid,
 		 (unsigned long long)server_active_conns(H.s));
-	reply_waiting(200, json_pack("{s:i,s:i,s:s}", "old_pid", (int)getpid(), "new_pid", (int)pid,
-				     "version", lbd_version));
+	reply_waiting(200, json_pack("{s:i,s:i,s:s,s:s}", "old_pid", (int)getpid(), "new_pid",
+				     (int)pid, "version", version ? version : "unknown",
+				     "old_version", lbd_version));
 	H.report = event_new(H.base, -1, EV_PERSIST, report_draining, NULL);
 	event_add(H.report, &tv);
 	report_draining(-1, 0, NULL);
 	server_handover_drain(H.s);
 }
 
+/*
+ * A new lbd that fails writes why ("failed"), closes the channel and exits:
+ * the message, the channel's EOF and SIGCHLD arrive together, in any order.
+ * Its own words say the most, then its exit status, then the EOF alone. So
+ * nothing is decided on the message (and a message callback must not close
+ * the channel: msg.h), SIGCHLD waits for the channel to be read to its end,
+ * and the end of the channel waits (EXIT_WAIT_MS at most) for SIGCHLD.
+ */
+static void wait_exit(void)
+{
+	struct timeval tv = {EXIT_WAIT_MS / 1000, (EXIT_WAIT_MS % 1000) * 1000};
+	evtimer_add(H.deadline, &tv); /* on_deadline if it does not exit */
+}
+
+static const char *best_why(const char *exit_why)
+{
+	return H.fail_why[0] ? H.fail_why : exit_why;
+}
+
 static void on_down_msg(struct msgchan *c, json_t *m, void *arg)
 {
 	const char *t = json_string_value(json_object_get(m, "t"));
 
-	if (H.done || H.child <= 0)
+	if (H.done || (H.child <= 0 && !H.exited) || !t)
 		return;
-	if (strcmp(t, "ready") == 0) {
-		hand_over(H.child);
+	if (strcmp(t, "ready") == 0 && H.child > 0 && !H.fail_why[0]) {
+		hand_over(H.child, json_string_value(json_object_get(m, "version")));
 	} else if (strcmp(t, "failed") == 0) {
-		char why[480];
-		snprintf(why, sizeof(why), "refused to start: %s",
-			 json_string_value(json_object_get(m, "why")));
-		abandon(H.child, why);
+		const char *why = json_string_value(json_object_get(m, "why"));
+		snprintf(H.fail_why, sizeof(H.fail_why), "refused to start: %s",
+			 why ? why : "(no reason given)");
+		if (H.child > 0)
+			wait_exit();
 	}
 }
 
@@ -350,15 +382,29 @@ static void on_down_closed(struct msgchan *c, const char *why, void *arg)
 		msg_close(&H.down); /* the new lbd is gone: nobody to report to */
 		return;
 	}
-	if (H.child > 0)
-		abandon(H.child, "closed the handover channel before it was ready");
+	if (H.exited) {
+		abandon(H.exited, best_why(H.exit_why));
+	} else if (H.child > 0) {
+		msg_close(&H.down);
+		wait_exit();
+	}
 }
 
 static void on_deadline(evutil_socket_t fd, short what, void *arg)
 {
 	char why[96];
-	snprintf(why, sizeof(why), "was not ready within %ds", HANDOVER_READY_MS / 1000);
-	abandon(H.child, why);
+
+	if (H.exited) { /* reaped, but its channel is held open by someone else */
+		abandon(H.exited, best_why(H.exit_why));
+		return;
+	}
+	if (H.child <= 0)
+		return;
+	if (!H.down)
+		snprintf(why, sizeof(why), "closed the handover channel before it was ready");
+	else
+		snprintf(why, sizeof(why), "was not ready within %ds", HANDOVER_READY_MS / 1000);
+	abandon(H.child, best_why(why));
 }
 
 static void on_sigchld(evutil_socket_t sig, short what, void *arg)
@@ -379,8 +425,13 @@ static void on_sigchld(evutil_socket_t sig, short what, void *arg)
 	else
 		snprintf(why, sizeof(why), "was killed by signal %d before it was ready",
 			 WTERMSIG(status));
-	H.child = 0; /* reaped: never signal that number again */
-	abandon(want, why);
+	H.child = 0;  /* reaped: never signal that number again */
+	if (H.down) { /* its last words may wait unread: on_down_closed decides */
+		H.exited = want;
+		snprintf(H.exit_why, sizeof(H.exit_why), "%s", why);
+		return;
+	}
+	abandon(want, best_why(why));
 }
 
 /* The listening sockets to hand over, as LBD_INHERIT; fds collects them. */
@@ -437,9 +488,9 @@ static int spawn(char *why, size_t whylen)
 		snprintf(why, whylen, "this lbd is still taking over from pid %d", (int)H.prev_pid);
 		return -1;
 	}
-	if (H.child != 0) {
-		snprintf(why, whylen, "a restart is already under way (pid %d)",
-			 (int)(H.child < 0 ? -H.child : H.child));
+	if (H.child != 0 || H.exited) {
+		pid_t busy = H.exited ? H.exited : H.child < 0 ? -H.child : H.child;
+		snprintf(why, whylen, "a restart is already under way (pid %d)", (int)busy);
 		return -1;
 	}
 	if (!H.exe[0] || access(H.exe, X_OK) != 0) {
@@ -492,6 +543,7 @@ static int spawn(char *why, size_t whylen)
 		return -1;
 	}
 	H.child = pid;
+	H.fail_why[0] = '\0';
 	H.down = msg_open(H.base, sv[0], on_down_msg, on_down_closed, NULL);
 	struct timeval tv = {HANDOVER_READY_MS / 1000, 0};
 	evtimer_add(H.deadline, &tv);
@@ -514,7 +566,7 @@ static void route_restart(struct admin_req *r, void *arg)
 	char why[256];
 
 	if (spawn(why, sizeof(why)) < 0) {
-		admin_error(r, H.done || H.child || H.go ? 409 : 500, "%s", why);
+		admin_error(r, H.done || H.child || H.exited || H.go ? 409 : 500, "%s", why);
 		return;
 	}
 	H.waiting = admin_defer(r);

@@ -26,7 +26,7 @@
  * gate). Each inherited socket is matched to the config by its own address
  * (getsockname), not by a name: a reload may rename a frontend.
  *
- *   new -> old   ready {pid} | failed {why}
+ *   new -> old   ready {pid, version} | failed {why}
  *   old -> new   go {}        the old one stopped accepting: accept
  *                gate {}      its gate process is gone: start ours
  *                draining {pid, connections}   once a second until it exits

@@ -663,7 +663,7 @@ void server_handover_drain(struct server *s)
 	s->stop_linger_ms = mono_ms() + 1000;
 	s->stop_deadline_ms = mono_ms() + s->cfg->shutdown_grace_ms;
 	s->stop_timer = evtimer_new(s->base, stop_tick, s);
-	stop_tick(-1, 0, s);
+	stop_tick(-1, 0, s); /* stop_linger_ms keeps the loop up for the last words */
 }
 
 void server_shutdown(struct server *s)
