@@ -66,10 +66,25 @@ UNIT_BINS  := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 .SECONDARY:
 all: $(BUILD)/lbd $(BUILD)/lbctl
 
+# The version: the package's, and the commit when built from git. Only
+# common/version.o depends on it (through a stamp that changes with it).
+VERSION := $(shell dpkg-parsechangelog -l packaging/debian/changelog -S Version 2>/dev/null || echo 0)
+COMMIT  := $(shell git describe --always --dirty 2>/dev/null)
+VERSION_TEXT := $(VERSION)$(if $(COMMIT), ($(COMMIT)))
+$(BUILD)/.version: FORCE
+	@mkdir -p $(BUILD)
+	@echo '$(VERSION_TEXT)' | cmp -s - $@ || echo '$(VERSION_TEXT)' > $@
+$(BUILD)/obj/common/version.o: $(BUILD)/.version
+$(BUILD)/obj/common/version.o: CFLAGS += -DLBD_VERSION='"$(VERSION_TEXT)"'
+
 # Rebuild everything when the flags change (SAN=1 after a plain build, say).
 $(BUILD)/.flags: FORCE
 	@mkdir -p $(BUILD)
 	@echo '$(CFLAGS) $(LDFLAGS)' | cmp -s - $@ || echo '$(CFLAGS) $(LDFLAGS)' > $@
+# Phony: with .SECONDARY and no prerequisites every target is secondary, and
+# a plain "FORCE:" (no file, no recipe) is then never remade, so the two
+# stamps above were never refreshed (a new commit or SAN=1 changed nothing).
+.PHONY: FORCE
 FORCE:
 
 $(BUILD)/obj/%.o: %.c $(BUILD)/.flags

@@ -56,6 +56,7 @@ struct httpd {
 	struct event *sweep;
 	struct evconnlistener *lev;
 	struct event *resume; /* re-enables lev after an accept error */
+	bool paused;	      /* httpd_pause: resume() leaves it off */
 	int64_t cap_logged_ms, deadline_logged_ms, accept_logged_ms;
 	uint64_t refused, timed_out, accept_errors;
 	bool rewriting; /* json_errors() is replacing a page: not its own input */
@@ -337,7 +338,27 @@ static void arrived(struct httpd *h, struct evhttp_request *req)
 static void resume(evutil_socket_t fd, short what, void *arg)
 {
 	struct httpd *h = arg;
-	evconnlistener_enable(h->lev);
+	if (!h->paused)
+		evconnlistener_enable(h->lev);
+}
+
+void httpd_pause(struct httpd *h)
+{
+	h->paused = true;
+	if (h->lev)
+		evconnlistener_disable(h->lev);
+}
+
+void httpd_resume(struct httpd *h)
+{
+	h->paused = false;
+	if (h->lev)
+		evconnlistener_enable(h->lev);
+}
+
+int httpd_fd(const struct httpd *h)
+{
+	return h->lev ? evconnlistener_get_fd(h->lev) : -1;
 }
 
 /*
@@ -385,6 +406,8 @@ int httpd_listen(struct httpd *h, evutil_socket_t fd, char **err)
 	/* evhttp sets the accept callback; the error callback stays ours. */
 	evhttp_bind_listener(h->http, h->lev);
 	evconnlistener_set_error_cb(h->lev, on_accept_error);
+	if (h->paused)
+		evconnlistener_disable(h->lev);
 	return 0;
 }
 

@@ -51,6 +51,11 @@ struct httpd *httpd_new(struct event_base *base, const struct httpd_conf *c, SSL
 /* Serves the listening socket fd (non-blocking; taken over, closed by
  * httpd_free). Returns 0, or -1 with *err. */
 int httpd_listen(struct httpd *h, evutil_socket_t fd, char **err);
+/* Stop and start accepting (the socket stays open: connections queue). */
+void httpd_pause(struct httpd *h);
+void httpd_resume(struct httpd *h);
+/* The listening socket, or -1. */
+int httpd_fd(const struct httpd *h);
 /* The evhttp underneath (headers, callbacks). */
 struct evhttp *httpd_evhttp(struct httpd *h);
 /* Connections still sending their request, and connections closed so far

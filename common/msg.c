@@ -5,12 +5,15 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <errno.h>
 #include <event2/event.h>
+#include <poll.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "common/xmalloc.h"
 
@@ -108,6 +111,26 @@ int msg_send(struct msgchan *c, json_t *m)
 	evbuffer_add(out, text, len);
 	free(text);
 	return 0;
+}
+
+void msg_flush(struct msgchan *c, int timeout_ms)
+{
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+	evutil_socket_t fd = bufferevent_getfd(c->bev);
+	int64_t until = mono_ms() + timeout_ms;
+
+	while (!c->closed && evbuffer_get_length(out) > 0 && mono_ms() < until) {
+		struct pollfd p = {.fd = fd, .events = POLLOUT};
+		if (poll(&p, 1, (int)(until - mono_ms())) <= 0)
+			break;
+		/* A socket bufferevent keeps its output's front frozen between
+		 * its own writes: thaw it for ours, as libevent does. */
+		evbuffer_unfreeze(out, 1);
+		int n = evbuffer_write(out, fd);
+		evbuffer_freeze(out, 1);
+		if (n < 0 && errno != EAGAIN && errno != EINTR)
+			break;
+	}
 }
 
 size_t msg_queued(const struct msgchan *c)

@@ -34,6 +34,9 @@ struct msgchan *msg_open(struct event_base *base, int fd, msg_fn on_msg, msg_clo
 			 void *arg);
 /* Queues m (borrowed). Returns 0, or -1 when the channel is closed or full. */
 int msg_send(struct msgchan *c, json_t *m);
+/* Writes what is queued now, waiting at most timeout_ms: for a last word
+ * before the process exits. */
+void msg_flush(struct msgchan *c, int timeout_ms);
 /* Bytes queued for the peer and not yet written. */
 size_t msg_queued(const struct msgchan *c);
 void msg_close(struct msgchan **c);

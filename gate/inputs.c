@@ -253,6 +253,8 @@ static void *poller(void *arg)
 	}
 }
 
+static void src_free(struct gate_inputs_src *s);
+
 struct gate_inputs_src *gate_inputs_start(const struct gate_conf *conf, int64_t interval_ms,
 					  char **err)
 {
@@ -271,14 +273,7 @@ struct gate_inputs_src *gate_inputs_start(const struct gate_conf *conf, int64_t 
 	int rc = pthread_create(&s->thread, NULL, poller, s);
 	if (rc != 0) {
 		*err = xasprintf("gate: cannot start the input thread: %s", strerror(rc));
-		kube_free(&s->kube);
-		free(s->kube_err);
-		config_free(s->own);
-		config_free(s->want);
-		gate_inputs_free(&s->cur);
-		pthread_mutex_destroy(&s->mu);
-		pthread_cond_destroy(&s->cv);
-		free(s);
+		src_free(s);
 		return NULL;
 	}
 	return s;
@@ -295,6 +290,13 @@ void gate_inputs_stop(struct gate_inputs_src **sp)
 	pthread_cond_signal(&s->cv);
 	pthread_mutex_unlock(&s->mu);
 	pthread_join(s->thread, NULL);
+	src_free(s);
+	*sp = NULL;
+}
+
+/* Frees what gate_inputs_start made; the poller is not running. */
+static void src_free(struct gate_inputs_src *s)
+{
 	kube_free(&s->kube);
 	free(s->kube_err);
 	config_free(s->own);
@@ -303,7 +305,6 @@ void gate_inputs_stop(struct gate_inputs_src **sp)
 	pthread_mutex_destroy(&s->mu);
 	pthread_cond_destroy(&s->cv);
 	free(s);
-	*sp = NULL;
 }
 
 /* Under mu: the source's state is unknown from now on. */

@@ -551,7 +551,7 @@ int cmd_backend(int argc, char **argv, const struct lbctl_opts *o)
 	return rc;
 }
 
-/* ---- status, reload ------------------------------------------------------------------- */
+/* ---- status, reload, restart ---------------------------------------------------------- */
 
 int cmd_status(int argc, char **argv, const struct lbctl_opts *o)
 {
@@ -597,8 +597,17 @@ int cmd_status(int argc, char **argv, const struct lbctl_opts *o)
 		size_t i;
 		json_t *x;
 		duration_format(jint(r.json, "uptime_seconds") * 1000, up, sizeof(up));
-		printf("lbd %s (pid %lld), up %s, config %s\n", jstr(r.json, "state"),
-		       jint(r.json, "pid"), up, jstr(r.json, "config"));
+		printf("lbd %s (pid %lld), version %s, started %s (up %s), config %s\n",
+		       jstr(r.json, "state"), jint(r.json, "pid"), jstr(r.json, "version"),
+		       jstr(r.json, "started"), up, jstr(r.json, "config"));
+		json_t *prev = json_object_get(r.json, "previous");
+		if (json_is_object(prev))
+			printf("previous lbd (pid %lld) still %s: %lld connection(s)\n",
+			       jint(prev, "pid"), jstr(prev, "state"), jint(prev, "connections"));
+		json_t *rs = json_object_get(r.json, "restart");
+		if (json_is_object(rs))
+			printf("restart under way: new lbd pid %lld %s\n", jint(rs, "pid"),
+			       jstr(rs, "state"));
 		printf("ok: %s; reloads %lld (%lld refused); runtime edits %lld in %s\n",
 		       json_is_true(json_object_get(r.json, "ok")) ? "yes" : "NO",
 		       jint(r.json, "reloads"), jint(r.json, "reload_failures"),
@@ -616,6 +625,47 @@ int cmd_status(int argc, char **argv, const struct lbctl_opts *o)
 	bool ok = json_is_true(json_object_get(r.json, "ok"));
 	lbctl_resp_free(&r);
 	return ok ? EXIT_OK : EXIT_ERROR;
+}
+
+int cmd_restart(int argc, char **argv, const struct lbctl_opts *o)
+{
+	struct lbctl_resp r;
+
+	if (want_help(argc, argv)) {
+		printf(
+		    "NAME\n    lbctl restart - replace lbd by the binary on disk, refusing no "
+		    "connection\n\n"
+		    "SYNOPSIS\n    lbctl [-o json] restart\n\n"
+		    "DESCRIPTION\n"
+		    "    Like kill -USR2 on lbd, but waits for the result. lbd starts the lbd\n"
+		    "    binary now on disk with its own arguments; the new process inherits\n"
+		    "    every listening socket (nothing waiting in an accept queue is lost),\n"
+		    "    loads the config and the state (runtime edits), and says ready once\n"
+		    "    its first health checks are in. Only then does the old one stop\n"
+		    "    accepting and hand the gate over; it relays its open connections\n"
+		    "    (WATCHes) until they end, or until shutdown_grace and then closes\n"
+		    "    them at drain_close_rate, and exits. lbctl status shows it draining.\n\n"
+		    "    If the new binary cannot start (a config that does not load, a crash,\n"
+		    "    not ready within 60s), the running lbd keeps serving as before and\n"
+		    "    this command prints why.\n\n"
+		    "EXIT STATUS\n    0 the new lbd took over, 1 it did not (the old one serves "
+		    "on)\n"
+		    "    or lbd is unreachable, 2 usage\n");
+		return EXIT_OK;
+	}
+	if (argc > 1)
+		return usage_err("restart", "unknown argument");
+	int rc = call(o, "POST", "/v1/restart", NULL, 90000, &r);
+	if (rc)
+		return rc;
+	if (o->json)
+		print_json(r.json);
+	else
+		printf("lbd restarted: pid %lld took over from pid %lld (version %s); the old one "
+		       "drains its connections\n",
+		       jint(r.json, "new_pid"), jint(r.json, "old_pid"), jstr(r.json, "version"));
+	lbctl_resp_free(&r);
+	return EXIT_OK;
 }
 
 int cmd_reload(int argc, char **argv, const struct lbctl_opts *o)

@@ -34,6 +34,7 @@ int cmd_pool(int argc, char **argv, const struct lbctl_opts *o);
 int cmd_backend(int argc, char **argv, const struct lbctl_opts *o);
 int cmd_status(int argc, char **argv, const struct lbctl_opts *o);
 int cmd_reload(int argc, char **argv, const struct lbctl_opts *o);
+int cmd_restart(int argc, char **argv, const struct lbctl_opts *o);
 int cmd_node(int argc, char **argv, const struct lbctl_opts *o);
 int cmd_gate(int argc, char **argv, const struct lbctl_opts *o);
 int cmd_upgrade(int argc, char **argv, const struct lbctl_opts *o);

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/version.h"
 #include "lbctl/lbctl.h"
 
 struct verb {
@@ -19,6 +20,12 @@ struct verb {
 	int (*fn)(int argc, char **argv, const struct lbctl_opts *o);
 	const char *summary;
 };
+
+static int cmd_version(int argc, char **argv, const struct lbctl_opts *o)
+{
+	printf("lbctl %s\n", lbd_version);
+	return EXIT_OK;
+}
 
 static const struct verb verbs[] = {
     {"gate", cmd_gate, "gate status|acquire|release|watch: the reboot gate"},
@@ -28,6 +35,8 @@ static const struct verb verbs[] = {
     {"backend", cmd_backend, "backend add|remove|drain|enable|disable|weight ..."},
     {"status", cmd_status, "is lbd running and serving (--check for keepalived)"},
     {"reload", cmd_reload, "re-read the config file (--reset drops runtime edits)"},
+    {"restart", cmd_restart, "replace lbd by the binary on disk without refusing a connection"},
+    {"version", cmd_version, "lbctl's version (lbd's: lbctl status)"},
     {"upgrade", cmd_upgrade, "upgrade PLAN [--dry-run] [--resume] | upgrade status PLAN"},
     {"migrate", cmd_migrate, "migrate PLAN [--dry-run] [--resume]: swap nodes behind the VIP"},
     {NULL, NULL, NULL},
@@ -152,6 +161,8 @@ int main(int argc, char **argv)
 	int ch;
 
 	o.socket = getenv("LBD_SOCKET") ? getenv("LBD_SOCKET") : "/run/lbd/admin.sock";
+	if (argc == 2 && !strcmp(argv[1], "--version"))
+		return cmd_version(argc, argv, &o);
 	/* "+": stop at the verb; its own options are its business. */
 	while ((ch = getopt_long(argc, argv, "+o:h", longopts, NULL)) != -1) {
 		switch (ch) {

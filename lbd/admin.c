@@ -40,6 +40,7 @@
 #include "common/log.h"
 #include "common/xmalloc.h"
 #include "lbd/drain.h"
+#include "lbd/handover.h"
 #include "lbd/metrics.h"
 #include "lbd/server.h"
 
@@ -56,6 +57,7 @@ struct route {
  * the metrics listener. */
 struct lst {
 	struct admin *a;
+	int kind;	  /* enum handover_kind */
 	const char *what; /* for logs */
 	struct httpd *h;
 	bool need_token;
@@ -71,8 +73,12 @@ struct admin {
 	size_t nroutes;
 	char *socket_path;
 	struct log_limit token_log; /* a line per 10 s for a bad token file */
-	admin_status_fn status_fn;
-	void *status_arg;
+	struct {
+		admin_status_fn fn;
+		void *arg;
+	} status_hooks[4];
+	size_t nstatus_hooks;
+	bool keep_socket; /* handed over: the socket file is the new lbd's */
 };
 
 struct admin_req {
@@ -157,10 +163,39 @@ struct admin_req *admin_defer(struct admin_req *r)
 	return d;
 }
 
+size_t admin_listen_fds(const struct admin *a, struct admin_fd *out, size_t max)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < a->nlst && n < max; i++)
+		if (httpd_fd(a->lst[i]->h) >= 0)
+			out[n++] = (struct admin_fd){a->lst[i]->kind, httpd_fd(a->lst[i]->h)};
+	return n;
+}
+
+void admin_pause(struct admin *a)
+{
+	for (size_t i = 0; i < a->nlst; i++)
+		httpd_pause(a->lst[i]->h);
+}
+
+void admin_resume(struct admin *a)
+{
+	for (size_t i = 0; i < a->nlst; i++)
+		httpd_resume(a->lst[i]->h);
+}
+
+void admin_handed_over(struct admin *a)
+{
+	admin_pause(a);
+	a->keep_socket = true;
+}
+
 void admin_on_status(struct admin *a, admin_status_fn fn, void *arg)
 {
-	a->status_fn = fn;
-	a->status_arg = arg;
+	BUG_ON(a->nstatus_hooks == sizeof(a->status_hooks) / sizeof(a->status_hooks[0]));
+	a->status_hooks[a->nstatus_hooks].fn = fn;
+	a->status_hooks[a->nstatus_hooks++].arg = arg;
 }
 
 void admin_reply_json(struct admin_req *r, int status, json_t *body)
@@ -471,8 +506,8 @@ static void on_request(struct evhttp_request *req, void *arg)
 
 /* ---- listeners ------------------------------------------------------------------------ */
 
-static struct lst *lst_new(struct admin *a, const char *what, bool need_token, bool metrics_only,
-			   SSL_CTX *ssl, const struct admin_limits *lim)
+static struct lst *lst_new(struct admin *a, int kind, const char *what, bool need_token,
+			   bool metrics_only, SSL_CTX *ssl, const struct admin_limits *lim)
 {
 	struct lst *l = xcalloc(1, sizeof(*l));
 	struct httpd_conf hc = {
@@ -486,6 +521,7 @@ static struct lst *lst_new(struct admin *a, const char *what, bool need_token, b
 	};
 
 	l->a = a;
+	l->kind = kind;
 	l->what = what;
 	l->need_token = need_token;
 	l->metrics_only = metrics_only;
@@ -564,9 +600,14 @@ static int open_unix(struct admin *a, const char *path, int mode, const struct a
 		return -1;
 	}
 	strcpy(sun.sun_path, path);
+	int fd = handover_take(HANDOVER_ADMIN_UNIX, (const struct sockaddr *)&sun, sizeof(sun));
+	if (fd >= 0) {
+		log_info("admin: serving %s, handed over by the old lbd", path);
+		goto serve;
+	}
 	if (mkdir_parent(path, err) < 0 || clear_stale(path, &sun, err) < 0)
 		return -1;
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
 		*err = xasprintf("admin socket: %s", strerror(errno));
 		return -1;
@@ -580,19 +621,20 @@ static int open_unix(struct admin *a, const char *path, int mode, const struct a
 		close(fd);
 		return -1;
 	}
+	log_info("admin: listening on %s (mode %04o)", path, mode);
+serve:;
 	/* The socket's file mode keeps strangers out: its cap only bounds
 	 * descriptors, so a burst of local clients (lbctl in a loop) is not
 	 * turned away at admin.max_connections. */
 	struct admin_limits ulim = *lim;
 	if (ulim.max_connections < ADMIN_UNIX_MIN_CONNECTIONS)
 		ulim.max_connections = ADMIN_UNIX_MIN_CONNECTIONS;
-	struct lst *l = lst_new(a, "admin socket", false, false, NULL, &ulim);
+	struct lst *l = lst_new(a, HANDOVER_ADMIN_UNIX, "admin socket", false, false, NULL, &ulim);
 	if (httpd_listen(l->h, fd, err) < 0) {
 		unlink(path);
 		return -1;
 	}
 	a->socket_path = xstrdup(path);
-	log_info("admin: listening on %s (mode %04o)", path, mode);
 	return 0;
 }
 
@@ -604,14 +646,17 @@ static int open_tcp(struct admin *a, const struct sockaddr_conf *addr, const cha
 
 	if (tls && tls->cert && tls->key && !(ctx = tls_server_ctx(tls, what, err)))
 		return -1;
-	int fd = sock_listen_tcp((const struct sockaddr *)&addr->ss, addr->len, 64, what,
-				 addr->text, err);
+	int kind = metrics_only ? HANDOVER_METRICS : HANDOVER_ADMIN_TCP;
+	int fd = handover_take(kind, (const struct sockaddr *)&addr->ss, addr->len);
+	if (fd < 0)
+		fd = sock_listen_tcp((const struct sockaddr *)&addr->ss, addr->len, 64, what,
+				     addr->text, err);
 	if (fd < 0) {
 		if (ctx)
 			SSL_CTX_free(ctx);
 		return -1;
 	}
-	struct lst *l = lst_new(a, what, token, metrics_only, ctx, lim);
+	struct lst *l = lst_new(a, kind, what, token, metrics_only, ctx, lim);
 	if (httpd_listen(l->h, fd, err) < 0)
 		return -1;
 	log_info("%s: listening on %s (%s%s)", what, addr->text, ctx ? "TLS" : "plain HTTP",
@@ -754,8 +799,8 @@ static void h_status(struct admin_req *r, void *arg)
 	    s->last_reload_error ? json_string(s->last_reload_error) : json_null(), "state_file",
 	    s->st.path ? s->st.path : "", "runtime_edits", (json_int_t)s->st.n, "frontends", fes,
 	    "pools", pools);
-	if (o && r->a->status_fn)
-		r->a->status_fn(o, r->a->status_arg);
+	for (size_t i = 0; o && i < r->a->nstatus_hooks; i++)
+		r->a->status_hooks[i].fn(o, r->a->status_hooks[i].arg);
 	admin_reply_json(r, 200, o);
 }
 
@@ -1092,7 +1137,8 @@ void admin_free(struct admin *a)
 	for (size_t i = 0; i < a->nlst; i++)
 		lst_free(a->lst[i]);
 	if (a->socket_path) {
-		unlink(a->socket_path);
+		if (!a->keep_socket)
+			unlink(a->socket_path);
 		xfree(&a->socket_path);
 	}
 	for (size_t i = 0; i < a->nroutes; i++)

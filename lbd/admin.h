@@ -67,7 +67,21 @@ void admin_free(struct admin *a);
 void admin_route(struct admin *a, unsigned methods, const char *pattern, admin_handler fn,
 		 void *arg);
 
-/* fn adds its fields to the object GET /v1/status answers (the gate's). */
+/* The listening sockets, for a self-upgrade (handover.h). */
+struct admin_fd {
+	int kind; /* enum handover_kind */
+	int fd;
+};
+size_t admin_listen_fds(const struct admin *a, struct admin_fd *out, size_t max);
+/* Stop and start accepting on every listener (the sockets stay open). */
+void admin_pause(struct admin *a);
+void admin_resume(struct admin *a);
+/* A new lbd serves the sockets now: stop accepting, and never remove the
+ * socket file (it is the new lbd's). */
+void admin_handed_over(struct admin *a);
+
+/* fn adds its fields to the object GET /v1/status answers (the gate's, the
+ * handover's; up to four). */
 void admin_on_status(struct admin *a, admin_status_fn fn, void *arg);
 
 /* ---- for handlers ---- */

@@ -32,6 +32,7 @@
 #include "gate/conf.h"
 #include "gate/proc.h"
 #include "lbd/admin.h"
+#include "lbd/handover.h"
 #include "lbd/pool.h"
 #include "lbd/server.h"
 
@@ -72,6 +73,8 @@ struct gatesup {
 	size_t npending;
 	struct event *restart_ev, *tick_ev, *pool_ev, *chld_ev;
 	struct event *orphan_ev; /* the channel closed: SIGCHLD should follow */
+	bool held;		 /* gatesup_go() not called yet: no process */
+	bool retired;		 /* handed over to a new lbd: none any more */
 };
 
 static void spawn(struct gatesup *g);
@@ -118,6 +121,10 @@ static void forward(struct admin_req *r, struct gatesup *g, const char *path)
 	json_t *body = NULL;
 	bool bad = false;
 
+	if (g->retired) {
+		admin_error(r, 503, "gate restarting: it moved to the new lbd");
+		return;
+	}
 	if (!g->ch) {
 		admin_error(r, 503, "gate restarting");
 		return;
@@ -287,7 +294,7 @@ static void lost(struct gatesup *g, pid_t pid, const char *why)
 	g->pid = 0;
 	if (g->state == GS_RESTARTING)
 		return;
-	if (g->srv->stopping) {
+	if (g->srv->stopping || g->retired) {
 		log_info("gate: process %d %s while lbd stops; not restarting it", (int)pid, why);
 		set_state(g, GS_RESTARTING);
 		return;
@@ -317,16 +324,13 @@ static void on_sigchld(evutil_socket_t sig, short what, void *arg)
 	int status;
 	char buf[80];
 
-	for (;;) {
-		pid_t pid = waitpid(-1, &status, WNOHANG);
-		if (pid <= 0)
-			break;
-		if (pid == g->reap_pid) {
-			g->reap_pid = 0;
-		} else if (pid == g->pid) {
-			g->pid = 0; /* reaped: never signal that number again */
-			lost(g, pid, describe(status, buf, sizeof(buf)));
-		}
+	/* Only our own: lbd has other children (a new lbd during a restart). */
+	if (g->reap_pid > 0 && waitpid(g->reap_pid, &status, WNOHANG) == g->reap_pid)
+		g->reap_pid = 0;
+	if (g->pid > 0 && waitpid(g->pid, &status, WNOHANG) == g->pid) {
+		pid_t pid = g->pid;
+		g->pid = 0; /* reaped: never signal that number again */
+		lost(g, pid, describe(status, buf, sizeof(buf)));
 	}
 }
 
@@ -452,7 +456,7 @@ static void status_json(json_t *o, void *arg)
 /* ---- life --------------------------------------------------------------------------- */
 
 struct gatesup *gatesup_start(struct event_base *base, struct server *s, struct admin *a,
-			      bool set_aside, char **err)
+			      bool set_aside, bool hold, char **err)
 {
 	const struct gate_conf *gc = &s->cfg->gate;
 	struct gatesup *g;
@@ -467,9 +471,12 @@ struct gatesup *gatesup_start(struct event_base *base, struct server *s, struct 
 	g->set_aside = set_aside;
 	g->listen_fd = -1;
 	if (gc->listen) {
-		g->listen_fd =
-		    sock_listen_tcp((const struct sockaddr *)&gc->listen->ss, gc->listen->len, 128,
-				    "gate.listen", gc->listen->text, err);
+		g->listen_fd = handover_take(
+		    HANDOVER_GATE, (const struct sockaddr *)&gc->listen->ss, gc->listen->len);
+		if (g->listen_fd < 0)
+			g->listen_fd = sock_listen_tcp((const struct sockaddr *)&gc->listen->ss,
+						       gc->listen->len, 128, "gate.listen",
+						       gc->listen->text, err);
 		if (g->listen_fd < 0) {
 			config_free(g->conf);
 			free(g);
@@ -489,8 +496,56 @@ struct gatesup *gatesup_start(struct event_base *base, struct server *s, struct 
 	admin_route(a, ADMIN_GET | ADMIN_POST, "/v1/gate/leases", route_leases, g);
 	admin_route(a, ADMIN_DELETE, "/v1/gate/leases/{node}", route_lease, g);
 	admin_on_status(a, status_json, g);
-	spawn(g);
+	g->held = hold;
+	set_state(g, GS_STARTING);
+	if (!hold)
+		spawn(g);
 	return g;
+}
+
+void gatesup_go(struct gatesup *g)
+{
+	if (!g || !g->held)
+		return;
+	g->held = false;
+	spawn(g);
+}
+
+int gatesup_listen_fd(const struct gatesup *g)
+{
+	return g ? g->listen_fd : -1;
+}
+
+/* Stops the gate process and waits (2 s at most) until it is gone. */
+static void stop_process(struct gatesup *g)
+{
+	fail_pending(g, 503, "gate restarting");
+	msg_close(&g->ch); /* the gate process exits on EOF */
+	pid_t pid = g->pid ? g->pid : g->reap_pid;
+	if (pid > 0) {
+		int status;
+		kill(pid, SIGTERM);
+		for (int i = 0; i < 200 && waitpid(pid, &status, WNOHANG) == 0; i++)
+			usleep(10 * 1000);
+		if (waitpid(pid, &status, WNOHANG) == 0) {
+			log_warn("gate: process %d did not stop in 2s; killing it", pid);
+			kill(pid, SIGKILL);
+			waitpid(pid, &status, 0);
+		}
+	}
+	g->pid = g->reap_pid = 0;
+}
+
+void gatesup_retire(struct gatesup *g)
+{
+	if (!g)
+		return;
+	g->retired = true;
+	evtimer_del(g->restart_ev);
+	evtimer_del(g->orphan_ev);
+	stop_process(g);
+	set_state(g, GS_RESTARTING);
+	log_info("gate: stopped; the new lbd runs the gate now");
 }
 
 void gatesup_reload(struct gatesup *g, const struct config *cfg)
@@ -534,19 +589,7 @@ void gatesup_stop(struct gatesup **gp)
 	if (!g)
 		return;
 	fail_pending(g, 503, "lbd is stopping");
-	msg_close(&g->ch); /* the gate process exits on EOF */
-	pid_t pid = g->pid ? g->pid : g->reap_pid;
-	if (pid > 0) {
-		int status;
-		kill(pid, SIGTERM);
-		for (int i = 0; i < 200 && waitpid(pid, &status, WNOHANG) == 0; i++)
-			usleep(10 * 1000);
-		if (waitpid(pid, &status, WNOHANG) == 0) {
-			log_warn("gate: process %d did not stop in 2s; killing it", pid);
-			kill(pid, SIGKILL);
-			waitpid(pid, &status, 0);
-		}
-	}
+	stop_process(g);
 	event_free(g->restart_ev);
 	event_free(g->orphan_ev);
 	event_free(g->chld_ev);

@@ -27,12 +27,21 @@ struct gatesup;
 
 /*
  * NULL (and *err NULL) when s's config has no gate section. Binds
- * gate.listen (an error here is a start-up error, with *err), then starts
- * the gate process and registers the gate routes and the "gate" part of
- * /v1/status with a. set_aside is lbd's -F, handed on.
+ * gate.listen (or takes it from an old lbd; an error here is a start-up
+ * error, with *err), then starts the gate process and registers the gate
+ * routes and the "gate" part of /v1/status with a. set_aside is lbd's -F,
+ * handed on.
  */
 struct gatesup *gatesup_start(struct event_base *base, struct server *s, struct admin *a,
-			      bool set_aside, char **err);
+			      bool set_aside, bool hold, char **err);
+/* With hold, the gate process starts only now (a self-upgrade's new lbd,
+ * once the old one has stopped its own: handover.h). */
+void gatesup_go(struct gatesup *g);
+/* gate.listen's socket, to hand over; -1 without one. */
+int gatesup_listen_fd(const struct gatesup *g);
+/* Handed over: stop the gate process for good (2 s at most); the routes
+ * answer 503 from now on. */
+void gatesup_retire(struct gatesup *g);
 /* A reload succeeded: hand the gate its new settings (server_on_reload). */
 void gatesup_reload(struct gatesup *g, const struct config *cfg);
 /* Stops the gate process (SIGTERM, then SIGKILL after 2 s) and frees g. */

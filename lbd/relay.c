@@ -39,6 +39,7 @@
 #include "common/log.h"
 #include "common/xmalloc.h"
 #include "lbd/epoch.h"
+#include "lbd/handover.h"
 
 #define RELAY_CHUNK (16 * 1024)
 #define ACCEPT_BURST 64
@@ -127,6 +128,9 @@ struct relay {
 	struct frontend **retired; /* main thread */
 	size_t nretired;
 	struct event *reap;
+	bool hold;		/* main thread: relay_hold() */
+	struct frontend **held; /* frontends waiting for relay_release() */
+	size_t nheld;
 };
 
 /* Shared read buffer: one per worker thread. */
@@ -138,6 +142,7 @@ static void conn_close(struct conn *c, bool rst);
 static void conn_timer_cb(evutil_socket_t fd, short what, void *arg);
 static void listener_accept(evutil_socket_t lfd, short what, void *arg);
 static void listener_resume(evutil_socket_t fd, short what, void *arg);
+static void listeners_start(struct frontend *fe);
 
 /* ---- commands from the main thread ---- */
 
@@ -399,6 +404,7 @@ void relay_free(struct relay *r)
 	for (size_t i = 0; i < r->nretired; i++)
 		frontend_destroy(r->retired[i]);
 	free(r->retired);
+	free(r->held);
 	epoch_free(r->ep);
 	event_free(r->reap);
 	free(r);
@@ -485,27 +491,64 @@ static int listener_socket(const struct frontend_conf *conf, const struct sockad
 	return fd;
 }
 
+/*
+ * One socket per worker for each address; sockets an old lbd handed over
+ * (handover.h) are taken first, every one of them, even when this lbd has
+ * fewer workers: a connection waiting in the accept queue of a socket
+ * nobody accepts on would be lost. A worker may then serve two.
+ */
 int relay_listeners_open(struct relay *r, const struct frontend_conf *conf, struct listener ***out,
 			 size_t *nout, char **err)
 {
-	size_t n = conf->nlisten * (size_t)r->n;
-	struct listener **ls = xcalloc(n ? n : 1, sizeof(*ls));
+	struct listener **ls = NULL;
+	size_t n = 0;
 
-	for (size_t i = 0; i < n; i++) {
-		const struct sockaddr_conf *a = &conf->listen[i / (size_t)r->n];
-		int fd = listener_socket(conf, a, err);
-		if (fd < 0) {
-			relay_listeners_close(ls, i);
-			return -1;
+	for (size_t a = 0; a < conf->nlisten; a++) {
+		const struct sockaddr_conf *addr = &conf->listen[a];
+		for (size_t k = 0;; k++) {
+			int fd = handover_take(HANDOVER_RELAY, (const struct sockaddr *)&addr->ss,
+					       addr->len);
+			if (fd < 0 && k >= (size_t)r->n)
+				break;
+			if (fd < 0 && (fd = listener_socket(conf, addr, err)) < 0) {
+				relay_listeners_close(ls, n);
+				return -1;
+			}
+			ls = xrealloc(ls, (n + 1) * sizeof(*ls));
+			ls[n] = xcalloc(1, sizeof(**ls));
+			ls[n]->fd = fd;
+			ls[n]->w = &r->w[k % (size_t)r->n];
+			ls[n]->text = xstrdup(addr->text);
+			n++;
 		}
-		ls[i] = xcalloc(1, sizeof(**ls));
-		ls[i]->fd = fd;
-		ls[i]->w = &r->w[i % (size_t)r->n];
-		ls[i]->text = xstrdup(a->text);
 	}
-	*out = ls;
+	*out = ls ? ls : xcalloc(1, sizeof(*ls));
 	*nout = n;
 	return 0;
+}
+
+void relay_hold(struct relay *r)
+{
+	r->hold = true;
+}
+
+void relay_release(struct relay *r)
+{
+	r->hold = false;
+	for (size_t i = 0; i < r->nheld; i++)
+		if (!r->held[i]->retired && r->held[i]->nls > 0)
+			listeners_start(r->held[i]);
+	xfree(&r->held);
+	r->nheld = 0;
+}
+
+size_t relay_frontend_fds(const struct frontend *fe, int *fds, size_t max)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < fe->nls && n < max; i++)
+		fds[n++] = fe->ls[i]->fd;
+	return n;
 }
 
 void relay_listeners_close(struct listener **ls, size_t nls)
@@ -519,12 +562,19 @@ void relay_listeners_close(struct listener **ls, size_t nls)
 /* Main thread: hands listeners to their workers (they own them from now). */
 static void listeners_start(struct frontend *fe)
 {
+	struct relay *r = fe->r;
+
+	if (r->hold) {
+		r->held = xrealloc(r->held, (r->nheld + 1) * sizeof(*r->held));
+		r->held[r->nheld++] = fe;
+		return;
+	}
 	for (size_t i = 0; i < fe->nls; i++) {
 		struct listener *l = fe->ls[i];
 		l->fe = fe;
 		atomic_fetch_add(&fe->live_listeners, 1);
 		worker_send(l->w, (struct cmd){.type = CMD_LISTEN, .l = l});
-		if (i % (size_t)fe->r->n == 0)
+		if (i == 0 || strcmp(l->text, fe->ls[i - 1]->text) != 0)
 			log_info("listening on %s (frontend %s)", l->text, fe->conf.name);
 	}
 }

@@ -79,9 +79,17 @@ int relay_nthreads(const struct relay *r);
 uint64_t relay_retired_active(const struct relay *r);
 
 /* Opens (binds and listens) every address of conf once per worker, without
- * accepting yet. On failure returns -1 and a message in err (caller frees). */
+ * accepting yet; sockets handed over by an old lbd are taken first (all of
+ * them). On failure returns -1 and a message in err (caller frees). */
 int relay_listeners_open(struct relay *r, const struct frontend_conf *conf, struct listener ***ls,
 			 size_t *nls, char **err);
+/* A self-upgrade's new lbd (handover.h): frontends made from now on open
+ * their listeners but accept only after relay_release(). */
+void relay_hold(struct relay *r);
+void relay_release(struct relay *r);
+/* The listening sockets of fe, to hand over to a new lbd. */
+size_t relay_frontend_fds(const struct frontend *fe, int *fds, size_t max);
+
 /* Closes listeners that were opened but never given to a frontend. */
 void relay_listeners_close(struct listener **ls, size_t nls);
 

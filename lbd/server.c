@@ -264,7 +264,7 @@ static bool set_state_aside(struct server *s, const char *state_dir, char **err)
 }
 
 int server_start(struct server *s, struct event_base *base, const char *config_path,
-		 struct config *cfg, bool from_config, char **err)
+		 struct config *cfg, bool from_config, bool hold, char **err)
 {
 	memset(s, 0, sizeof(*s));
 	s->base = base;
@@ -278,6 +278,8 @@ int server_start(struct server *s, struct event_base *base, const char *config_p
 		config_free(cfg);
 		return -1;
 	}
+	if (hold)
+		relay_hold(s->relay);
 	if (state_open(&s->st, cfg->state_dir, err) < 0 &&
 	    !(from_config && set_state_aside(s, cfg->state_dir, err))) {
 		char *e = *err;
@@ -381,6 +383,11 @@ static enum server_err persist(struct server *s, const char *pool, const char *n
 	char *e = NULL;
 	int eno = 0;
 
+	if (s->handed_over) {
+		/* The new lbd owns pools.json now; this one only drains. */
+		*err = xstrdup("this lbd has handed over to a new one; it changes nothing");
+		return SERR_PERSIST;
+	}
 	state_copy(&st, &s->st);
 	state_put(&st, pool, name, server_file_backend(s, pool, name), want);
 	if (state_save(&st, &e, &eno) < 0) {
@@ -595,24 +602,68 @@ void server_drain_done(struct server *s, struct backend *b)
 	backend_set_state(b, BE_DISABLED);
 }
 
+#define STOP_TICK_MS 100
+
+static void close_at_rate(struct server *s, uint64_t left);
+
 static void stop_tick(evutil_socket_t fd, short what, void *arg)
 {
 	struct server *s = arg;
 	uint64_t left = server_active_conns(s);
 
-	if (left == 0) {
+	/* stop_linger_ms: a handover's last words (lbctl's answer, the
+	 * messages to the new lbd) are written by this loop; let it turn. */
+	if (left == 0 && mono_ms() >= s->stop_linger_ms) {
 		log_info("shutdown: all connections closed");
 		event_base_loopexit(s->base, NULL);
 		return;
 	}
-	if (mono_ms() >= s->stop_deadline_ms) {
+	if (mono_ms() >= s->stop_deadline_ms && !s->handed_over) {
 		log_warn("shutdown: grace period over, closing %llu connections",
 			 (unsigned long long)left);
 		event_base_loopexit(s->base, NULL);
 		return;
 	}
-	struct timeval tv = {0, 100 * 1000};
+	if (left > 0 && mono_ms() >= s->stop_deadline_ms)
+		close_at_rate(s, left);
+	struct timeval tv = {0, STOP_TICK_MS * 1000};
 	evtimer_add(s->stop_timer, &tv);
+}
+
+/*
+ * After a handover's grace: close what is left at each pool's
+ * drain_close_rate, so the clients of the old lbd reconnect (to the new
+ * one) spread out rather than all at once.
+ */
+static void close_at_rate(struct server *s, uint64_t left)
+{
+	if (!s->closing_logged) {
+		log_warn("handover: shutdown_grace over, closing %llu connection(s) at each pool's "
+			 "drain_close_rate",
+			 (unsigned long long)left);
+		s->closing_logged = true;
+	}
+	for (size_t i = 0; i < s->npools; i++) {
+		struct pool *p = s->pools[i];
+		int64_t budget = p->conf.drain_close_rate * STOP_TICK_MS / 1000;
+		if (budget < 1)
+			budget = 1;
+		for (size_t j = 0; j < p->nbe && budget > 0; j++) {
+			uint64_t active = atomic_load(&p->be[j]->active);
+			size_t n = active < (uint64_t)budget ? (size_t)active : (size_t)budget;
+			budget -= (int64_t)relay_close_backend_conns(s->relay, p->be[j], n);
+		}
+	}
+}
+
+void server_handover_drain(struct server *s)
+{
+	s->handed_over = true;
+	s->stopping = true;
+	s->stop_linger_ms = mono_ms() + 1000;
+	s->stop_deadline_ms = mono_ms() + s->cfg->shutdown_grace_ms;
+	s->stop_timer = evtimer_new(s->base, stop_tick, s);
+	stop_tick(-1, 0, s); /* stop_linger_ms keeps the loop up for the last words */
 }
 
 void server_shutdown(struct server *s)

@@ -50,6 +50,9 @@ struct server {
 	bool stopping;
 	int64_t started_ms;
 	int64_t stop_deadline_ms;
+	bool handed_over;	/* a new lbd took over: drain, persist nothing */
+	bool closing_logged;	/* handover: the grace is over, said once */
+	int64_t stop_linger_ms; /* handover: do not exit before (its last words) */
 	struct event *stop_timer;
 	uint64_t reloads, reload_failures;
 	int64_t started_wall;	 /* unix seconds */
@@ -99,9 +102,10 @@ const struct backend_conf *server_file_backend(const struct server *s, const cha
 /* Builds pools and frontends from cfg (taken over) and the persisted
  * runtime edits. An unreadable state file stops the start, unless
  * from_config: then it is renamed aside and lbd runs the file alone.
+ * With hold, frontends accept only after relay_release() (handover.h).
  * Returns -1 with *err. */
 int server_start(struct server *s, struct event_base *base, const char *config_path,
-		 struct config *cfg, bool from_config, char **err);
+		 struct config *cfg, bool from_config, bool hold, char **err);
 /* Re-reads config_path and applies it; returns 0, or -1 (all logged). */
 int server_reload(struct server *s);
 /* After each successful reload (server_reload and server_reload_ex: SIGHUP
@@ -111,6 +115,10 @@ int server_reload(struct server *s);
 void server_on_reload(struct server *s, server_reload_hook *fn, void *arg);
 /* Stops accepting; the loop exits when connections end or the grace passes. */
 void server_shutdown(struct server *s);
+/* A new lbd took over (handover.h; the frontends stopped accepting
+ * already): relay what is open until it ends, or until shutdown_grace and
+ * then close it at drain_close_rate; the loop exits when none is left. */
+void server_handover_drain(struct server *s);
 void server_free(struct server *s);
 
 struct pool *server_pool(const struct server *s, const char *name);

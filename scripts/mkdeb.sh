@@ -22,7 +22,10 @@ HARD=$OUT/deb-build   # objects built with the hardening flags
 STAGE=$OUT/deb-root   # the package's file tree
 SRC=$OUT/deb-src      # a debian/ dir for dpkg-shlibdeps and dpkg-gencontrol
 
-VERSION=$(dpkg-parsechangelog -l "$PKG/changelog" -S Version)
+# LBD_DEB_CHANGELOG: another changelog (a test builds a "newer" package
+# with it; the version in the binary follows).
+CHANGELOG=${LBD_DEB_CHANGELOG:-$PKG/changelog}
+VERSION=$(dpkg-parsechangelog -l "$CHANGELOG" -S Version)
 ARCH=$(dpkg --print-architecture)
 DEB=$OUT/lbd_${VERSION}_${ARCH}.deb
 
@@ -32,7 +35,7 @@ export DEB_BUILD_MAINT_OPTIONS=hardening=+all
 CF="$(dpkg-buildflags --get CPPFLAGS) $(dpkg-buildflags --get CFLAGS)"
 LF="$(dpkg-buildflags --get LDFLAGS)"
 # SAN= : never a sanitizer build in a package, even under make test SAN=1.
-make -s -C "$ROOT" BUILD="$HARD" SAN= EXTRA_CFLAGS="$CF" LDFLAGS="$LF" all
+make -s -C "$ROOT" BUILD="$HARD" SAN= EXTRA_CFLAGS="$CF" LDFLAGS="$LF" VERSION="$VERSION" all
 
 # 2. The file tree.
 rm -rf "$STAGE" "$SRC"
@@ -40,6 +43,9 @@ BUILD=$HARD PREFIX=/usr DESTDIR=$STAGE SYSCONFDIR=/etc UNITDIR=/lib/systemd/syst
 	sh "$ROOT/scripts/install.sh"
 # Under /etc everything is a conffile; the example lives in the docs instead.
 rm -f "$STAGE/etc/lbd/lbd.yaml.example"
+# The upgrade path of postinst: lbctl restart, reporting (seamless-restart).
+install -d -m 0755 "$STAGE/usr/lib/lbd"
+install -m 0755 "$PKG/seamless-restart" "$STAGE/usr/lib/lbd/seamless-restart"
 strip --strip-unneeded --remove-section=.comment --remove-section=.note \
 	"$STAGE/usr/sbin/lbd" "$STAGE/usr/bin/lbctl"
 gzip -9n "$STAGE/usr/share/man/man8/lbd.8" "$STAGE/usr/share/man/man8/lbctl.8"
@@ -47,7 +53,7 @@ gzip -9n "$STAGE/usr/share/man/man8/lbd.8" "$STAGE/usr/share/man/man8/lbctl.8"
 DOC=$STAGE/usr/share/doc/lbd
 install -d -m 0755 "$DOC/examples"
 install -m 0644 "$PKG/copyright" "$DOC/copyright"
-gzip -9n -c "$PKG/changelog" >"$DOC/changelog.Debian.gz"
+gzip -9n -c "$CHANGELOG" >"$DOC/changelog.Debian.gz"
 gzip -9n -c "$ROOT/docs/deploy.md" >"$DOC/deploy.md.gz"
 gzip -9n -c "$ROOT/README.md" >"$DOC/README.md.gz"
 install -m 0644 "$ROOT/packaging/keepalived/keepalived.conf.tmpl" "$DOC/examples/keepalived.conf.tmpl"
@@ -66,7 +72,8 @@ done
 chmod 0644 "$STAGE/DEBIAN/conffiles"
 
 install -d "$SRC/debian"
-cp "$PKG/control" "$PKG/changelog" "$SRC/debian/"
+cp "$PKG/control" "$SRC/debian/"
+cp "$CHANGELOG" "$SRC/debian/changelog"
 (
 	cd "$SRC"
 	echo "misc:Depends=" >debian/substvars

@@ -63,9 +63,14 @@ json_t *orch_get_backend(struct orch *o, const char *name, json_t **pool_out, ch
 		json_decref(pool);
 		return NULL;
 	}
-	json_array_foreach(json_object_get(pool, "backends"), i,
-			   b) if (!strcmp(json_string_value(json_object_get(b, "name")) ?: "",
-					  name)) found = json_incref(b);
+	/* The first of that name: the answer is outside data, a name twice must not leak. */
+	json_array_foreach(json_object_get(pool, "backends"), i, b)
+	{
+		if (!strcmp(json_string_value(json_object_get(b, "name")) ?: "", name)) {
+			found = json_incref(b);
+			break;
+		}
+	}
 	if (!found)
 		*err = xasprintf("lbd: pool %s has no backend %s", o->plan->pool, name);
 	if (pool_out)

@@ -123,7 +123,7 @@ void *orch_keeper_main(void *arg)
 		pthread_cond_timedwait(&p->kcv, &p->kmu, &ts);
 		if (p->kstop)
 			break;
-		for (size_t i = 0; i < sizeof(p->held) / sizeof(*p->held); i++) {
+		for (size_t i = 0; i < p->nheld; i++) {
 			if (!p->held[i])
 				continue;
 			char *node = xstrdup(p->held[i]), *why = NULL;
@@ -154,11 +154,11 @@ void orch_keep_lease(struct orch *o, const char *node, enum plan_role role, bool
 {
 	struct orch_priv *p = o->p;
 	pthread_mutex_lock(&p->kmu);
-	for (size_t i = 0; i < sizeof(p->held) / sizeof(*p->held); i++)
+	for (size_t i = 0; i < p->nheld; i++)
 		if (p->held[i] && !strcmp(p->held[i], node))
 			xfree(&p->held[i]);
 	if (on)
-		for (size_t i = 0; i < sizeof(p->held) / sizeof(*p->held); i++)
+		for (size_t i = 0; i < p->nheld; i++)
 			if (!p->held[i]) {
 				p->held[i] = xstrdup(node);
 				p->held_role[i] = role;

@@ -91,10 +91,9 @@ int orch_dry_run(struct orch *o, FILE *out)
 	json_t *st = orch_gate_status(o, &err);
 	xfree(&err);
 	fprintf(out, "\nSTEPS\n");
-	const struct plan_node *order[256];
-	size_t nn = orch_node_order(pl, order), num = 0;
-	for (size_t i = 0; i < nn; i++) {
-		const struct plan_node *n = order[i];
+	size_t num = 0;
+	for (size_t i = 0; i < o->p->norder; i++) {
+		const struct plan_node *n = o->p->order[i];
 		const char *names[16];
 		size_t ns = orch_steps_for(pl, n, names);
 		struct kube_node kn;

@@ -109,23 +109,25 @@ size_t orch_steps_for(const struct plan *pl, const struct plan_node *n, const ch
 
 /* Nodes in the order they are worked on: an upgrade's masters then workers (plan
  * order); a migration's new node before the old one it replaces, then the adds. */
-size_t orch_node_order(const struct plan *pl, const struct plan_node **out)
+const struct plan_node **orch_node_order(const struct plan *pl, size_t *n)
 {
-	size_t k = 0;
+	size_t k = 0, cap = pl->kind == PLAN_UPGRADE ? pl->nnodes : 2 * pl->nreplace + pl->nadd;
+	const struct plan_node **out = xcalloc(cap + 1, sizeof(*out));
 	if (pl->kind == PLAN_UPGRADE) {
 		for (int pass = 0; pass < 2; pass++)
 			for (size_t i = 0; i < pl->nnodes; i++)
 				if ((pl->nodes[i].role == PLAN_MASTER) == (pass == 0))
 					out[k++] = &pl->nodes[i];
-		return k;
+	} else {
+		for (size_t r = 0; r < pl->nreplace; r++) {
+			out[k++] = plan_node_find(pl, pl->replace[r].new_node);
+			out[k++] = plan_node_find(pl, pl->replace[r].old_node);
+		}
+		for (size_t a = 0; a < pl->nadd; a++)
+			out[k++] = plan_node_find(pl, pl->add[a]);
 	}
-	for (size_t r = 0; r < pl->nreplace; r++) {
-		out[k++] = plan_node_find(pl, pl->replace[r].new_node);
-		out[k++] = plan_node_find(pl, pl->replace[r].old_node);
-	}
-	for (size_t a = 0; a < pl->nadd; a++)
-		out[k++] = plan_node_find(pl, pl->add[a]);
-	return k;
+	*n = k;
+	return out;
 }
 
 void orch_describe(struct orch *o, const struct plan_node *n, const char *step, char *buf,
@@ -270,8 +272,8 @@ static int run_node(struct orch *o, struct kube **k, const struct plan_node *n)
 static void *worker_main(void *arg)
 {
 	struct orch *o = arg;
-	const struct plan_node *order[256];
-	size_t n = orch_node_order(o->plan, order);
+	const struct plan_node **order = o->p->order;
+	size_t n = o->p->norder;
 	struct kube *k = orch_kube_for(o);
 
 	for (;;) {
@@ -300,6 +302,10 @@ void orch_priv_init(struct orch *o)
 	pthread_cond_init(&p->kcv, NULL);
 	p->run_start = mono_ms();
 	plan_date(p->date, sizeof(p->date));
+	p->order = orch_node_order(o->plan, &p->norder);
+	p->nheld = o->plan->nnodes;
+	p->held = xcalloc(p->nheld + 1, sizeof(*p->held));
+	p->held_role = xcalloc(p->nheld + 1, sizeof(*p->held_role));
 	if (!o->poll_ms)
 		o->poll_ms = 500;
 	p->kc_ok = kubeconfig_load(o->plan->kubeconfig, o->plan->context, &p->kc, &p->kc_err) == 0;
@@ -315,8 +321,11 @@ void orch_priv_free(struct orch *o)
 		pthread_mutex_unlock(&p->kmu);
 		pthread_join(p->keeper, NULL);
 	}
-	for (size_t i = 0; i < sizeof(p->held) / sizeof(*p->held); i++)
+	for (size_t i = 0; i < p->nheld; i++)
 		free(p->held[i]);
+	free(p->held);
+	free(p->held_role);
+	free(p->order);
 	if (p->have_j)
 		journal_close(&p->j);
 	kubeconfig_free(&p->kc);
@@ -332,9 +341,8 @@ void orch_priv_free(struct orch *o)
 /* Writes the steps of a fresh run into the journal; nodes at the target are skipped. */
 static void plan_steps(struct orch *o, struct kube *k)
 {
-	const struct plan_node *order[256];
-	size_t nn = orch_node_order(o->plan, order);
-	for (size_t i = 0; i < nn; i++) {
+	const struct plan_node **order = o->p->order;
+	for (size_t i = 0; i < o->p->norder; i++) {
 		const char *names[16];
 		size_t ns = orch_steps_for(o->plan, order[i], names);
 		struct kube_node kn;
@@ -496,9 +504,8 @@ int orch_run(struct orch *o, bool resume)
 		}
 	}
 
-	const struct plan_node *order[256];
-	size_t nn = orch_node_order(o->plan, order);
-	for (size_t i = 0; i < nn && !orch_stopping(o); i++)
+	const struct plan_node **order = o->p->order;
+	for (size_t i = 0; i < o->p->norder && !orch_stopping(o); i++)
 		if (o->plan->kind == PLAN_MIGRATION || order[i]->role == PLAN_MASTER)
 			run_node(o, &k, order[i]);
 	if (!orch_stopping(o) && o->plan->kind == PLAN_UPGRADE) {

@@ -43,14 +43,22 @@ struct orch_priv {
 	char date[32];
 	pthread_mutex_t ev_mu;
 
+	/* the plan's nodes in the order they are worked on (orch_node_order),
+	 * sized from the plan: a plan has as many nodes as it lists */
+	const struct plan_node **order;
+	size_t norder;
+
 	/* the lease keeper */
 	pthread_t keeper;
 	bool keeper_on;
 	pthread_mutex_t kmu;
 	pthread_cond_t kcv;
 	bool kstop;
-	char *held[64];
-	enum plan_role held_role[64];
+	/* leases being renewed: one slot per node of the plan (a node holds at
+	 * most one), so no lease is ever left out for want of room */
+	char **held;
+	enum plan_role *held_role;
+	size_t nheld;
 
 	/* the first failure stops the run */
 	pthread_mutex_t fmu;
@@ -156,7 +164,9 @@ int orch_st_remove_command(struct nctx *c, char **msg);
 /* orchestrator.c */
 void orch_describe(struct orch *o, const struct plan_node *n, const char *step, char *buf,
 		   size_t len);
-size_t orch_node_order(const struct plan *pl, const struct plan_node **out);
+/* The nodes in the order they are worked on, in an array the caller frees
+ * (*n entries; never more than 2 * nreplace + nadd or nnodes). */
+const struct plan_node **orch_node_order(const struct plan *pl, size_t *n);
 void orch_priv_free(struct orch *o);
 void orch_priv_init(struct orch *o);
 size_t orch_steps_for(const struct plan *pl, const struct plan_node *n, const char **out);

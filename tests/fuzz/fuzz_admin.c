@@ -99,7 +99,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 		fatal("fuzz_admin: config: %s", errs.n ? errs.msgs[0] : "?");
 	if (!(base = event_base_new()))
 		fatal("fuzz_admin: event_base_new");
-	if (server_start(&srv, base, cfg_path, cfg, false, &err) < 0)
+	if (server_start(&srv, base, cfg_path, cfg, false, false, &err) < 0)
 		fatal("fuzz_admin: server_start: %s", err);
 	if (!(adm = admin_new(base, &srv, &err)))
 		fatal("fuzz_admin: admin_new: %s", err);

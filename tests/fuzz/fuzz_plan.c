@@ -10,8 +10,24 @@
  * kind needs), and every template it holds expands for every node with every
  * value given (load time checked them), and expands or names its placeholder
  * with none given; a loaded plan can be freed, twice.
+ *
+ * Then what `lbctl upgrade|migrate PLAN --dry-run` does with a plan that
+ * loaded (issue 19: a plan of more than 256 nodes crashed it, and this
+ * harness stopped at the parser): orch_dry_run() on it, with no network.
+ * The plan's kubeconfig is replaced by a path that does not exist, so the
+ * Kubernetes client is never made and the preflight always has a reason
+ * (which also keeps etcd from being asked); lbd and the gate are a stub that
+ * answers from the plan itself: a pool with every master's backend, a gate
+ * status with a stale lease on the first node, masters granted and refused
+ * in turn, workers refused, an unknown input. The hook is only expanded by a
+ * dry run, never run. Invariants: the dry run refuses (the preflight cannot
+ * pass without a cluster), prints every node it works on and ends with
+ * "nothing was changed".
  */
+#include <jansson.h>
+
 #include "tests/fuzz/fuzz.h"
+#include "upgrade/orchestrator_int.h"
 #include "upgrade/plan.h"
 
 #define NAME "fuzz-plan.yaml"
@@ -92,6 +108,82 @@ static void loaded(struct plan *p)
 	}
 }
 
+/* lbd's admin API and the gate, as the plan would find them. */
+static int stub_lbd(void *arg, const char *method, const char *path, json_t *body, long timeout_ms,
+		    long *status, json_t **out, char **err)
+{
+	const struct plan *p = arg;
+	char *pool_path = xasprintf("/v1/pools/%s", p->pool);
+
+	*status = 200;
+	if (!strcmp(method, "GET") && !strcmp(path, "/v1/gate/status")) {
+		json_t *masters = json_array();
+		for (size_t i = 0; i < p->nnodes; i++)
+			if (p->nodes[i].role == PLAN_MASTER)
+				json_array_append_new(masters,
+						      json_pack("{s:s, s:b, s:[s]}", "node",
+								p->nodes[i].name, "granted",
+								(int)(i % 2 == 0), "reasons",
+								"another master is down"));
+		*out = json_pack("{s:{s:{s:b, s:s}}, s:[{s:s, s:b, s:s}], s:o, s:{s:b, s:[s]}}",
+				 "inputs", "etcd", "known", 0, "why", "fuzz", "leases", "node",
+				 p->nodes[0].name, "stale", 1, "reason", "fuzz", "master", masters,
+				 "worker", "granted", 0, "reasons", "outside the window");
+	} else if (!strcmp(method, "GET") && !strcmp(path, pool_path)) {
+		json_t *b = json_array();
+		for (size_t i = 0; i < p->nnodes; i++)
+			if (p->nodes[i].backend)
+				json_array_append_new(
+				    b, json_pack("{s:s, s:s, s:b, s:s, s:i}", "name",
+						 p->nodes[i].backend, "address",
+						 p->nodes[i].address ? p->nodes[i].address
+								     : "127.0.0.1:1",
+						 "up", (int)(i % 3 != 0), "state", "enabled",
+						 "weight", 1));
+		*out = json_pack("{s:s, s:o}", "name", p->pool, "backends", b);
+	} else {
+		*status = 404;
+		*out = json_pack("{s:s}", "error", "no such route (fuzz stub)");
+	}
+	free(pool_path);
+	FUZZ_ASSERT(*out != NULL, "the stub's answer did not encode");
+	return 0;
+}
+
+static void dry_run(struct plan *p)
+{
+	char *text = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&text, &len);
+
+	FUZZ_ASSERT(f != NULL, "open_memstream");
+	/* No cluster: never the plan's kubeconfig (nor $KUBECONFIG). */
+	free(p->kubeconfig);
+	p->kubeconfig = xstrdup("/nonexistent/lbd-fuzz-plan/kubeconfig");
+	struct orch o = {.plan = p, .call = stub_lbd, .call_arg = p};
+	int rc = orch_dry_run(&o, f);
+	fclose(f);
+	FUZZ_ASSERT(rc == ORCH_FAILED, "a dry run without a cluster returned %d", rc);
+	FUZZ_ASSERT(o.p == NULL, "the run's private state was not freed");
+	FUZZ_ASSERT(len > 0 && strstr(text, "nothing was changed\n"), "dry run output ends:\n%s",
+		    len > 400 ? text + len - 400 : text);
+	FUZZ_ASSERT(strstr(text, "REFUSE  kubeconfig: "),
+		    "the preflight did not refuse the kubeconfig");
+	/* Every node the run would work on has its header in STEPS. */
+	size_t n;
+	const struct plan_node **order = orch_node_order(p, &n);
+	const char *steps = strstr(text, "\nSTEPS\n");
+	FUZZ_ASSERT(steps, "no STEPS section");
+	for (size_t i = 0; i < n; i++) {
+		FUZZ_ASSERT(order[i] != NULL, "a node in the order is not in the plan");
+		char *head = xasprintf("\n%s (%s", order[i]->name, plan_role_name(order[i]->role));
+		FUZZ_ASSERT(strstr(steps, head), "node %s missing from the steps", order[i]->name);
+		free(head);
+	}
+	free(order);
+	free(text);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct plan p;
@@ -101,6 +193,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (rc == 0) {
 		FUZZ_ASSERT(errs.n == 0 && errs.msgs == NULL, "a plan and %zu errors", errs.n);
 		loaded(&p);
+		dry_run(&p);
 		plan_free(&p);
 		plan_free(&p); /* freeing leaves it empty */
 	} else {

@@ -25,7 +25,8 @@ while [ $# -gt 0 ]; do
 done
 [ -n "$build" ] || { echo "run.sh: --build DIR is required" >&2; exit 2; }
 if [ $# -gt 0 ]; then names=("$@"); else
-	names=(); for b in "$build"/fuzz_*; do [ -x "$b" ] && names+=("$(basename "$b")"); done
+	# The harnesses of this tree (not whatever binaries an older build left).
+	names=(); for c in "$here"/fuzz_*.c; do names+=("$(basename "$c" .c)"); done
 fi
 [ ${#names[@]} -gt 0 ] || { echo "run.sh: no harness in $build" >&2; exit 2; }
 

@@ -66,6 +66,48 @@ def _cleanup_run_dir():
 
 
 # --------------------------------------------------------------------------
+# What the tests need: a failure when it is missing, a skip only for a
+# capability this machine lacks.
+#
+# A binary of the build, a verb of lbctl, or a program from a Debian package
+# that `make deps` installs is never a reason to skip: a broken build or an
+# incomplete setup would otherwise turn a suite green. Only what a machine may
+# lawfully lack (root, network namespaces, IPv6 loopback, a kernel feature)
+# skips, and the skip says which capability.
+
+
+class Missing(AssertionError):
+    """Something the tests need is not there (the build, or `make deps`)."""
+
+
+def require_binary(path, what):
+    """path, if it is an executable; else the test fails, naming what to do.
+    path may be a bare name, looked up in PATH."""
+    found = path if os.sep in path else shutil.which(path)
+    if not found or not os.access(found, os.X_OK):
+        raise Missing("%s is missing: %s (a test needs it; it is not a reason to skip)"
+                      % (path, what))
+    return found
+
+
+def require_verb(binary, *verb):
+    """`binary VERB... --help` must succeed: the verb a suite tests exists."""
+    require_binary(binary, "run make")
+    r = subprocess.run([binary] + list(verb) + ["--help"], capture_output=True, text=True,
+                       timeout=T(10))
+    if r.returncode != 0:
+        raise Missing("%s %s --help exited %d: the verb under test is broken or gone\n%s"
+                      % (binary, " ".join(verb), r.returncode, (r.stdout + r.stderr)[-2000:]))
+
+
+def skip_capability(capability, why=""):
+    """Skips the test: this machine lacks a system capability (never a
+    package or a build product)."""
+    raise unittest.SkipTest("missing system capability: %s%s" % (capability,
+                                                                 ": " + why if why else ""))
+
+
+# --------------------------------------------------------------------------
 # Waiting
 
 
@@ -770,8 +812,7 @@ class TestCase(unittest.TestCase):
         and, if wait_up lists backend names (POOL/NAME), for their UP lines.
         name names the process and its log (NAME.log): a second lbd in one
         test needs another name, or the first one's lines would match."""
-        if not os.access(LBD, os.X_OK):
-            raise unittest.SkipTest("%s not built" % LBD)
+        require_binary(LBD, "run make")
         path = self.write_config(cfg)
         p = self.spawn(name, [LBD, "-c", path] + list(args), cwd=ROOT)
         p.config_path = path
@@ -799,7 +840,6 @@ class TestCase(unittest.TestCase):
 
     def lbd_check(self, path):
         """`lbd -t -c path`: returns (exit status, stdout+stderr)."""
-        if not os.access(LBD, os.X_OK):
-            raise unittest.SkipTest("%s not built" % LBD)
+        require_binary(LBD, "run make")
         r = subprocess.run([LBD, "-t", "-c", path], capture_output=True, text=True, timeout=T(20), cwd=ROOT)
         return r.returncode, r.stdout + r.stderr

@@ -124,8 +124,7 @@ def backends_view(sock, pool="vip"):
 class AdminCase(harness.TestCase):
     def setUp(self):
         super().setUp()
-        if not os.access(LBCTL, os.X_OK):
-            raise unittest.SkipTest("%s not built" % LBCTL)
+        harness.require_binary(LBCTL, "run make")
         # sun_path holds 107 bytes: a short directory of its own; "run"
         # does not exist yet (lbd creates the socket's directory).
         short = tempfile.mkdtemp(prefix="lbd-adm-", dir="/tmp")

@@ -517,7 +517,7 @@ class TestStateFaults(FaultCase):
 
     def test_full_disk_refuses_edit_keeps_state(self):
         if os.geteuid() != 0:
-            self.skipTest("needs root to mount a small tmpfs for state_dir")
+            harness.skip_capability("root", "to mount a small tmpfs for state_dir")
         good = self.backend("good")
         cfg = self.tcp_config([good])
         sd = self.path("small")
@@ -525,7 +525,7 @@ class TestStateFaults(FaultCase):
         r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,mode=0700", "tmpfs", sd],
                            capture_output=True, text=True)
         if r.returncode != 0:
-            self.skipTest("cannot mount a tmpfs here: %s" % r.stderr.strip())
+            harness.skip_capability("mounting a tmpfs", r.stderr.strip())
         self.addCleanup(lambda: subprocess.run(["umount", "-l", sd], capture_output=True))
         cfg["state_dir"] = os.path.join(sd, "state")
         p = self.start(cfg, up=["good"])

@@ -123,12 +123,13 @@ def scenario(extra_nodes=(), extra_masters=False):
     return {"nodes": nodes, "pods": [], "pdbs": []}
 
 
-@unittest.skipUnless(ETCD, "etcd not installed (apt-get install etcd-server)")
 class GateTest(harness.TestCase):
     etcd_members = True
 
     def setUp(self):
         super().setUp()
+        harness.require_binary(ETCD or "etcd", "make deps installs etcd-server")
+        harness.require_binary(harness.LBD, "run make")
         self.sim = tk.KubeSim(self.tmp, listeners=3)
         self.addCleanup(self.sim.stop)
         self.sim.load(scenario(getattr(self, "extra_nodes", ()),
@@ -492,17 +493,11 @@ class TestGateReload(GateTest):
                          [("worker-2", b["lease"]["fence"])])
 
 
-@unittest.skipUnless(ETCD, "etcd not installed")
 class TestGateWatch(GateTest):
     etcd_members = False
 
-    def lbctl_has_gate(self):
-        r = subprocess.run([tk.LBCTL, "gate", "--help"], capture_output=True, text=True)
-        return r.returncode == 0
-
     def test_watch_reboot_cycle(self):
-        if not self.lbctl_has_gate():
-            self.skipTest("lbctl has no 'gate' verb in its table yet")
+        harness.require_verb(tk.LBCTL, "gate")
         p = self.start_gate(self.gate_config())
         self.wait_all_known(p)
         tokfile = self.path("node-token")

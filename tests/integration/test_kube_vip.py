@@ -17,6 +17,7 @@ import sys
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
 import test_kube as tk  # noqa: E402  (the helpers live next door)
 
 LBD = os.path.join(tk.BUILD, "lbd")
@@ -30,11 +31,10 @@ def free_port():
     return port
 
 
-@unittest.skipUnless(os.access(LBD, os.X_OK), "build/lbd not built")
 class TestLbctlThroughVip(unittest.TestCase):
     def setUp(self):
-        if not tk.lbctl_has_node():
-            self.skipTest("lbctl has no 'node' verb yet")
+        harness.require_binary(LBD, "run make")
+        harness.require_verb(tk.LBCTL, "node")
         self.tmp = tempfile.mkdtemp(prefix="lbd-kube-vip-")
         self.sim = tk.KubeSim(self.tmp, listeners=3)
         self.sim.load(tk.scenario())

@@ -10,6 +10,15 @@
   not ours to replace).
 - `make install DESTDIR=... PREFIX=...` lays out the same files, with the
   unit's paths rewritten for the prefix.
+- An upgrade of the package replaces a running lbd without refusing a
+  connection: dpkg -i of the package, lbd run from /usr/sbin/lbd on the
+  packaged admin socket, then dpkg -i of a newer build of it: its postinst
+  runs /usr/lib/lbd/seamless-restart (lbctl restart; systemd is not PID 1
+  here, so it finds lbd on the socket). New connections every 10 ms all
+  succeed, the new pid runs the new version, the old one drains its WATCHes
+  and exits 0. The same command with a config the new lbd refuses: a
+  warning with the reason, exit 0, the old lbd serves on. Root only, like
+  the install test.
 - lbd speaks the sd_notify protocol: READY=1 once listening, RELOADING=1 +
   MONOTONIC_USEC and READY=1 around SIGHUP, STOPPING=1 on SIGTERM, to an
   abstract $NOTIFY_SOCKET (what systemd gives a Type=notify service).
@@ -23,11 +32,13 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from harness import T  # noqa: E402
+import test_self_upgrade  # noqa: E402  (its Upgrades: load, streams, reaping restarted lbds)
+from harness import T, wait_for  # noqa: E402
 
 ROOT = harness.ROOT
 BUILD = harness.BUILD
@@ -54,8 +65,8 @@ def build_deb():
     """make deb, once per run; returns the .deb's path."""
     global _deb
     if _deb is None:
-        if not shutil.which("dpkg-deb") or not shutil.which("dpkg-gencontrol"):
-            raise unittest.SkipTest("dpkg-dev is not installed (make deps installs it)")
+        harness.require_binary("dpkg-deb", "make deps installs dpkg-dev")
+        harness.require_binary("dpkg-gencontrol", "make deps installs dpkg-dev")
         _, out = sh(["make", "-s", "BUILD=" + BUILD, "deb"])
         debs = [l.strip() for l in out.splitlines() if l.strip().endswith(".deb")]
         assert debs, "make deb printed no .deb path:\n" + out
@@ -79,7 +90,8 @@ class PackageTest(unittest.TestCase):
                      "./usr/share/man/man8/lbctl.8.gz",
                      "./usr/share/bash-completion/completions/lbctl",
                      "./usr/share/doc/lbd/copyright", "./usr/share/doc/lbd/changelog.Debian.gz",
-                     "./usr/share/doc/lbd/examples/keepalived.conf.tmpl"]:
+                     "./usr/share/doc/lbd/examples/keepalived.conf.tmpl",
+                     "./usr/lib/lbd/seamless-restart"]:
             self.assertRegex(listing, r"(?m) %s$" % re.escape(path))
         tmp = self.tmpdir()
         sh(["dpkg-deb", "-e", deb, tmp])
@@ -92,8 +104,7 @@ class PackageTest(unittest.TestCase):
         return d
 
     def test_lintian_no_errors(self):
-        if not shutil.which("lintian"):
-            self.skipTest("lintian is not installed (make deps installs it)")
+        harness.require_binary("lintian", "make deps installs lintian")
         deb = build_deb()
         rc, out = sh(["lintian", "--pedantic", deb], timeout=300, check=False)
         tags = [l for l in out.splitlines() if re.match(r"^[EWIPX]: ", l)]
@@ -133,10 +144,11 @@ class InstallTest(unittest.TestCase):
 
     def setUp(self):
         if os.geteuid() != 0:
-            self.skipTest("dpkg -i needs root")
+            harness.skip_capability("root", "dpkg -i needs it")
         r = subprocess.run(["dpkg-query", "-W", "-f=${Status}", "lbd"], stdout=subprocess.PIPE,
                            stderr=subprocess.DEVNULL)
         if r.returncode == 0 and b"installed" in r.stdout and b"not-installed" not in r.stdout:
+            # Not a capability: the operator's own lbd is never replaced by a test.
             self.skipTest("a package named lbd is already installed here; not replacing it")
         self.deb = build_deb()
 
@@ -155,26 +167,219 @@ class InstallTest(unittest.TestCase):
         self.assertIn("/etc/lbd/lbd.yaml: ok", out)
         rc, out = sh(["/usr/bin/lbctl", "--help"], check=False)
         self.assertEqual(rc, 0, out)
-        if shutil.which("man"):
-            rc, out = sh(["man", "-w", "lbd", "lbctl"], check=False)
-            self.assertEqual(rc, 0, out)
+        harness.require_binary("man", "make deps installs man-db")
+        rc, out = sh(["man", "-w", "lbd", "lbctl"], check=False)
+        self.assertEqual(rc, 0, out)
         # A first install does not enable lbd (the default config points
         # at documentation addresses).
         self.assertFalse(os.path.exists("/etc/systemd/system/multi-user.target.wants/lbd.service"))
 
-        if shutil.which("systemd-analyze"):
-            rc, out = sh(["systemd-analyze", "verify", "/lib/systemd/system/lbd.service"],
-                         check=False)
-            self.assertEqual(rc, 0, "systemd-analyze verify:\n" + out)
-            self.assertEqual(out.strip(), "", "systemd-analyze verify warned:\n" + out)
-        else:
-            print("  [packaging] systemd-analyze not installed: unit not verified",
-                  file=sys.stderr)
+        harness.require_binary("systemd-analyze", "make deps installs systemd")
+        rc, out = sh(["systemd-analyze", "verify", "/lib/systemd/system/lbd.service"],
+                     check=False)
+        self.assertEqual(rc, 0, "systemd-analyze verify:\n" + out)
+        self.assertEqual(out.strip(), "", "systemd-analyze verify warned:\n" + out)
 
         self.purge()
         for p in ["/usr/sbin/lbd", "/usr/bin/lbctl", "/etc/lbd", "/var/lib/lbd",
                   "/lib/systemd/system/lbd.service"]:
             self.assertFalse(os.path.exists(p), "%s left after purge" % p)
+
+
+class UnitFileTest(unittest.TestCase):
+    """packaging/systemd/lbd.service as shipped: its sandbox and its fd budget."""
+
+    UNIT = os.path.join(ROOT, "packaging", "systemd", "lbd.service")
+    # systemd-analyze security --offline=yes with systemd 252: 1.7 before
+    # ProcSubset=pid, UMask=0077 and SystemCallFilter=~@resources.
+    MAX_EXPOSURE = 1.6
+
+    def directives(self):
+        with open(self.UNIT) as f:
+            return [l.strip() for l in f if re.match(r"^[A-Z]\w*=", l)]
+
+    def test_sandbox(self):
+        d = self.directives()
+        for want in ["ProcSubset=pid", "UMask=0077", "SystemCallFilter=~@resources",
+                     "ProtectProc=invisible", "NoNewPrivileges=yes"]:
+            self.assertIn(want, d)
+        harness.require_binary("systemd-analyze", "make deps installs systemd")
+        tmp = tempfile.mkdtemp(prefix="lbd-unit-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        unit = os.path.join(tmp, "lbd.service")
+        shutil.copy(self.UNIT, unit)
+        rc, out = sh(["systemd-analyze", "security", "--offline=yes", "--no-pager", unit],
+                     check=False)
+        m = re.search(r"Overall exposure level for lbd\.service: ([0-9.]+)", out)
+        self.assertTrue(m, "no exposure level in:\n" + out[-3000:])
+        self.assertLessEqual(float(m.group(1)), self.MAX_EXPOSURE, out[-3000:])
+        for cheap in ["ProcSubset=", "UMask=", "SystemCallFilter=~@resources"]:
+            self.assertNotRegex(out, r"✗ %s" % re.escape(cheap), out[-3000:])
+        # verify: only what an uninstalled unit cannot have (the binary, the man pages).
+        rc, out = sh(["systemd-analyze", "verify", unit], check=False)
+        left = [l for l in out.splitlines() if l.strip() and
+                not re.search(r"/usr/sbin/lbd is not executable|Command 'man (lbd|lbctl)\(8\)'", l)]
+        self.assertEqual(left, [], "systemd-analyze verify:\n" + out)
+
+    def test_fd_budget_documented(self):
+        """Up to six descriptors per relayed connection (two sockets, a splice
+        pipe per bulk direction): the unit and deploy.md say so, and neither
+        says two."""
+        with open(self.UNIT) as f:
+            unit = f.read()
+        with open(os.path.join(ROOT, "docs", "deploy.md")) as f:
+            deploy = f.read()
+        for name, text in (("lbd.service", unit), ("deploy.md", deploy)):
+            flat = " ".join(text.replace("#", " ").split())
+            self.assertNotRegex(flat, r"holds two descriptors", name)
+            self.assertRegex(flat, r"up to (\*\*)?six(\*\*)?", name)
+            self.assertRegex(flat, r"6 x`? \(?the frontends' `?max_connections", name)
+        with open(os.path.join(ROOT, "lbd", "relay.c")) as f:
+            relay = f.read()
+        # What the six stands on: a pipe (two fds) per direction, two directions.
+        self.assertRegex(relay, r"int pipe\[2\];")
+        self.assertIn("c->c2b.pipe[0] = c->c2b.pipe[1] = -1;", relay)
+        self.assertIn("c->b2c.pipe[0] = c->b2c.pipe[1] = -1;", relay)
+
+
+def package_installed():
+    r = subprocess.run(["dpkg-query", "-W", "-f=${Status}", "lbd"], stdout=subprocess.PIPE,
+                       stderr=subprocess.DEVNULL)
+    return r.returncode == 0 and b"installed" in r.stdout and b"not-installed" not in r.stdout
+
+
+_newer = None
+
+
+def build_newer_deb():
+    """The same package with a newer version (a changelog entry in a temp
+    file, through mkdeb.sh's LBD_DEB_CHANGELOG; nothing committed): (path,
+    version). The binaries' version follows the changelog's."""
+    global _newer
+    if _newer is None:
+        build_deb()
+        pkg = os.path.join(ROOT, "packaging/debian/changelog")
+        field = lambda f: sh(["dpkg-parsechangelog", "-l", pkg, "-S", f])[1].strip()  # noqa: E731
+        newer = version() + "+upgradetest1"
+        d = tempfile.mkdtemp(prefix="lbd-deb2-")
+        path = os.path.join(d, "changelog")
+        with open(pkg) as f:
+            old = f.read()
+        with open(path, "w") as f:
+            f.write("lbd (%s) unstable; urgency=medium\n\n"
+                    "  * A newer build for test_packaging's upgrade test.\n\n"
+                    " -- %s  %s\n\n%s" % (newer, field("Maintainer"), field("Date"), old))
+        env = dict(os.environ, LBD_DEB_CHANGELOG=path)
+        _, out = sh(["make", "-s", "BUILD=" + BUILD, "deb"], env=env)
+        shutil.rmtree(d, True)
+        debs = [l.strip() for l in out.splitlines() if l.strip().endswith(".deb")]
+        assert debs and newer in debs[-1], out
+        _newer = (debs[-1], newer)
+    return _newer
+
+
+class DebUpgradeTest(test_self_upgrade.Upgrades):
+    """dpkg -i, lbd as the package runs it, dpkg -i of a newer build: the
+    postinst's seamless restart. Purged even on failure."""
+
+    SOCK = "/run/lbd/admin.sock"  # the packaged config's, lbctl's default
+    lbctl_path = "/usr/bin/lbctl"
+
+    def setUp(self):
+        if os.geteuid() != 0:
+            self.skipTest("dpkg -i needs root")
+        if package_installed():
+            self.skipTest("a package named lbd is already installed here; not replacing it")
+        if os.path.exists(self.SOCK):
+            self.skipTest("%s exists: an lbd of this machine's; not touching it" % self.SOCK)
+        super().setUp()
+        self.deb = build_deb()
+        self.deb2, self.v2 = build_newer_deb()
+
+    def purge(self):
+        sh(["dpkg", "--purge", "lbd"], timeout=120, check=False)
+
+    def dpkg_i(self, deb):
+        return sh(["dpkg", "-i", "--force-confold", deb], timeout=120)[1]
+
+    def test_upgrade_restarts_without_refusing(self):
+        self.addCleanup(self.purge)  # after every lbd is stopped (cleanups: last first)
+        self.dpkg_i(self.deb)
+        v1 = version()
+        cfg = self.config()  # two apiserver sims, a gate with the file store
+        cfg["admin"] = {"socket": self.SOCK}
+        old = self.start(cfg, binary="/usr/sbin/lbd")
+        self.assertTrue(self.status()["version"].startswith(v1 + " ") or
+                        self.status()["version"] == v1, self.status()["version"])
+        fence = self.ask("worker-1")["fence"]
+        streams = [test_self_upgrade.Stream(self.vip_port) for _ in range(2)]
+        for st in streams:
+            self.addCleanup(st.close)
+        wait_for(lambda: all(len(st.times) >= 3 for st in streams), T(10), "2 WATCHes streaming")
+        load = self.clients(0.01)
+
+        # The upgrade: dpkg replaces /usr/sbin/lbd (the running one's file is
+        # "(deleted)" now) and the postinst restarts lbd on the socket.
+        mark = self.log.mark()
+        out = self.dpkg_i(self.deb2)
+        m = re.search(r"lbd: lbd restarted: pid (\d+) took over from pid (\d+) \(version ([^\s)]+)",
+                      out)
+        self.assertTrue(m, "the postinst did not restart lbd:\n%s\nlog:\n%s" % (
+            out, self.log.tail(mark)))
+        new_pid = int(m.group(1))
+        self.learn(new_pid)
+        self.assertEqual(int(m.group(2)), old.pid)
+        self.assertEqual(m.group(3), self.v2)
+        self.assertEqual(os.readlink("/proc/%d/exe" % new_pid), "/usr/sbin/lbd")
+        s = self.status()
+        self.assertEqual(s["pid"], new_pid, s)
+        self.assertTrue(s["version"].startswith(self.v2), s["version"])
+        rc, text, err = self.lbctl("status")
+        self.assertIn("(pid %d), version %s" % (new_pid, self.v2), text, text + err)
+        wait_for(lambda: (self.status().get("previous") or {}).get("connections") == 2, T(5),
+                 "the old lbd shown draining its 2 WATCHes")
+        rc, text, err = self.lbctl("status")
+        self.assertIn("previous lbd (pid %d) still draining: 2 connection(s)" % old.pid, text)
+
+        t = time.monotonic()
+        wait_for(lambda: all(st.chunks_after(t) >= 5 for st in streams), T(10),
+                 "the WATCHes flowing after the upgrade")
+        for st in streams:
+            st.close()
+        wait_for(lambda: old.poll() is not None, T(15), "the old lbd to exit")
+        self.assertEqual(old.poll(), 0)
+        n = load.ok
+        wait_for(lambda: load.ok >= n + 50, T(10), "the new lbd serving")
+        self.assertEqual(load.errors, [], load.summary())
+        self.assertEqual(self.leases(), {"worker-1": fence})
+
+        # The postinst's exact command, by hand, with a config the new lbd
+        # refuses: a warning with the reason, success, the lbd serves on.
+        good = harness.to_yaml(self.cfg)
+        self.write_config(good + "bogus_key: 1\n")
+        r = subprocess.run(["/usr/lib/lbd/seamless-restart"], capture_output=True, text=True,
+                           timeout=T(120))
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        harness.note("seamless-restart with a refused config:\n%s", r.stderr)
+        self.assertIn("WARNING", r.stderr)
+        self.assertIn("keeps serving with the", r.stderr)
+        self.assertIn("(%s" % self.v2, r.stderr)
+        self.assertIn("bogus_key", r.stderr)
+        self.assertEqual(self.status()["pid"], new_pid)
+        self.write_config(good)
+        r = subprocess.run(["/usr/lib/lbd/seamless-restart"], capture_output=True, text=True,
+                           timeout=T(120))
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        m = re.search(r"pid (\d+) took over from pid %d" % new_pid, r.stdout)
+        self.assertTrue(m, r.stdout + r.stderr)
+        self.learn(int(m.group(1)))
+        wait_for(lambda: self.gone(new_pid), T(15), "the second lbd to exit")
+        self.assertEqual(self.exit_code(new_pid), 0)
+
+        load.stop()
+        harness.note("package upgrade: %s", load.summary())
+        self.assertEqual(load.errors, [], load.summary())
+        self.assertGreater(load.ok, 100, load.summary())
 
 
 class SdNotifyTest(harness.TestCase):
@@ -187,8 +392,7 @@ class SdNotifyTest(harness.TestCase):
             self.fail("no sd_notify message within the timeout")
 
     def test_ready_reload_stopping(self):
-        if not os.access(harness.LBD, os.X_OK):
-            self.skipTest("%s not built" % harness.LBD)
+        harness.require_binary(harness.LBD, "run make")
         name = "lbd-test-notify-%d" % os.getpid()
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.addCleanup(sock.close)

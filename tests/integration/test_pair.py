@@ -104,18 +104,18 @@ def run(*argv, check=True):
 
 
 def netns_unavailable():
-    """Why this machine cannot run the test, or None."""
+    """The system capability this machine lacks for the test, or None.
+    (iproute2 and keepalived are packages make deps installs: their absence
+    fails in setUpClass, it is no reason to skip.)"""
     if os.geteuid() != 0:
-        return "needs root (network namespaces, keepalived)"
-    if not shutil.which("ip"):
-        return "iproute2's ip is not installed"
-    if not os.path.exists(KEEPALIVED):
-        return "keepalived is not installed (make deps installs it)"
+        return "root (network namespaces, keepalived)"
+    harness.require_binary("ip", "make deps installs iproute2")
+    harness.require_binary(KEEPALIVED, "make deps installs keepalived")
     probe = "lbdprobe%d" % os.getpid()
     r = subprocess.run(["ip", "netns", "add", probe], stdout=subprocess.PIPE,
                        stderr=subprocess.PIPE, timeout=10)
     if r.returncode != 0:
-        return "ip netns is unavailable: %s" % r.stderr.decode(errors="replace").strip()
+        return "network namespaces (ip netns add: %s)" % r.stderr.decode(errors="replace").strip()
     subprocess.run(["ip", "netns", "del", probe], timeout=10)
     return None
 
@@ -123,12 +123,11 @@ def netns_unavailable():
 class PairTest(harness.TestCase):
     @classmethod
     def setUpClass(cls):
+        for b in (harness.LBD, LBCTL):
+            harness.require_binary(b, "run make")
         why = netns_unavailable()
         if why:
-            raise unittest.SkipTest(why)
-        for b in (harness.LBD, LBCTL):
-            if not os.access(b, os.X_OK):
-                raise unittest.SkipTest("%s not built" % b)
+            harness.skip_capability(why)
 
     # -- the network ----------------------------------------------------------
 

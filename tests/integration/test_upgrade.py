@@ -23,6 +23,7 @@ import signal
 import ssl
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import unittest
@@ -40,13 +41,6 @@ OLD, NEW = "v1.30.6", "v1.31.4"  # kubesim's apiserver says v1.31.4
 MASTERS = ["master-1", "master-2", "master-3"]
 WORKERS = ["worker-1", "worker-2", "worker-3"]
 EXAMPLES = os.path.join(harness.ROOT, "config", "examples")
-
-
-def lbctl_has_upgrade():
-    if not os.access(LBCTL, os.X_OK):
-        return False
-    return subprocess.run([LBCTL, "upgrade", "--help"], capture_output=True,
-                          timeout=10).returncode == 0
 
 
 def http_json(host, port, method, path, body=None, timeout=2.0):
@@ -274,17 +268,16 @@ class Fixture:
         tc.sim.call("/sim/listeners/" + node, {"state": "down"})
 
 
-@unittest.skipUnless(ETCD and ETCDCTL, "etcd-server/etcd-client not installed")
 class UpgradeTest(harness.TestCase):
     listeners = 3
     versions = {}
 
     def setUp(self):
         super().setUp()
-        if not lbctl_has_upgrade():
-            self.skipTest("%s has no 'upgrade' verb" % LBCTL)
-        if not os.access(harness.LBD, os.X_OK):
-            self.skipTest("lbd not built")
+        harness.require_binary(ETCD or "etcd", "make deps installs etcd-server")
+        harness.require_binary(ETCDCTL or "etcdctl", "make deps installs etcd-client")
+        harness.require_verb(LBCTL, "upgrade")
+        harness.require_binary(harness.LBD, "run make")
         self.sim = tk.KubeSim(self.tmp, listeners=self.listeners)
         self.addCleanup(self.sim.stop)
         self.sim.load(self.scenario())
@@ -556,8 +549,8 @@ class TestExamplePlans(unittest.TestCase):
     (their kubeconfig, lbd socket and etcd are not on this machine)."""
 
     def setUp(self):
-        if not lbctl_has_upgrade():
-            self.skipTest("lbctl has no 'upgrade' verb")
+        harness.require_verb(LBCTL, "upgrade")
+        harness.require_verb(LBCTL, "migrate")
 
     def dry(self, verb, name):
         r = subprocess.run([LBCTL, verb, os.path.join(EXAMPLES, name), "--dry-run"],
@@ -600,6 +593,46 @@ class TestExamplePlans(unittest.TestCase):
         rc, out, err = self.dry("upgrade", "migrate-one-to-three.yaml")
         self.assertEqual(rc, 2)
         self.assertIn("use lbctl migrate", err)
+
+    def big_plan(self, text):
+        d = tempfile.mkdtemp(prefix="lbd-bigplan-")
+        self.addCleanup(shutil.rmtree, d, True)
+        path = os.path.join(d, "plan.yaml")
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    def test_many_nodes(self):
+        # More nodes than the orchestrator's old stack arrays held (256): the
+        # dry run crashed (SIGSEGV) before printing a step.
+        nodes = ["  - {name: m%d, role: master}" % i for i in range(3)]
+        nodes += ["  - {name: w%d, role: worker}" % i for i in range(297)]
+        plan = self.big_plan(
+            "kind: upgrade\nversion: v1.31.5\nkubeconfig: /nonexistent/kubeconfig\n"
+            "lbd: {socket: /nonexistent/admin.sock}\npool: masters\nnodes:\n%s\n"
+            "upgrade_command: echo {node}\n" % "\n".join(nodes))
+        r = subprocess.run([LBCTL, "upgrade", plan, "--dry-run"], capture_output=True,
+                           text=True, timeout=60)
+        self.assertEqual(r.returncode, 1, r.stdout[-2000:] + r.stderr)  # preflight refuses
+        steps = re.findall(r"^\s+\d+\. (\S+)", r.stdout, re.M)
+        self.assertEqual(len(steps), 3 * 8 + 297 * 6)
+        self.assertIn("w296 (worker)", r.stdout)
+        self.assertIn("nothing was changed", r.stdout)
+
+    def test_many_replacements(self):
+        # A migration's order holds a node per replacement side: 150 pairs are 300.
+        nodes = ["  - {name: old%d, role: worker}\n  - {name: new%d, role: worker}" % (i, i)
+                 for i in range(150)]
+        repl = ["  - {old: old%d, new: new%d}" % (i, i) for i in range(150)]
+        plan = self.big_plan(
+            "kind: migration\nkubeconfig: /nonexistent/kubeconfig\n"
+            "lbd: {socket: /nonexistent/admin.sock}\npool: masters\nnodes:\n%s\n"
+            "replace:\n%s\n" % ("\n".join(nodes), "\n".join(repl)))
+        r = subprocess.run([LBCTL, "migrate", plan, "--dry-run"], capture_output=True,
+                           text=True, timeout=60)
+        self.assertEqual(r.returncode, 1, r.stdout[-2000:] + r.stderr)
+        self.assertIn("old149 (worker)", r.stdout)
+        self.assertIn("nothing was changed", r.stdout)
 
 
 if __name__ == "__main__":

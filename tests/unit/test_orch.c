@@ -1,0 +1,117 @@
+/* test_orch.c - the orchestrator without a cluster: the dry run and the lease
+ * keeper's table on plans larger than any fixed array (issue 19: a plan of
+ * more than 256 nodes crashed the dry run). Nothing here reaches the
+ * network: the kubeconfig does not exist and lbd's client is a stub. */
+#include <check.h>
+
+#include "tests/unit/unit.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/xmalloc.h"
+#include "upgrade/orchestrator_int.h"
+#include "upgrade/plan.h"
+
+/* lbd is never there. */
+static int no_lbd(void *arg, const char *method, const char *path, json_t *body, long timeout_ms,
+		  long *status, json_t **out, char **err)
+{
+	*err = xstrdup("unreachable (test stub)");
+	return -1;
+}
+
+/* An upgrade plan of masters + workers nodes, loaded. */
+static void big_upgrade(struct plan *p, int masters, int workers)
+{
+	size_t cap = 512 + (size_t)(masters + workers) * 48, n = 0;
+	char *t = xmalloc(cap);
+	struct plan_errors e;
+
+	n += (size_t)snprintf(t + n, cap - n,
+			      "kind: upgrade\nversion: v1.31.5\n"
+			      "kubeconfig: /nonexistent/kubeconfig\n"
+			      "lbd: {socket: /nonexistent/admin.sock}\npool: masters\n"
+			      "upgrade_command: echo {node}\nnodes:\n");
+	for (int i = 0; i < masters; i++)
+		n += (size_t)snprintf(t + n, cap - n, "  - {name: m%d, role: master}\n", i);
+	for (int i = 0; i < workers; i++)
+		n += (size_t)snprintf(t + n, cap - n, "  - {name: w%d, role: worker}\n", i);
+	ck_assert_msg(plan_load_string(t, n, "big.yaml", p, &e) == 0, "plan: %s",
+		      e.n ? e.msgs[0] : "?");
+	free(t);
+}
+
+static size_t count_steps(const char *out)
+{
+	size_t n = 0;
+	for (const char *l = out; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL) {
+		unsigned num;
+		char step[32];
+		if (sscanf(l, " %u. %31s", &num, step) == 2)
+			n++;
+	}
+	return n;
+}
+
+START_TEST(test_dry_run_300_nodes)
+{
+	struct plan p;
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+
+	big_upgrade(&p, 3, 297);
+	struct orch o = {.plan = &p, .call = no_lbd};
+	/* The preflight refuses (no kubeconfig, no lbd); every step is printed. */
+	ck_assert_int_eq(orch_dry_run(&o, f), ORCH_FAILED);
+	fclose(f);
+	ck_assert_uint_eq(count_steps(buf), 3 * 8 + 297 * 6);
+	ck_assert_ptr_nonnull(strstr(buf, "\nw296 (worker)"));
+	ck_assert_ptr_nonnull(strstr(buf, "nothing was changed"));
+	free(buf);
+	plan_free(&p);
+}
+END_TEST
+
+/* Every node being worked on keeps its lease renewed: 100 workers at once
+ * (workers.concurrency's maximum) and a master. */
+START_TEST(test_keeper_holds_every_lease)
+{
+	struct plan p;
+	big_upgrade(&p, 1, 150);
+	struct orch o = {.plan = &p, .call = no_lbd};
+	char name[16];
+	size_t held = 0;
+
+	orch_priv_init(&o);
+	orch_keep_lease(&o, "m0", PLAN_MASTER, true);
+	for (int i = 0; i < 100; i++) {
+		snprintf(name, sizeof(name), "w%d", i);
+		orch_keep_lease(&o, name, PLAN_WORKER, true);
+	}
+	orch_keep_lease(&o, "w0", PLAN_WORKER, true); /* again: still one slot */
+	for (size_t i = 0; i < o.p->nheld; i++)
+		held += o.p->held[i] != NULL;
+	ck_assert_uint_eq(held, 101);
+	orch_keep_lease(&o, "w99", PLAN_WORKER, false);
+	held = 0;
+	for (size_t i = 0; i < o.p->nheld; i++)
+		held += o.p->held[i] != NULL && strcmp(o.p->held[i], "w99") != 0;
+	ck_assert_uint_eq(held, 100);
+	orch_priv_free(&o);
+	plan_free(&p);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("orch");
+	TCase *tc = tcase_create("core");
+
+	tcase_add_test(tc, test_dry_run_300_nodes);
+	tcase_add_test(tc, test_keeper_holds_every_lease);
+	tcase_set_timeout(tc, 30);
+	suite_add_tcase(s, tc);
+	return unit_run(s);
+}
