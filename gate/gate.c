@@ -50,6 +50,11 @@
 #include "kube/kubeconfig.h"
 
 #define GATE_MAX_BODY (16 * 1024)
+
+/* Refusal reasons as /metrics counts them: the rule a reason text starts with. */
+static const char *const reason_names[] = {"concurrency", "window", "alerts", "nodes", "pool",
+					   "etcd",	  "role",   "store",  "held",  "other"};
+#define GATE_NREASONS (sizeof(reason_names) / sizeof(reason_names[0]))
 #define GATE_TOKENS_MAX (1 << 20)
 
 /* A lease ttl above this is refused: renewed_ms + ttl_ms must not overflow. */
@@ -70,6 +75,8 @@ struct gate {
 	struct httpd *httpd; /* gate.listen, or NULL */
 	struct event *tick;
 	struct log_limit tokens_log; /* every request meets a bad tokens file */
+	/* lease requests answered, by answer and refusal reason (gate_metrics) */
+	uint64_t granted, renewed, errors, refused[GATE_NREASONS];
 };
 
 /* At most a line per 10 s for a tokens file every request finds bad. */
@@ -331,6 +338,36 @@ static bool node_name_ok(const char *s)
 	return true;
 }
 
+/* Which of reason_names a refusal's first reason belongs to. */
+static size_t reason_class(const char *r)
+{
+	if (!r)
+		return GATE_NREASONS - 1;
+	if (strstr(r, " is held by "))
+		return 8;
+	if (strncmp(r, "lease store", 11) == 0)
+		return 7;
+	for (size_t i = 0; i < GATE_NREASONS - 1; i++) {
+		size_t n = strlen(reason_names[i]);
+		if (strncmp(r, reason_names[i], n) == 0 && (r[n] == ':' || r[n] == ' '))
+			return i;
+	}
+	return GATE_NREASONS - 1;
+}
+
+static void count(struct gate *g, int status, json_t *out)
+{
+	if (status == 201)
+		g->granted++;
+	else if (status == 200)
+		g->renewed++;
+	else if (status == 409 && json_is_false(json_object_get(out, "granted")))
+		g->refused[reason_class(
+		    json_string_value(json_array_get(json_object_get(out, "reasons"), 0)))]++;
+	else
+		g->errors++;
+}
+
 /* A refusal: 409 {"granted": false, "reasons": [why]}, logged. */
 static int refuse1(json_t **out, const char *node, const char *why)
 {
@@ -502,6 +539,7 @@ int gate_acquire(struct gate *g, const char *who, const struct gate_ask *a, json
 done:
 	free(why);
 	free(holder);
+	count(g, rc, *out);
 	return rc;
 }
 
@@ -1024,4 +1062,76 @@ void gate_reload(struct gate *g, struct config *cfg)
 	else
 		log_info("reload: gate settings unchanged");
 	free(changes);
+}
+
+/* ---- metrics ------------------------------------------------------------------------ */
+
+static void input_age(FILE *f, const char *name, const struct gate_source *src, int64_t now_ms)
+{
+	fprintf(f, "lbd_gate_input_age_seconds{input=\"%s\"} ", name);
+	if (src->known)
+		fprintf(f, "%.3f\n", (double)(now_ms - src->at_ms) / 1000.0);
+	else
+		fputs("-1\n", f);
+}
+
+char *gate_metrics(struct gate *g)
+{
+	int64_t now = gate_now_ms();
+	struct gate_inputs in;
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+
+	if (!f)
+		return NULL;
+	fputs("# HELP lbd_gate_leases Leases held now, by role and state (stale: its holder "
+	      "stopped renewing; it still blocks its slot).\n# TYPE lbd_gate_leases gauge\n",
+	      f);
+	for (int r = GATE_ROLE_MASTER; r <= GATE_ROLE_WORKER; r++) {
+		size_t active = 0, stale = 0;
+		for (size_t i = 0; i < g->table.n; i++)
+			if (g->table.v[i].role == (enum gate_role)r)
+				gate_lease_stale(&g->table.v[i], now) ? stale++ : active++;
+		fprintf(f, "lbd_gate_leases{role=\"%s\",state=\"active\"} %zu\n",
+			gate_role_name((enum gate_role)r), active);
+		fprintf(f, "lbd_gate_leases{role=\"%s\",state=\"stale\"} %zu\n",
+			gate_role_name((enum gate_role)r), stale);
+	}
+	fputs("# HELP lbd_gate_requests_total Lease requests answered, by answer and, for "
+	      "refusals, the rule of the first reason.\n# TYPE lbd_gate_requests_total "
+	      "counter\n",
+	      f);
+	fprintf(f, "lbd_gate_requests_total{answer=\"granted\",reason=\"\"} %llu\n",
+		(unsigned long long)g->granted);
+	fprintf(f, "lbd_gate_requests_total{answer=\"renewed\",reason=\"\"} %llu\n",
+		(unsigned long long)g->renewed);
+	fprintf(f, "lbd_gate_requests_total{answer=\"error\",reason=\"\"} %llu\n",
+		(unsigned long long)g->errors);
+	for (size_t i = 0; i < GATE_NREASONS; i++)
+		fprintf(f, "lbd_gate_requests_total{answer=\"refused\",reason=\"%s\"} %llu\n",
+			reason_names[i], (unsigned long long)g->refused[i]);
+	fputs("# HELP lbd_gate_input_age_seconds Age of each input's last good answer; -1 while "
+	      "it is unknown (the gate refuses what needs it).\n# TYPE "
+	      "lbd_gate_input_age_seconds gauge\n",
+	      f);
+	gate_inputs_snapshot(g->inputs, now, &in);
+	if (g->conf->quorum_pool)
+		input_age(f, "pool", &in.pool.src, now);
+	if (g->conf->netcd_endpoints)
+		input_age(f, "etcd", &in.etcd.src, now);
+	if (g->conf->kubeconfig)
+		input_age(f, "nodes", &in.nodes.src, now);
+	if (g->conf->alerts_prometheus_url)
+		input_age(f, "alerts", &in.alerts.src, now);
+	gate_inputs_free(&in);
+	fputs("# HELP lbd_gate_store_known 1 when the lease store answers.\n# TYPE "
+	      "lbd_gate_store_known gauge\n",
+	      f);
+	fprintf(f, "lbd_gate_store_known %d\n", g->store_why ? 0 : 1);
+	if (fclose(f) != 0) {
+		free(buf);
+		return NULL;
+	}
+	return buf;
 }

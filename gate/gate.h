@@ -88,6 +88,11 @@ int gate_acquire(struct gate *g, const char *who, const struct gate_ask *a, json
 int gate_release(struct gate *g, const char *who, const char *node, const char *holder,
 		 json_t **out);
 
+/* The gate's Prometheus families (lbd_gate_leases, lbd_gate_requests_total,
+ * lbd_gate_input_age_seconds, lbd_gate_store_known), as text for lbd's
+ * /metrics (caller frees; NULL if out of memory). */
+char *gate_metrics(struct gate *g);
+
 /*
  * The API without a transport (the listener, lbd's forwarded requests and
  * the tests use it): token NULL means the admin socket. body may be NULL.
