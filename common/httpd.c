@@ -206,8 +206,10 @@ static struct evbuffer *json_page(struct httpd *h, const char *page, size_t len)
 	char text[256];
 	int status = 0;
 
-	if (!hend || strncmp(page, "HTTP/1.", 7) != 0 || len < 12 ||
-	    sscanf(page + 8, " %3d", &status) != 1 || status < 400 || status > 599)
+	/* The version is the request's, as evhttp echoes it ("HTTP/1.11"). */
+	const char *sp = hend ? memchr(page, ' ', (size_t)(hend - page)) : NULL;
+	if (!hend || strncmp(page, "HTTP/", 5) != 0 || !sp || sscanf(sp, " %3d", &status) != 1 ||
+	    status < 400 || status > 599)
 		return NULL;
 	static const char html[] = "\r\nContent-Type: text/html\r\n";
 	if (!memmem(page, (size_t)(hend - page) + 2, html, sizeof(html) - 1))

@@ -141,7 +141,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 		fatal("fuzz_http: config: %s", errs.n ? errs.msgs[0] : "?");
 	if (!(base = event_base_new()))
 		fatal("fuzz_http: event_base_new");
-	if (server_start(&srv, base, cfg_path, cfg, false, &err) < 0)
+	if (server_start(&srv, base, cfg_path, cfg, false, false, &err) < 0)
 		fatal("fuzz_http: server_start: %s", err);
 	if (!(adm = admin_new(base, &srv, &err)))
 		fatal("fuzz_http: admin_new: %s", err);
