@@ -620,7 +620,7 @@ int gate_node_role(const struct gate_conf *conf, const struct gate_inputs *in, c
 	if (conf->quorum_pool) {
 		snprintf(what, sizeof(what), "pool %s", conf->quorum_pool);
 		if (in->pool.src.known && backend_in(in, gate_node_backend(conf, node)))
-			return 0;
+			goto master;
 		if ((u = role_source_unknown(&in->pool.src, in, what))) {
 			gate_text_add(&unknown, "%s", u);
 			free(u);
@@ -628,7 +628,7 @@ int gate_node_role(const struct gate_conf *conf, const struct gate_inputs *in, c
 	}
 	if (conf->netcd_endpoints) {
 		if (in->etcd.src.known && is_etcd_member(conf, in, node))
-			return 0;
+			goto master;
 		if ((u = role_source_unknown(&in->etcd.src, in, "etcd"))) {
 			gate_text_add(&unknown, "%s", u);
 			free(u);
@@ -638,7 +638,7 @@ int gate_node_role(const struct gate_conf *conf, const struct gate_inputs *in, c
 		if (in->nodes.src.known && (n = node_in(in, node)) &&
 		    (node_label(n, "node-role.kubernetes.io/control-plane") ||
 		     node_label(n, "node-role.kubernetes.io/master")))
-			return 0;
+			goto master;
 		if ((u = role_source_unknown(&in->nodes.src, in, "kubernetes nodes"))) {
 			gate_text_add(&unknown, "%s", u);
 			free(u);
@@ -658,6 +658,9 @@ int gate_node_role(const struct gate_conf *conf, const struct gate_inputs *in, c
 		return -1;
 	}
 	*role = GATE_ROLE_WORKER;
+	return 0;
+master: /* an earlier source may have been unknown: one master's word is enough */
+	gate_text_free(&unknown);
 	return 0;
 }
 

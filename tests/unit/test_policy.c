@@ -788,6 +788,14 @@ START_TEST(test_stale_is_unknown)
 	/* A stale answer that names a master is still evidence of one. */
 	ck_assert_int_eq(gate_node_role(&f.conf, &f.in, "m1", &role, &why), 0);
 	ck_assert_int_eq(role, GATE_ROLE_MASTER);
+	/* One source unknown, a later one says master: a master (and, under
+	 * ASan, the list of unknown sources is not leaked). */
+	f.in.pool.src.known = false;
+	f.in.etcd.src.at_ms = f.in.now_ms;
+	ck_assert_int_eq(gate_node_role(&f.conf, &f.in, "m1", &role, &why), 0);
+	ck_assert_int_eq(role, GATE_ROLE_MASTER);
+	ck_assert(why == NULL);
+	f.in.pool.src.known = true;
 	f.in.etcd.src.at_ms = f.in.now_ms;
 	f.in.pool.src.at_ms = f.in.now_ms - 60000;
 	f.in.nodes.src.at_ms = f.in.now_ms - 60000;
