@@ -107,6 +107,12 @@ static bool source_ok(const struct gate_source *s, const struct gate_inputs *in,
 	return true;
 }
 
+/* Known and answered within max_age (older answers count as unknown). */
+static bool fresh(const struct gate_source *s, const struct gate_inputs *in)
+{
+	return s->known && !(in->max_age_ms > 0 && in->now_ms - s->at_ms > in->max_age_ms);
+}
+
 /* ---- lease holders -------------------------------------------------------------------- */
 
 static bool holds_any(const struct lease_table *t, const char *name)
@@ -582,39 +588,60 @@ static bool is_etcd_member(const struct gate_conf *conf, const struct gate_input
 	return false;
 }
 
+/* A source the role needs that did not answer, or answered longer ago than
+ * max_age: "etcd unknown (why)", "pool apiservers stale (last answer 60s
+ * ago)". Stale is unknown, as everywhere in the policy: a node added to etcd
+ * since the last answer is a master the gate would not see. NULL if fresh. */
+static char *role_source_unknown(const struct gate_source *s, const struct gate_inputs *in,
+				 const char *what)
+{
+	if (!s->known)
+		return xasprintf("%s unknown (%s)", what, s->why ? s->why : "no answer");
+	if (in->max_age_ms > 0 && in->now_ms - s->at_ms > in->max_age_ms)
+		return xasprintf("%s stale (last answer %" PRId64 "s ago)", what,
+				 (in->now_ms - s->at_ms) / 1000);
+	return NULL;
+}
+
 int gate_node_role(const struct gate_conf *conf, const struct gate_inputs *in, const char *node,
 		   enum gate_role *role, char **why)
 {
 	struct gate_text unknown = {0};
 	const struct gate_node_in *n;
+	char what[160], *u;
 
 	*role = GATE_ROLE_MASTER;
 	/* Named in members: the operator said it is a master. */
 	const struct gate_member *m = member_of(conf, node);
 	if (m && (m->backend || m->etcd))
 		return 0;
+	/* Evidence of a master counts even from a stale answer (a stale answer
+	 * never makes a worker: the master rules then refuse as unknown). */
 	if (conf->quorum_pool) {
-		if (!in->pool.src.known)
-			gate_text_add(&unknown, "pool %s unknown (%s)", conf->quorum_pool,
-				      in->pool.src.why ? in->pool.src.why : "no answer");
-		else if (backend_in(in, gate_node_backend(conf, node)))
-			return 0;
+		snprintf(what, sizeof(what), "pool %s", conf->quorum_pool);
+		if (in->pool.src.known && backend_in(in, gate_node_backend(conf, node)))
+			goto master;
+		if ((u = role_source_unknown(&in->pool.src, in, what))) {
+			gate_text_add(&unknown, "%s", u);
+			free(u);
+		}
 	}
 	if (conf->netcd_endpoints) {
-		if (!in->etcd.src.known)
-			gate_text_add(&unknown, "etcd unknown (%s)",
-				      in->etcd.src.why ? in->etcd.src.why : "no answer");
-		else if (is_etcd_member(conf, in, node))
-			return 0;
+		if (in->etcd.src.known && is_etcd_member(conf, in, node))
+			goto master;
+		if ((u = role_source_unknown(&in->etcd.src, in, "etcd"))) {
+			gate_text_add(&unknown, "%s", u);
+			free(u);
+		}
 	}
 	if (conf->kubeconfig) {
-		if (!in->nodes.src.known) {
-			gate_text_add(&unknown, "kubernetes nodes unknown (%s)",
-				      in->nodes.src.why ? in->nodes.src.why : "no answer");
-		} else if ((n = node_in(in, node)) &&
-			   (node_label(n, "node-role.kubernetes.io/control-plane") ||
-			    node_label(n, "node-role.kubernetes.io/master"))) {
-			return 0;
+		if (in->nodes.src.known && (n = node_in(in, node)) &&
+		    (node_label(n, "node-role.kubernetes.io/control-plane") ||
+		     node_label(n, "node-role.kubernetes.io/master")))
+			goto master;
+		if ((u = role_source_unknown(&in->nodes.src, in, "kubernetes nodes"))) {
+			gate_text_add(&unknown, "%s", u);
+			free(u);
 		}
 	}
 	if (unknown.n > 0) {
@@ -631,6 +658,9 @@ int gate_node_role(const struct gate_conf *conf, const struct gate_inputs *in, c
 		return -1;
 	}
 	*role = GATE_ROLE_WORKER;
+	return 0;
+master: /* an earlier source may have been unknown: one master's word is enough */
+	gate_text_free(&unknown);
 	return 0;
 }
 
@@ -669,8 +699,7 @@ bool gate_lease_back(const struct gate_conf *conf, const struct gate_inputs *in,
 		*why = xstrdup("no kubeconfig: only the holder or an admin can release it");
 		return false;
 	}
-	if (!in->nodes.src.known ||
-	    (in->max_age_ms > 0 && in->now_ms - in->nodes.src.at_ms > in->max_age_ms)) {
+	if (!fresh(&in->nodes.src, in)) {
 		*why = xstrdup("kubernetes nodes unknown");
 		return false;
 	}
@@ -687,7 +716,7 @@ bool gate_lease_back(const struct gate_conf *conf, const struct gate_inputs *in,
 		gate_text_add(&miss, "NotReady");
 	if (l->role == GATE_ROLE_MASTER && conf->quorum_pool) {
 		const struct gate_backend_in *b = backend_in(in, gate_node_backend(conf, l->node));
-		if (!in->pool.src.known)
+		if (!fresh(&in->pool.src, in))
 			gate_text_add(&miss, "pool unknown");
 		else if (b && !b->up)
 			gate_text_add(&miss, "backend %s not up (%s)", b->name,
@@ -700,7 +729,7 @@ bool gate_lease_back(const struct gate_conf *conf, const struct gate_inputs *in,
 	}
 	if (l->role == GATE_ROLE_MASTER && conf->netcd_endpoints) {
 		const char *name = gate_node_etcd(conf, l->node), *w = NULL;
-		if (!in->etcd.src.known) {
+		if (!fresh(&in->etcd.src, in)) {
 			gate_text_add(&miss, "etcd unknown");
 		} else {
 			for (size_t i = 0; i < in->etcd.nmembers; i++)

@@ -128,7 +128,7 @@ void gate_decision_free(struct gate_decision *d);
  * node-role.kubernetes.io/control-plane (or .../master). Evidence from one
  * source is enough for master; worker needs every configured source known.
  * Returns 0 with *role, or -1 with *why (caller frees): a source it needed
- * is unknown, so the gate refuses.
+ * is unknown or stale (older than max_age), so the gate refuses.
  */
 int gate_node_role(const struct gate_conf *conf, const struct gate_inputs *in, const char *node,
 		   enum gate_role *role, char **why);

@@ -759,6 +759,76 @@ START_TEST(test_node_role)
 }
 END_TEST
 
+/*
+ * Stale is unknown for the role and for outcomes too (found by
+ * test_gate_prop): an answer older than max_age may miss a node added to
+ * etcd or the pool since, so it cannot make a worker; and it cannot say a
+ * master is back.
+ */
+START_TEST(test_stale_is_unknown)
+{
+	struct fixture f;
+	struct gate_lease l = {0};
+	enum gate_role role;
+	char *why = NULL;
+	bool gone;
+
+	fx_init(&f);
+	fx_pool(&f, 3);
+	fx_etcd(&f, 3, 0);
+	fx_nodes(&f, 2, NULL);
+	ck_assert_int_eq(gate_node_role(&f.conf, &f.in, "w1", &role, &why), 0);
+	ck_assert_int_eq(role, GATE_ROLE_WORKER);
+	f.in.etcd.src.at_ms = f.in.now_ms - 60000;
+	ck_assert_int_eq(gate_node_role(&f.conf, &f.in, "w1", &role, &why), -1);
+	ck_assert_msg(strstr(why, "role: cannot tell whether w1 is a master: etcd stale (last "
+				  "answer 60s ago)"),
+		      "%s", why);
+	xfree(&why);
+	/* A stale answer that names a master is still evidence of one. */
+	ck_assert_int_eq(gate_node_role(&f.conf, &f.in, "m1", &role, &why), 0);
+	ck_assert_int_eq(role, GATE_ROLE_MASTER);
+	/* One source unknown, a later one says master: a master (and, under
+	 * ASan, the list of unknown sources is not leaked). */
+	f.in.pool.src.known = false;
+	f.in.etcd.src.at_ms = f.in.now_ms;
+	ck_assert_int_eq(gate_node_role(&f.conf, &f.in, "m1", &role, &why), 0);
+	ck_assert_int_eq(role, GATE_ROLE_MASTER);
+	ck_assert(why == NULL);
+	f.in.pool.src.known = true;
+	f.in.etcd.src.at_ms = f.in.now_ms;
+	f.in.pool.src.at_ms = f.in.now_ms - 60000;
+	f.in.nodes.src.at_ms = f.in.now_ms - 60000;
+	ck_assert_int_eq(gate_node_role(&f.conf, &f.in, "w1", &role, &why), -1);
+	ck_assert_msg(strstr(why, "pool apiservers stale") && strstr(why, "kubernetes nodes stale"),
+		      "%s", why);
+	xfree(&why);
+	fx_free(&f);
+
+	/* Outcomes: a master is not back by a stale pool or etcd. */
+	fx_init(&f);
+	fx_nodes(&f, 1, NULL);
+	free(f.in.nodes.v[0].name);
+	f.in.nodes.v[0].name = xstrdup("m1");
+	fx_pool(&f, 3);
+	fx_etcd(&f, 3, 0);
+	l.node = (char *)"m1";
+	l.role = GATE_ROLE_MASTER;
+	l.boot_id = (char *)"old";
+	ck_assert(gate_lease_back(&f.conf, &f.in, &l, &gone, &why));
+	f.in.pool.src.at_ms = f.in.now_ms - 60000;
+	ck_assert(!gate_lease_back(&f.conf, &f.in, &l, &gone, &why));
+	ck_assert_msg(strstr(why, "pool unknown"), "%s", why);
+	xfree(&why);
+	f.in.pool.src.at_ms = f.in.now_ms;
+	f.in.etcd.src.at_ms = f.in.now_ms - 60000;
+	ck_assert(!gate_lease_back(&f.conf, &f.in, &l, &gone, &why));
+	ck_assert_msg(strstr(why, "etcd unknown"), "%s", why);
+	xfree(&why);
+	fx_free(&f);
+}
+END_TEST
+
 /* Issue 14 case 3: a lease is its holder's. */
 START_TEST(test_holders)
 {
@@ -858,6 +928,7 @@ static Suite *policy_suite(void)
 	tcase_add_test(tc, test_outcomes);
 	tcase_add_test(tc, test_outcomes_master);
 	tcase_add_test(tc, test_node_role);
+	tcase_add_test(tc, test_stale_is_unknown);
 	tcase_add_test(tc, test_holders);
 	tcase_add_test(tc, test_drained_is_lost);
 	tcase_add_test(tc, test_outcomes_only_when_asked);
