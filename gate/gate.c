@@ -518,6 +518,8 @@ int gate_acquire(struct gate *g, const char *who, const struct gate_ask *a, json
 			rc = refuse1(out, a->node, why);
 			goto done;
 		}
+		/* Renew as asked: an admin who names no holder leaves the holder be. */
+		ask.holder = a->holder;
 		rc = renew(g, &ask, now, out);
 		goto done;
 	case GATE_HOLD_NEW:
