@@ -504,7 +504,11 @@ int gate_acquire(struct gate *g, const char *who, const struct gate_ask *a, json
 		rc = refuse1(out, a->node, why);
 		goto done;
 	}
-	switch (gate_hold_check(&g->table, a->node, ask.holder, is_admin(who), &why)) {
+	/* An admin overrides another holder only as itself: a request that
+	 * names its holder is that holder (lbctl upgrade asks as an admin, and
+	 * a second run of the plan must not take over the first run's lease). */
+	switch (
+	    gate_hold_check(&g->table, a->node, ask.holder, is_admin(who) && !a->holder, &why)) {
 	case GATE_HOLD_REFUSED:
 		rc = refuse1(out, a->node, why);
 		goto done;

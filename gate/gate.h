@@ -72,7 +72,8 @@ void gate_stop(struct gate **g);
  * node ("*": an admin token; NULL: the admin socket). A request names its
  * holder, or it is "node/<who>" (a node's token) or "admin". The same
  * holder renews (same slot, same fence); another is refused (409) with
- * who holds it since when, unless it is an admin. The role is the
+ * who holds it since when, unless it is an admin that names no holder (an
+ * admin naming one, as lbctl upgrade does, is that holder like anyone). The role is the
  * cluster's (gate_node_role); a role in the request must match it.
  */
 struct gate_ask {
