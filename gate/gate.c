@@ -389,8 +389,7 @@ static char *default_holder(const char *who)
 	return is_admin(who) ? xstrdup("admin") : xasprintf("node/%s", who);
 }
 
-/* Renews node's lease for a (same slot, same fence); an admin may hand it
- * to another holder. */
+/* Renews node's lease for a: same slot, same fence, same holder. */
 static int renew(struct gate *g, const struct gate_ask *a, int64_t now, json_t **out)
 {
 	struct lease_table after;
@@ -399,12 +398,9 @@ static int renew(struct gate *g, const struct gate_ask *a, int64_t now, json_t *
 
 	lease_table_copy(&after, &g->table);
 	struct gate_lease *r = lease_table_renew(&after, a->node, now, a->ttl_ms, a->reason);
-	if (a->holder && strcmp(r->holder, a->holder) != 0) {
-		log_info("gate: an admin hands the lease of %s from %s to %s", a->node, r->holder,
-			 a->holder);
-		free(r->holder);
-		r->holder = xstrdup(a->holder);
-	}
+	if (gate_lease_stale(lease_table_find_const(&g->table, a->node), now))
+		log_info("gate: %s takes its stale lease of %s back (fence %llu)", r->holder,
+			 a->node, (unsigned long long)r->fence);
 	rc = gate_store_put(g->store, &after, r, &err);
 	if (rc == 0) {
 		lease_table_free(&g->table);
@@ -522,8 +518,6 @@ int gate_acquire(struct gate *g, const char *who, const struct gate_ask *a, json
 			rc = refuse1(out, a->node, why);
 			goto done;
 		}
-		/* Renew as asked: an admin who names no holder leaves the holder be. */
-		ask.holder = a->holder;
 		rc = renew(g, &ask, now, out);
 		goto done;
 	case GATE_HOLD_NEW:
