@@ -4,12 +4,13 @@
   docs promise; lintian reports no errors (warnings are printed).
 - The package installs on this machine (the issue allows it): the lbd user
   and /var/lib/lbd exist, `lbd -t -c /etc/lbd/lbd.yaml` passes,
-  `systemd-analyze verify` passes on the installed unit, the man pages and
+  `systemd-analyze verify` passes on the installed units, the man pages and
   the completion are in place; then `dpkg --purge` removes it all. Skipped
   when not root, or when a package named lbd is already installed (it is
   not ours to replace).
 - `make install DESTDIR=... PREFIX=...` lays out the same files, with the
-  unit's paths rewritten for the prefix.
+  units' paths rewritten for the prefix; the kured companion unit
+  (lbd-gate-watch.service) passes `systemd-analyze verify` there too.
 - lbd speaks the sd_notify protocol: READY=1 once listening, RELOADING=1 +
   MONOTONIC_USEC and READY=1 around SIGHUP, STOPPING=1 on SIGTERM, to an
   abstract $NOTIFY_SOCKET (what systemd gives a Type=notify service).
@@ -75,7 +76,11 @@ class PackageTest(unittest.TestCase):
         self.assertRegex(info, r"(?m)^Depends: .*\badduser\b.*\blibevent")
         _, listing = sh(["dpkg-deb", "-c", deb])
         for path in ["./usr/sbin/lbd", "./usr/bin/lbctl", "./etc/lbd/lbd.yaml",
-                     "./lib/systemd/system/lbd.service", "./usr/share/man/man8/lbd.8.gz",
+                     "./lib/systemd/system/lbd.service",
+                     "./lib/systemd/system/lbd-gate-watch.service",
+                     "./usr/share/doc/lbd/examples/lbd-gate-watch.env",
+                     "./usr/share/doc/lbd/examples/kured-README.md",
+                     "./usr/share/man/man8/lbd.8.gz",
                      "./usr/share/man/man8/lbctl.8.gz",
                      "./usr/share/bash-completion/completions/lbctl",
                      "./usr/share/doc/lbd/copyright", "./usr/share/doc/lbd/changelog.Debian.gz",
@@ -117,6 +122,14 @@ class PackageTest(unittest.TestCase):
             unit = f.read()
         self.assertIn("ExecStart=/usr/local/sbin/lbd -c /etc/lbd/lbd.yaml", unit)
         self.assertNotIn("/usr/sbin/lbd", unit)
+        watch = os.path.join(dest, "usr/local/lib/systemd/system/lbd-gate-watch.service")
+        with open(watch) as f:
+            unit = f.read()
+        self.assertIn("ExecStart=/usr/local/bin/lbctl --url ${LBD_GATE_URL} "
+                      "--token-file /etc/lbd/gate-token", unit)
+        self.assertNotIn("/usr/bin/lbctl", unit)
+        self.assertNotIn("--role", unit)  # the gate knows the node's role
+        self.verify_watch_unit(unit, os.path.join(dest, "usr/local/bin/lbctl"))
         # A second install keeps the operator's config.
         cfg = os.path.join(dest, "etc/lbd/lbd.yaml")
         with open(cfg, "a") as f:
@@ -126,6 +139,25 @@ class PackageTest(unittest.TestCase):
             self.assertIn("# edited by the operator", f.read())
         rc, out = sh([os.path.join(dest, "usr/local/sbin/lbd"), "-t", "-c", cfg], check=False)
         self.assertEqual(rc, 0, out)
+
+
+    def verify_watch_unit(self, unit, lbctl):
+        """systemd-analyze verify on the kured companion unit, its lbctl
+        pointed at lbctl (verify wants the binary to exist) and without its
+        man page reference (not installed outside the package)."""
+        if not shutil.which("systemd-analyze"):
+            print("  [packaging] systemd-analyze not installed: unit not verified",
+                  file=sys.stderr)
+            return
+        unit = re.sub(r"(?m)^Documentation=.*\n", "", unit)
+        unit = re.sub(r"/\S*/bin/lbctl", lbctl, unit)
+        d = self.tmpdir()
+        path = os.path.join(d, "lbd-gate-watch.service")
+        with open(path, "w") as f:
+            f.write(unit)
+        rc, out = sh(["systemd-analyze", "verify", path], check=False)
+        self.assertEqual(rc, 0, "systemd-analyze verify:\n" + out)
+        self.assertEqual(out.strip(), "", "systemd-analyze verify warned:\n" + out)
 
 
 class InstallTest(unittest.TestCase):
@@ -163,17 +195,18 @@ class InstallTest(unittest.TestCase):
         self.assertFalse(os.path.exists("/etc/systemd/system/multi-user.target.wants/lbd.service"))
 
         if shutil.which("systemd-analyze"):
-            rc, out = sh(["systemd-analyze", "verify", "/lib/systemd/system/lbd.service"],
-                         check=False)
-            self.assertEqual(rc, 0, "systemd-analyze verify:\n" + out)
-            self.assertEqual(out.strip(), "", "systemd-analyze verify warned:\n" + out)
+            for u in ["lbd.service", "lbd-gate-watch.service"]:
+                rc, out = sh(["systemd-analyze", "verify", "/lib/systemd/system/" + u],
+                             check=False)
+                self.assertEqual(rc, 0, "systemd-analyze verify %s:\n%s" % (u, out))
+                self.assertEqual(out.strip(), "", "systemd-analyze verify warned:\n" + out)
         else:
             print("  [packaging] systemd-analyze not installed: unit not verified",
                   file=sys.stderr)
 
         self.purge()
         for p in ["/usr/sbin/lbd", "/usr/bin/lbctl", "/etc/lbd", "/var/lib/lbd",
-                  "/lib/systemd/system/lbd.service"]:
+                  "/lib/systemd/system/lbd.service", "/lib/systemd/system/lbd-gate-watch.service"]:
             self.assertFalse(os.path.exists(p), "%s left after purge" % p)
 
 
