@@ -9,11 +9,13 @@
   when not root, or when a package named lbd is already installed (it is
   not ours to replace).
 - `make install DESTDIR=... PREFIX=...` lays out the same files, with the
-  units' paths rewritten for the prefix; the kured companion unit
-  (lbd-gate-watch.service) passes `systemd-analyze verify` there too.
+  unit's paths rewritten for the prefix.
 - lbd speaks the sd_notify protocol: READY=1 once listening, RELOADING=1 +
   MONOTONIC_USEC and READY=1 around SIGHUP, STOPPING=1 on SIGTERM, to an
   abstract $NOTIFY_SOCKET (what systemd gives a Type=notify service).
+- The kured companion unit (lbd-gate-watch.service) is in the package and in
+  `make install`, with lbctl's path rewritten for the prefix, no --role, and
+  passes `systemd-analyze verify` there.
 """
 
 import os
