@@ -44,6 +44,7 @@
 #include "common/xmalloc.h"
 #include "config/config.h"
 #include "gate/conf.h"
+#include "gate/fleetlock.h"
 #include "gate/inputs.h"
 #include "gate/policy.h"
 #include "gate/store.h"
@@ -180,6 +181,11 @@ static int authenticate(struct gate *g, const char *token, char **who, json_t **
 	if (!found)
 		return error_json(out, 401, "unknown token");
 	return 0;
+}
+
+int gate_authenticate(struct gate *g, const char *token, char **who, json_t **out)
+{
+	return authenticate(g, token, who, out);
 }
 
 static bool may_act_for(const char *who, const char *node)
@@ -914,6 +920,15 @@ static void on_request(struct evhttp_request *req, void *arg)
 
 	if (!path) {
 		status = error_json(&out, 400, "bad request line");
+		goto send;
+	}
+	if (gate_fleetlock_path(path)) { /* its own errors and header: fleetlock.h */
+		status = gate_fleetlock(
+		    g, method_name(evhttp_request_get_command(req)), path,
+		    evhttp_find_header(evhttp_request_get_input_headers(req),
+				       "fleet-lock-protocol"),
+		    auth, len ? (const char *)evbuffer_pullup(in, (ev_ssize_t)len) : NULL, len,
+		    &out);
 		goto send;
 	}
 	if (len > 0) {

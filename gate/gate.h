@@ -95,6 +95,13 @@ int gate_release(struct gate *g, const char *who, const char *node, const char *
 char *gate_metrics(struct gate *g);
 
 /*
+ * The node a gate.listen bearer token belongs to ("*": an admin token), by
+ * gate.tokens_file: 0 with *who (caller frees), or an HTTP status with *out
+ * {"error": ...}. FleetLock (fleetlock.h) authenticates with it.
+ */
+int gate_authenticate(struct gate *g, const char *token, char **who, json_t **out);
+
+/*
  * The API without a transport (the listener, lbd's forwarded requests and
  * the tests use it): token NULL means the admin socket. body may be NULL.
  * Returns the HTTP status and sets *out (a JSON object, caller decrefs).
