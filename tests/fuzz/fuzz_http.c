@@ -353,7 +353,9 @@ static void check_answer(enum target t, const uint8_t *req, size_t req_len, cons
 	size_t ctlen;
 	const char *ct = header(hdrs, eoh + 2, "Content-Type", &ctlen);
 	FUZZ_ASSERT(ct, "no Content-Type (status %d):\n%.2000s", status, resp);
-	if (t != GATE && status == 200 && req_len >= 13 && !memcmp(req, "GET /metrics ", 13)) {
+	/* /metrics, with or without a query, is Prometheus text. */
+	if (t != GATE && status == 200 && req_len >= 13 && !memcmp(req, "GET /metrics", 12) &&
+	    (req[12] == ' ' || req[12] == '?')) {
 		FUZZ_ASSERT(ctlen >= 10 && !memcmp(ct, "text/plain", 10), "metrics as %.*s",
 			    (int)ctlen, ct);
 		return;

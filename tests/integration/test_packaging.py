@@ -317,11 +317,13 @@ class DebUpgradeTest(test_self_upgrade.Upgrades):
 
     def setUp(self):
         if os.geteuid() != 0:
-            self.skipTest("dpkg -i needs root")
+            harness.skip_capability("root", "dpkg -i needs it")
         if package_installed():
             self.skipTest("a package named lbd is already installed here; not replacing it")
         if os.path.exists(self.SOCK):
-            self.skipTest("%s exists: an lbd of this machine's; not touching it" % self.SOCK)
+            # The machine's own lbd serves there: not a test's to replace.
+            self.skipTest("a package named lbd is already installed here; not replacing it "
+                          "(%s exists)" % self.SOCK)
         super().setUp()
         self.deb = build_deb()
         self.deb2, self.v2 = build_newer_deb()

@@ -398,8 +398,8 @@ class Upgrades(harness.TestCase):
 
 class SelfUpgrade(Upgrades):
     def setUp(self):
-        if not os.access(harness.LBD, os.X_OK) or not os.access(LBCTL, os.X_OK):
-            raise unittest.SkipTest("lbd/lbctl not built in %s" % harness.BUILD)
+        harness.require_binary(harness.LBD, "run make")
+        harness.require_binary(LBCTL, "run make")
         super().setUp()
 
     # ------------------------------------------------------------------ 1
