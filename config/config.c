@@ -1256,9 +1256,13 @@ static void default_str(char **s, const char *def)
 		*s = xstrdup(def);
 }
 
-/* String defaults, once the walk is done. */
-static void apply_defaults(struct config *cfg)
+/* String defaults, and those that depend on other keys, once the walk is done. */
+static void apply_defaults(struct config *cfg, const struct ynode *root)
 {
+	/* The gate sees the nodes: it wants them all Ready unless told not to,
+	 * as the "control plane Ready >= 2" sentinels it replaces did. */
+	if (cfg->gate.kubeconfig && !ynode_get(ynode_get(root, "gate"), "require_all_nodes_ready"))
+		cfg->gate.require_all_nodes_ready = true;
 	default_str(&cfg->state_dir, DEFAULT_STATE_DIR);
 	default_str(&cfg->admin.socket, DEFAULT_ADMIN_SOCKET);
 	for (size_t i = 0; i < cfg->npools; i++)
@@ -1527,7 +1531,7 @@ struct config *config_load_string(const char *name, const char *yaml, size_t len
 	} else {
 		c.root = root;
 		walk_map(&c, root, "", top_fields, cfg);
-		apply_defaults(cfg);
+		apply_defaults(cfg, root);
 		validate(&c, root);
 	}
 	ytree_free(root);

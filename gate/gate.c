@@ -44,12 +44,18 @@
 #include "common/xmalloc.h"
 #include "config/config.h"
 #include "gate/conf.h"
+#include "gate/fleetlock.h"
 #include "gate/inputs.h"
 #include "gate/policy.h"
 #include "gate/store.h"
 #include "kube/kubeconfig.h"
 
 #define GATE_MAX_BODY (16 * 1024)
+
+/* Refusal reasons as /metrics counts them: the rule a reason text starts with. */
+static const char *const reason_names[] = {"concurrency", "window", "alerts", "nodes", "pool",
+					   "etcd",	  "role",   "store",  "held",  "other"};
+#define GATE_NREASONS (sizeof(reason_names) / sizeof(reason_names[0]))
 #define GATE_TOKENS_MAX (1 << 20)
 
 /* A lease ttl above this is refused: renewed_ms + ttl_ms must not overflow. */
@@ -70,6 +76,8 @@ struct gate {
 	struct httpd *httpd; /* gate.listen, or NULL */
 	struct event *tick;
 	struct log_limit tokens_log; /* every request meets a bad tokens file */
+	/* lease requests answered, by answer and refusal reason (gate_metrics) */
+	uint64_t granted, renewed, errors, refused[GATE_NREASONS];
 };
 
 /* At most a line per 10 s for a tokens file every request finds bad. */
@@ -173,6 +181,11 @@ static int authenticate(struct gate *g, const char *token, char **who, json_t **
 	if (!found)
 		return error_json(out, 401, "unknown token");
 	return 0;
+}
+
+int gate_authenticate(struct gate *g, const char *token, char **who, json_t **out)
+{
+	return authenticate(g, token, who, out);
 }
 
 static bool may_act_for(const char *who, const char *node)
@@ -331,109 +344,118 @@ static bool node_name_ok(const char *s)
 	return true;
 }
 
-static int handle_acquire(struct gate *g, const char *who, json_t *body, json_t **out)
+/* Which of reason_names a refusal's first reason belongs to. */
+static size_t reason_class(const char *r)
 {
-	static const char *const keys[] = {"node", "role", "reason", "ttl", NULL};
-	const char *node, *reason, *k;
-	enum gate_role role;
-	int64_t ttl, now = gate_now_ms();
-	struct gate_inputs in;
+	if (!r)
+		return GATE_NREASONS - 1;
+	if (strstr(r, " is held by "))
+		return 8;
+	if (strncmp(r, "lease store", 11) == 0)
+		return 7;
+	for (size_t i = 0; i < GATE_NREASONS - 1; i++) {
+		size_t n = strlen(reason_names[i]);
+		if (strncmp(r, reason_names[i], n) == 0 && (r[n] == ':' || r[n] == ' '))
+			return i;
+	}
+	return GATE_NREASONS - 1;
+}
+
+static void count(struct gate *g, int status, json_t *out)
+{
+	if (status == 201)
+		g->granted++;
+	else if (status == 200)
+		g->renewed++;
+	else if (status == 409 && json_is_false(json_object_get(out, "granted")))
+		g->refused[reason_class(
+		    json_string_value(json_array_get(json_object_get(out, "reasons"), 0)))]++;
+	else
+		g->errors++;
+}
+
+/* A refusal: 409 {"granted": false, "reasons": [why]}, logged. */
+static int refuse1(json_t **out, const char *node, const char *why)
+{
+	*out = json_pack("{s:b,s:[s]}", "granted", 0, "reasons", why);
+	if (!*out)
+		return error_json(out, 500, "internal error: a refusal that is not UTF-8");
+	log_info("gate: refused a lease to %s: %s", node, why);
+	return 409;
+}
+
+static bool is_admin(const char *who)
+{
+	return !who || strcmp(who, "*") == 0;
+}
+
+/* The holder of a request that names none: the node's token, or an admin. */
+static char *default_holder(const char *who)
+{
+	return is_admin(who) ? xstrdup("admin") : xasprintf("node/%s", who);
+}
+
+/* Renews node's lease for a: same slot, same fence, same holder. */
+static int renew(struct gate *g, const struct gate_ask *a, int64_t now, json_t **out)
+{
+	struct lease_table after;
+	char *err = NULL;
+	int rc;
+
+	lease_table_copy(&after, &g->table);
+	struct gate_lease *r = lease_table_renew(&after, a->node, now, a->ttl_ms, a->reason);
+	if (gate_lease_stale(lease_table_find_const(&g->table, a->node), now))
+		log_info("gate: %s takes its stale lease of %s back (fence %llu)", r->holder,
+			 a->node, (unsigned long long)r->fence);
+	rc = gate_store_put(g->store, &after, r, &err);
+	if (rc == 0) {
+		lease_table_free(&g->table);
+		g->table = after;
+		*out = json_pack("{s:b,s:b,s:o}", "granted", 1, "renewed", 1, "lease",
+				 gate_lease_to_json(lease_table_find(&g->table, a->node), now));
+		rc = 200;
+	} else {
+		lease_table_free(&after);
+		rc = rc == GATE_STORE_CONFLICT
+			 ? error_json(out, 409, "another lbd changed this lease; ask again")
+			 : error_json(out, 503, "lease store: %s", err);
+	}
+	free(err);
+	return rc;
+}
+
+/* A new lease for a, decided by the policy on role. */
+static int grant(struct gate *g, const struct gate_ask *a, enum gate_role role,
+		 struct gate_inputs *in, int64_t now, json_t **out)
+{
 	struct gate_decision d;
 	struct gate_lease nl = {0};
 	struct lease_table after;
 	char *err = NULL;
-	json_t *v;
 	int rc;
 
-	if (!json_is_object(body))
-		return error_json(out, 400, "body must be a JSON object {node, role, reason, ttl}");
-	json_object_foreach(body, k, v)
-	{
-		bool known = false;
-		for (size_t i = 0; keys[i]; i++)
-			known |= strcmp(keys[i], k) == 0;
-		if (!known)
-			return error_json(out, 400, "unknown key '%s' (node, role, reason, ttl)",
-					  k);
-	}
-	node = json_string_value(json_object_get(body, "node"));
-	reason = json_string_value(json_object_get(body, "reason"));
-	if (!node_name_ok(node))
-		return error_json(out, 400, "node: a Kubernetes node name is required");
-	if (gate_role_parse(json_string_value(json_object_get(body, "role")), &role) < 0)
-		return error_json(out, 400, "role: master or worker");
-	if (json_object_get(body, "reason") && !reason)
-		return error_json(out, 400, "reason: a string");
-	if (reason && strlen(reason) > 1024)
-		return error_json(out, 400, "reason: at most 1024 characters");
-	if (parse_ttl(json_object_get(body, "ttl"), 0, &ttl) < 0) /* 0: lease_ttl, below */
-		return error_json(out, 400,
-				  "ttl: a duration such as \"30m\" (1s to 10 years) or seconds");
-	if (!may_act_for(who, node))
-		return error_json(out, 403, "this token may only take the lease of node %s", who);
-
-	if (ttl == 0)
-		ttl = g->conf->lease_ttl_ms;
-	if (store_sync(g) < 0) {
-		/* Unknown means no: a refusal with the reason, like any other. */
-		*out = json_pack("{s:b,s:[s+]}", "granted", 0, "reasons",
-				 "lease store unknown: ", g->store_why);
-		if (!*out)
-			error_json(out, 503, "lease store unknown");
-		log_info("gate: refused a %s lease to %s: lease store unknown",
-			 gate_role_name(role), node);
-		rc = 409;
-		goto done;
-	}
-	struct gate_lease *held = lease_table_find(&g->table, node);
-	if (held) {
-		/* Asking again for what you hold renews it: same slot, same fence. */
-		if (held->role != role) {
-			*out = json_pack("{s:b,s:[s+++]}", "granted", 0, "reasons", node,
-					 " already holds a ", gate_role_name(held->role),
-					 " lease; release it first");
-			rc = 409;
-			goto done;
-		}
-		lease_table_copy(&after, &g->table);
-		struct gate_lease *r = lease_table_renew(&after, node, now, ttl, reason);
-		rc = gate_store_put(g->store, &after, r, &err);
-		if (rc == 0) {
-			lease_table_free(&g->table);
-			g->table = after;
-			*out =
-			    json_pack("{s:b,s:b,s:o}", "granted", 1, "renewed", 1, "lease",
-				      gate_lease_to_json(lease_table_find(&g->table, node), now));
-			rc = 200;
-		} else {
-			lease_table_free(&after);
-			rc = rc == GATE_STORE_CONFLICT
-				 ? error_json(out, 409, "another lbd changed this lease; ask again")
-				 : error_json(out, 503, "lease store: %s", err);
-		}
-		goto done;
-	}
-
-	gate_inputs_snapshot(g->inputs, now, &in);
-	struct gate_request req = {.node = node, .role = role};
-	gate_decide(g->conf, &in, &g->table, &req, &d);
+	struct gate_request req = {.node = a->node, .role = role};
+	gate_decide(g->conf, in, &g->table, &req, &d);
 	if (!d.granted) {
 		*out = json_pack("{s:b,s:o}", "granted", 0, "reasons", texts_json(&d.reasons));
 		log_info("gate: refused %s lease to %s: %zu reason(s), first: %s",
-			 gate_role_name(role), node, d.reasons.n,
+			 gate_role_name(role), a->node, d.reasons.n,
 			 d.reasons.n ? d.reasons.v[0] : "?");
-		rc = 409;
-		goto free_in;
+		gate_decision_free(&d);
+		return 409;
 	}
-	nl.node = xstrdup(node);
+	nl.node = xstrdup(a->node);
 	nl.role = role;
 	nl.slot = d.slot;
-	nl.reason = xstrdup(reason ? reason : "");
-	nl.ttl_ms = ttl;
-	fill_lease(g, &in, &nl);
+	nl.reason = xstrdup(a->reason ? a->reason : "");
+	nl.ttl_ms = a->ttl_ms;
+	nl.holder = xstrdup(a->holder);
+	nl.release_on_outcomes = a->release_on_outcomes;
+	gate_decision_free(&d);
+	fill_lease(g, in, &nl);
 	if ((rc = gate_store_next_fence(g->store, &g->table, &nl.fence, &err)) < 0) {
 		rc = error_json(out, 503, "lease store: %s", err);
-		goto free_lease;
+		goto done;
 	}
 	lease_table_copy(&after, &g->table);
 	struct gate_lease *added = lease_table_add(&after, &nl, now);
@@ -441,38 +463,148 @@ static int handle_acquire(struct gate *g, const char *who, json_t *body, json_t 
 	if (rc == 0) {
 		lease_table_free(&g->table);
 		g->table = after;
-		added = lease_table_find(&g->table, node);
-		log_info("gate: granted %s lease %s-%d to %s (fence %llu): %s",
-			 gate_role_name(role), gate_role_name(role), added->slot, node,
-			 (unsigned long long)added->fence, added->reason);
+		added = lease_table_find(&g->table, a->node);
+		log_info("gate: granted %s lease %s-%d to %s for %s (fence %llu): %s",
+			 gate_role_name(role), gate_role_name(role), added->slot, a->node,
+			 added->holder, (unsigned long long)added->fence, added->reason);
 		*out =
 		    json_pack("{s:b,s:o}", "granted", 1, "lease", gate_lease_to_json(added, now));
 		rc = 201;
 	} else if (rc == GATE_STORE_CONFLICT) {
 		lease_table_free(&after);
-		*out =
-		    json_pack("{s:b,s:[s]}", "granted", 0, "reasons",
-			      "concurrency: another lbd granted this slot at the same moment; ask "
-			      "again");
-		rc = 409;
+		rc = refuse1(out, a->node,
+			     "concurrency: another lbd granted this slot at the same moment; ask "
+			     "again");
 	} else {
 		lease_table_free(&after);
 		rc = error_json(out, 503, "lease store: %s (nothing was granted)", err);
 	}
-free_lease:
-	gate_lease_clear(&nl);
-free_in:
-	gate_decision_free(&d);
-	gate_inputs_free(&in);
 done:
+	gate_lease_clear(&nl);
 	free(err);
 	return rc;
 }
 
-static int handle_release(struct gate *g, const char *who, const char *node, json_t **out)
+int gate_acquire(struct gate *g, const char *who, const struct gate_ask *a, json_t **out)
+{
+	int64_t now = gate_now_ms();
+	struct gate_ask ask = *a;
+	struct gate_inputs in;
+	enum gate_role role;
+	char *why = NULL, *holder = NULL;
+	int rc;
+
+	if (!may_act_for(who, a->node))
+		return error_json(out, 403, "this token may only take the lease of node %s", who);
+	if (!ask.holder)
+		ask.holder = holder = default_holder(who);
+	if (ask.ttl_ms == 0)
+		ask.ttl_ms = g->conf->lease_ttl_ms;
+	if (store_sync(g) < 0) {
+		/* Unknown means no: a refusal with the reason, like any other. */
+		why = xasprintf("lease store unknown: %s", g->store_why);
+		rc = refuse1(out, a->node, why);
+		goto done;
+	}
+	/* An admin overrides another holder only as itself: a request that
+	 * names its holder is that holder (lbctl upgrade asks as an admin, and
+	 * a second run of the plan must not take over the first run's lease). */
+	switch (
+	    gate_hold_check(&g->table, a->node, ask.holder, is_admin(who) && !a->holder, &why)) {
+	case GATE_HOLD_REFUSED:
+		rc = refuse1(out, a->node, why);
+		goto done;
+	case GATE_HOLD_RENEW:
+		if (a->role &&
+		    strcmp(a->role, gate_role_name(lease_table_find(&g->table, a->node)->role)) !=
+			0) {
+			why = xasprintf("role: %s holds a %s lease, not a %s one", a->node,
+					gate_role_name(lease_table_find(&g->table, a->node)->role),
+					a->role);
+			rc = refuse1(out, a->node, why);
+			goto done;
+		}
+		rc = renew(g, &ask, now, out);
+		goto done;
+	case GATE_HOLD_NEW:
+		break;
+	}
+	/* The role is the cluster's to say, not the asker's. */
+	gate_inputs_snapshot(g->inputs, now, &in);
+	if (gate_node_role(g->conf, &in, a->node, &role, &why) < 0) {
+		rc = refuse1(out, a->node, why);
+	} else if (a->role && strcmp(a->role, gate_role_name(role)) != 0) {
+		why = xasprintf("role: %s is a %s, by what the gate knows of the cluster; it asked "
+				"for a %s lease",
+				a->node, gate_role_name(role), a->role);
+		rc = refuse1(out, a->node, why);
+	} else {
+		rc = grant(g, &ask, role, &in, now, out);
+	}
+	gate_inputs_free(&in);
+done:
+	free(why);
+	free(holder);
+	count(g, rc, *out);
+	return rc;
+}
+
+static int handle_acquire(struct gate *g, const char *who, json_t *body, json_t **out)
+{
+	static const char *const keys[] = {
+	    "node", "role", "reason", "ttl", "holder", "release_on_outcomes", NULL};
+	struct gate_ask a = {0};
+	enum gate_role role;
+	const char *k;
+	json_t *v, *roo;
+
+	if (!json_is_object(body))
+		return error_json(out, 400,
+				  "body must be a JSON object {node, role, reason, ttl, holder, "
+				  "release_on_outcomes}");
+	json_object_foreach(body, k, v)
+	{
+		bool known = false;
+		for (size_t i = 0; keys[i]; i++)
+			known |= strcmp(keys[i], k) == 0;
+		if (!known)
+			return error_json(out, 400,
+					  "unknown key '%s' (node, role, reason, ttl, holder, "
+					  "release_on_outcomes)",
+					  k);
+	}
+	a.node = json_string_value(json_object_get(body, "node"));
+	a.reason = json_string_value(json_object_get(body, "reason"));
+	a.role = json_string_value(json_object_get(body, "role"));
+	a.holder = json_string_value(json_object_get(body, "holder"));
+	roo = json_object_get(body, "release_on_outcomes");
+	if (!node_name_ok(a.node))
+		return error_json(out, 400, "node: a Kubernetes node name is required");
+	if ((json_object_get(body, "role") && !a.role) ||
+	    (a.role && gate_role_parse(a.role, &role) < 0))
+		return error_json(out, 400,
+				  "role: master or worker (optional: the gate knows the role)");
+	if (json_object_get(body, "reason") && !a.reason)
+		return error_json(out, 400, "reason: a string");
+	if (a.reason && strlen(a.reason) > 1024)
+		return error_json(out, 400, "reason: at most 1024 characters");
+	if ((json_object_get(body, "holder") && !a.holder) ||
+	    (a.holder && (!*a.holder || strlen(a.holder) > 253 || !text_is_clean(a.holder))))
+		return error_json(out, 400, "holder: 1 to 253 characters of text");
+	if (roo && !json_is_boolean(roo))
+		return error_json(out, 400, "release_on_outcomes: true or false");
+	a.release_on_outcomes = json_is_true(roo);
+	if (parse_ttl(json_object_get(body, "ttl"), 0, &a.ttl_ms) < 0) /* 0: lease_ttl */
+		return error_json(out, 400,
+				  "ttl: a duration such as \"30m\" (1s to 10 years) or seconds");
+	return gate_acquire(g, who, &a, out);
+}
+
+int gate_release(struct gate *g, const char *who, const char *node, const char *holder,
+		 json_t **out)
 {
 	struct lease_table after;
-	char *err = NULL;
+	char *err = NULL, *mine = NULL, *why = NULL;
 	int rc;
 
 	if (!node_name_ok(node))
@@ -490,6 +622,13 @@ static int handle_release(struct gate *g, const char *who, const char *node, jso
 		rc = error_json(out, 404, "%s holds no lease", node);
 		goto done;
 	}
+	/* Only its holder (or an admin) gives a lease back. */
+	if (!holder)
+		holder = mine = default_holder(who);
+	if (gate_hold_check(&g->table, node, holder, is_admin(who), &why) == GATE_HOLD_REFUSED) {
+		rc = error_json(out, 409, "%s", why);
+		goto done;
+	}
 	json_t *was = gate_lease_to_json(l, gate_now_ms());
 	lease_table_copy(&after, &g->table);
 	lease_table_remove(&after, node);
@@ -497,8 +636,9 @@ static int handle_release(struct gate *g, const char *who, const char *node, jso
 	if (rc == 0) {
 		lease_table_free(&g->table);
 		g->table = after;
-		log_info("gate: %s released the lease of %s",
-			 who ? (strcmp(who, "*") ? who : "admin") : "admin socket", node);
+		log_info("gate: %s released the lease of %s (held by %s)",
+			 who ? (strcmp(who, "*") ? who : "admin") : "admin socket", node,
+			 l->holder ? l->holder : "admin");
 		*out = json_pack("{s:o}", "released", was);
 		rc = 200;
 	} else {
@@ -510,6 +650,8 @@ static int handle_release(struct gate *g, const char *who, const char *node, jso
 	}
 done:
 	free(err);
+	free(mine);
+	free(why);
 	return rc;
 }
 
@@ -686,7 +828,7 @@ int gate_handle(struct gate *g, const char *method, const char *path, const char
 	} else if (strncmp(path, leases, sizeof(leases) - 1) == 0 &&
 		   path[sizeof(leases) - 1] == '/') {
 		rc = strcmp(method, "DELETE") == 0
-			 ? handle_release(g, who, path + sizeof(leases), out)
+			 ? gate_release(g, who, path + sizeof(leases), NULL, out)
 			 : error_json(out, 405, "use DELETE");
 	} else {
 		rc = error_json(out, 404, "no such gate route");
@@ -778,6 +920,15 @@ static void on_request(struct evhttp_request *req, void *arg)
 
 	if (!path) {
 		status = error_json(&out, 400, "bad request line");
+		goto send;
+	}
+	if (gate_fleetlock_path(path)) { /* its own errors and header: fleetlock.h */
+		status = gate_fleetlock(
+		    g, method_name(evhttp_request_get_command(req)), path,
+		    evhttp_find_header(evhttp_request_get_input_headers(req),
+				       "fleet-lock-protocol"),
+		    auth, len ? (const char *)evbuffer_pullup(in, (ev_ssize_t)len) : NULL, len,
+		    &out);
 		goto send;
 	}
 	if (len > 0) {
@@ -926,4 +1077,76 @@ void gate_reload(struct gate *g, struct config *cfg)
 	else
 		log_info("reload: gate settings unchanged");
 	free(changes);
+}
+
+/* ---- metrics ------------------------------------------------------------------------ */
+
+static void input_age(FILE *f, const char *name, const struct gate_source *src, int64_t now_ms)
+{
+	fprintf(f, "lbd_gate_input_age_seconds{input=\"%s\"} ", name);
+	if (src->known)
+		fprintf(f, "%.3f\n", (double)(now_ms - src->at_ms) / 1000.0);
+	else
+		fputs("-1\n", f);
+}
+
+char *gate_metrics(struct gate *g)
+{
+	int64_t now = gate_now_ms();
+	struct gate_inputs in;
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+
+	if (!f)
+		return NULL;
+	fputs("# HELP lbd_gate_leases Leases held now, by role and state (stale: its holder "
+	      "stopped renewing; it still blocks its slot).\n# TYPE lbd_gate_leases gauge\n",
+	      f);
+	for (int r = GATE_ROLE_MASTER; r <= GATE_ROLE_WORKER; r++) {
+		size_t active = 0, stale = 0;
+		for (size_t i = 0; i < g->table.n; i++)
+			if (g->table.v[i].role == (enum gate_role)r)
+				gate_lease_stale(&g->table.v[i], now) ? stale++ : active++;
+		fprintf(f, "lbd_gate_leases{role=\"%s\",state=\"active\"} %zu\n",
+			gate_role_name((enum gate_role)r), active);
+		fprintf(f, "lbd_gate_leases{role=\"%s\",state=\"stale\"} %zu\n",
+			gate_role_name((enum gate_role)r), stale);
+	}
+	fputs("# HELP lbd_gate_requests_total Lease requests answered, by answer and, for "
+	      "refusals, the rule of the first reason.\n# TYPE lbd_gate_requests_total "
+	      "counter\n",
+	      f);
+	fprintf(f, "lbd_gate_requests_total{answer=\"granted\",reason=\"\"} %llu\n",
+		(unsigned long long)g->granted);
+	fprintf(f, "lbd_gate_requests_total{answer=\"renewed\",reason=\"\"} %llu\n",
+		(unsigned long long)g->renewed);
+	fprintf(f, "lbd_gate_requests_total{answer=\"error\",reason=\"\"} %llu\n",
+		(unsigned long long)g->errors);
+	for (size_t i = 0; i < GATE_NREASONS; i++)
+		fprintf(f, "lbd_gate_requests_total{answer=\"refused\",reason=\"%s\"} %llu\n",
+			reason_names[i], (unsigned long long)g->refused[i]);
+	fputs("# HELP lbd_gate_input_age_seconds Age of each input's last good answer; -1 while "
+	      "it is unknown (the gate refuses what needs it).\n# TYPE "
+	      "lbd_gate_input_age_seconds gauge\n",
+	      f);
+	gate_inputs_snapshot(g->inputs, now, &in);
+	if (g->conf->quorum_pool)
+		input_age(f, "pool", &in.pool.src, now);
+	if (g->conf->netcd_endpoints)
+		input_age(f, "etcd", &in.etcd.src, now);
+	if (g->conf->kubeconfig)
+		input_age(f, "nodes", &in.nodes.src, now);
+	if (g->conf->alerts_prometheus_url)
+		input_age(f, "alerts", &in.alerts.src, now);
+	gate_inputs_free(&in);
+	fputs("# HELP lbd_gate_store_known 1 when the lease store answers.\n# TYPE "
+	      "lbd_gate_store_known gauge\n",
+	      f);
+	fprintf(f, "lbd_gate_store_known %d\n", g->store_why ? 0 : 1);
+	if (fclose(f) != 0) {
+		free(buf);
+		return NULL;
+	}
+	return buf;
 }

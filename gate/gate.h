@@ -37,6 +37,7 @@
 
 #include <jansson.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "gate/policy.h"
 
@@ -65,6 +66,40 @@ void gate_reload(struct gate *g, struct config *cfg);
 /* The quorum pool as lbd sees it now (copied). */
 void gate_set_pool(struct gate *g, const struct gate_pool_in *p);
 void gate_stop(struct gate **g);
+
+/*
+ * Leases by holder (FleetLock and the API use these). who is the token's
+ * node ("*": an admin token; NULL: the admin socket). A request names its
+ * holder, or it is "node/<who>" (a node's token) or "admin". The same
+ * holder renews (same slot, same fence); another is refused (409) with
+ * who holds it since when, unless it is an admin that names no holder (an
+ * admin naming one, as lbctl upgrade does, is that holder like anyone). The role is the
+ * cluster's (gate_node_role); a role in the request must match it.
+ */
+struct gate_ask {
+	const char *node;
+	const char *role;   /* NULL: the gate says */
+	const char *holder; /* NULL: the default above */
+	const char *reason;
+	int64_t ttl_ms; /* 0: lease_ttl */
+	bool release_on_outcomes;
+};
+int gate_acquire(struct gate *g, const char *who, const struct gate_ask *a, json_t **out);
+/* holder NULL: the default above. 200, 404 (none held), 409 (another's). */
+int gate_release(struct gate *g, const char *who, const char *node, const char *holder,
+		 json_t **out);
+
+/* The gate's Prometheus families (lbd_gate_leases, lbd_gate_requests_total,
+ * lbd_gate_input_age_seconds, lbd_gate_store_known), as text for lbd's
+ * /metrics (caller frees; NULL if out of memory). */
+char *gate_metrics(struct gate *g);
+
+/*
+ * The node a gate.listen bearer token belongs to ("*": an admin token), by
+ * gate.tokens_file: 0 with *who (caller frees), or an HTTP status with *out
+ * {"error": ...}. FleetLock (fleetlock.h) authenticates with it.
+ */
+int gate_authenticate(struct gate *g, const char *token, char **who, json_t **out);
 
 /*
  * The API without a transport (the listener, lbd's forwarded requests and

@@ -71,6 +71,7 @@ void gate_lease_copy(struct gate_lease *dst, const struct gate_lease *src)
 	dst->reason = dup0(src->reason);
 	dst->boot_id = dup0(src->boot_id);
 	dst->version = dup0(src->version);
+	dst->holder = dup0(src->holder);
 	dst->labels = src->nlabels ? xcalloc(src->nlabels, sizeof(*dst->labels)) : NULL;
 	for (size_t i = 0; i < src->nlabels; i++) {
 		dst->labels[i].key = xstrdup(src->labels[i].key);
@@ -84,6 +85,7 @@ void gate_lease_clear(struct gate_lease *l)
 	free(l->reason);
 	free(l->boot_id);
 	free(l->version);
+	free(l->holder);
 	for (size_t i = 0; i < l->nlabels; i++) {
 		free(l->labels[i].key);
 		free(l->labels[i].value);
@@ -250,6 +252,8 @@ json_t *gate_lease_to_json(const struct gate_lease *l, int64_t now_ms)
 		json_object_set_new(labels, l->labels[i].key, json_string(l->labels[i].value));
 	json_object_set_new(o, "labels", labels);
 	json_object_set_new(o, "back_since_ms", json_integer(l->back_since_ms));
+	json_object_set_new(o, "holder", json_string(l->holder ? l->holder : "admin"));
+	json_object_set_new(o, "release_on_outcomes", json_boolean(l->release_on_outcomes));
 	if (now_ms > 0) {
 		json_object_set_new(o, "expires", time_json(l->renewed_ms + l->ttl_ms));
 		json_object_set_new(o, "stale", json_boolean(gate_lease_stale(l, now_ms)));
@@ -289,6 +293,12 @@ int gate_lease_from_json(json_t *o, struct gate_lease *l, const char **why)
 	l->ttl_ms = json_integer_value(json_object_get(o, "ttl_ms"));
 	l->fence = (uint64_t)json_integer_value(json_object_get(o, "fence"));
 	l->back_since_ms = json_integer_value(json_object_get(o, "back_since_ms"));
+	/* A lease written before holders existed: an admin's, released on
+	 * outcomes as every lease then was. */
+	const char *holder = json_string_value(json_object_get(o, "holder"));
+	l->holder = xstrdup(holder && *holder ? holder : "admin");
+	json_t *roo = json_object_get(o, "release_on_outcomes");
+	l->release_on_outcomes = roo ? json_is_true(roo) : true;
 	if (json_is_object(labels)) {
 		l->labels = xcalloc(json_object_size(labels) + 1, sizeof(*l->labels));
 		json_object_foreach(labels, k, v)

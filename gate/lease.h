@@ -40,7 +40,14 @@ struct gate_lease {
 	struct gate_label *labels;
 	size_t nlabels;
 	int64_t back_since_ms; /* outcomes all met since (0: not yet) */
-	char *version;	       /* store bookkeeping (kube resourceVersion); NULL for file */
+	/* Who asked: "node/NAME" (a node's token, lbctl gate watch), "admin",
+	 * "fleetlock/ID", "lbctl upgrade RUN". Only the holder renews or
+	 * releases its lease (an admin may too); another asker is refused. */
+	char *holder;
+	/* The gate releases the lease itself once the node is back (gate
+	 * watch asks for this); otherwise the holder releases it. */
+	bool release_on_outcomes;
+	char *version; /* store bookkeeping (kube resourceVersion); NULL for file */
 };
 
 struct lease_table {

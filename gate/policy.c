@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "common/xmalloc.h"
 #include "gate/tz.h"
@@ -104,6 +105,12 @@ static bool source_ok(const struct gate_source *s, const struct gate_inputs *in,
 		return false;
 	}
 	return true;
+}
+
+/* Known and answered within max_age (older answers count as unknown). */
+static bool fresh(const struct gate_source *s, const struct gate_inputs *in)
+{
+	return s->known && !(in->max_age_ms > 0 && in->now_ms - s->at_ms > in->max_age_ms);
 }
 
 /* ---- lease holders -------------------------------------------------------------------- */
@@ -406,9 +413,15 @@ static void rule_pool(const struct gate_conf *conf, const struct gate_inputs *in
 		 * unhealthy member plus a lease on it leaves no margin either. */
 		if (leaving(conf, t, req->node, b->name, gate_node_backend))
 			after--;
-		if (b->up) {
+		if (b->up && b->serving) {
 			up++;
 			after++;
+		} else if (off < sizeof(down) && !b->serving) {
+			off +=
+			    (size_t)snprintf(down + off, sizeof(down) - off,
+					     "; %s takes no traffic (drained, disabled or weight "
+					     "0): counted as lost",
+					     b->name);
 		} else if (off < sizeof(down)) {
 			off += (size_t)snprintf(down + off, sizeof(down) - off, "; %s down: %s",
 						b->name,
@@ -563,6 +576,114 @@ void gate_decide(const struct gate_conf *conf, const struct gate_inputs *in,
 		d->slot = -1;
 }
 
+/* ---- roles and holders ---------------------------------------------------------------- */
+
+static bool is_etcd_member(const struct gate_conf *conf, const struct gate_inputs *in,
+			   const char *node)
+{
+	for (size_t i = 0; i < in->etcd.nmembers; i++)
+		if (in->etcd.members[i].name &&
+		    strcmp(in->etcd.members[i].name, gate_node_etcd(conf, node)) == 0)
+			return true;
+	return false;
+}
+
+/* A source the role needs that did not answer, or answered longer ago than
+ * max_age: "etcd unknown (why)", "pool apiservers stale (last answer 60s
+ * ago)". Stale is unknown, as everywhere in the policy: a node added to etcd
+ * since the last answer is a master the gate would not see. NULL if fresh. */
+static char *role_source_unknown(const struct gate_source *s, const struct gate_inputs *in,
+				 const char *what)
+{
+	if (!s->known)
+		return xasprintf("%s unknown (%s)", what, s->why ? s->why : "no answer");
+	if (in->max_age_ms > 0 && in->now_ms - s->at_ms > in->max_age_ms)
+		return xasprintf("%s stale (last answer %" PRId64 "s ago)", what,
+				 (in->now_ms - s->at_ms) / 1000);
+	return NULL;
+}
+
+int gate_node_role(const struct gate_conf *conf, const struct gate_inputs *in, const char *node,
+		   enum gate_role *role, char **why)
+{
+	struct gate_text unknown = {0};
+	const struct gate_node_in *n;
+	char what[160], *u;
+
+	*role = GATE_ROLE_MASTER;
+	/* Named in members: the operator said it is a master. */
+	const struct gate_member *m = member_of(conf, node);
+	if (m && (m->backend || m->etcd))
+		return 0;
+	/* Evidence of a master counts even from a stale answer (a stale answer
+	 * never makes a worker: the master rules then refuse as unknown). */
+	if (conf->quorum_pool) {
+		snprintf(what, sizeof(what), "pool %s", conf->quorum_pool);
+		if (in->pool.src.known && backend_in(in, gate_node_backend(conf, node)))
+			goto master;
+		if ((u = role_source_unknown(&in->pool.src, in, what))) {
+			gate_text_add(&unknown, "%s", u);
+			free(u);
+		}
+	}
+	if (conf->netcd_endpoints) {
+		if (in->etcd.src.known && is_etcd_member(conf, in, node))
+			goto master;
+		if ((u = role_source_unknown(&in->etcd.src, in, "etcd"))) {
+			gate_text_add(&unknown, "%s", u);
+			free(u);
+		}
+	}
+	if (conf->kubeconfig) {
+		if (in->nodes.src.known && (n = node_in(in, node)) &&
+		    (node_label(n, "node-role.kubernetes.io/control-plane") ||
+		     node_label(n, "node-role.kubernetes.io/master")))
+			goto master;
+		if ((u = role_source_unknown(&in->nodes.src, in, "kubernetes nodes"))) {
+			gate_text_add(&unknown, "%s", u);
+			free(u);
+		}
+	}
+	if (unknown.n > 0) {
+		size_t len = 64 + strlen(node), off;
+		for (size_t i = 0; i < unknown.n; i++)
+			len += strlen(unknown.v[i]) + 2;
+		*why = xmalloc(len);
+		off =
+		    (size_t)snprintf(*why, len, "role: cannot tell whether %s is a master: ", node);
+		for (size_t i = 0; i < unknown.n; i++)
+			off += (size_t)snprintf(*why + off, len - off, "%s%s", i ? "; " : "",
+						unknown.v[i]);
+		gate_text_free(&unknown);
+		return -1;
+	}
+	*role = GATE_ROLE_WORKER;
+	return 0;
+master: /* an earlier source may have been unknown: one master's word is enough */
+	gate_text_free(&unknown);
+	return 0;
+}
+
+enum gate_hold gate_hold_check(const struct lease_table *t, const char *node, const char *holder,
+			       bool admin, char **why)
+{
+	const struct gate_lease *l = lease_table_find_const(t, node);
+	char since[32];
+
+	if (!l)
+		return GATE_HOLD_NEW;
+	if (admin || (l->holder && strcmp(l->holder, holder) == 0))
+		return GATE_HOLD_RENEW;
+	time_t sec = (time_t)(l->created_ms / 1000);
+	struct tm tm;
+	gmtime_r(&sec, &tm);
+	strftime(since, sizeof(since), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	*why = xasprintf("%s is held by %s since %s (fence %" PRIu64 "); only its holder or an "
+			 "admin may renew or release it",
+			 node, l->holder ? l->holder : "admin", since, l->fence);
+	return GATE_HOLD_REFUSED;
+}
+
 /* ---- outcomes ------------------------------------------------------------------------- */
 
 bool gate_lease_back(const struct gate_conf *conf, const struct gate_inputs *in,
@@ -578,8 +699,7 @@ bool gate_lease_back(const struct gate_conf *conf, const struct gate_inputs *in,
 		*why = xstrdup("no kubeconfig: only the holder or an admin can release it");
 		return false;
 	}
-	if (!in->nodes.src.known ||
-	    (in->max_age_ms > 0 && in->now_ms - in->nodes.src.at_ms > in->max_age_ms)) {
+	if (!fresh(&in->nodes.src, in)) {
 		*why = xstrdup("kubernetes nodes unknown");
 		return false;
 	}
@@ -596,15 +716,20 @@ bool gate_lease_back(const struct gate_conf *conf, const struct gate_inputs *in,
 		gate_text_add(&miss, "NotReady");
 	if (l->role == GATE_ROLE_MASTER && conf->quorum_pool) {
 		const struct gate_backend_in *b = backend_in(in, gate_node_backend(conf, l->node));
-		if (!in->pool.src.known)
+		if (!fresh(&in->pool.src, in))
 			gate_text_add(&miss, "pool unknown");
 		else if (b && !b->up)
 			gate_text_add(&miss, "backend %s not up (%s)", b->name,
 				      b->detail ? b->detail : "no check passed yet");
+		else if (b && !b->serving)
+			gate_text_add(&miss,
+				      "backend %s takes no traffic yet (drained, disabled "
+				      "or weight 0)",
+				      b->name);
 	}
 	if (l->role == GATE_ROLE_MASTER && conf->netcd_endpoints) {
 		const char *name = gate_node_etcd(conf, l->node), *w = NULL;
-		if (!in->etcd.src.known) {
+		if (!fresh(&in->etcd.src, in)) {
 			gate_text_add(&miss, "etcd unknown");
 		} else {
 			for (size_t i = 0; i < in->etcd.nmembers; i++)
@@ -639,6 +764,8 @@ void gate_outcomes(const struct gate_conf *conf, const struct gate_inputs *in,
 		bool gone = false;
 		char *miss = NULL;
 
+		if (!l->release_on_outcomes)
+			continue; /* its holder releases it (the orchestrator, FleetLock) */
 		if (gate_lease_back(conf, in, l, &gone, &miss)) {
 			if (!l->back_since_ms)
 				l->back_since_ms = in->now_ms;
@@ -725,6 +852,7 @@ void gate_inputs_copy(struct gate_inputs *dst, const struct gate_inputs *src)
 	for (size_t i = 0; i < src->pool.n; i++) {
 		dst->pool.v[i].name = dup0(src->pool.v[i].name);
 		dst->pool.v[i].up = src->pool.v[i].up;
+		dst->pool.v[i].serving = src->pool.v[i].serving;
 		dst->pool.v[i].detail = dup0(src->pool.v[i].detail);
 	}
 

@@ -11,7 +11,8 @@
  *   - (require_all_nodes_ready) every other node Ready and not cordoned,
  *     except nodes that hold a lease (they are down by agreement);
  *   - master: without this node and every other master lease holder, the
- *     healthy apiservers in the quorum pool and the healthy voting etcd
+ *     healthy apiservers in the quorum pool (up by their check and serving:
+ *     a drained, disabled or weight-0 backend is lost) and the healthy voting etcd
  *     members (kube/etcd.h's rule: learners excluded, a leader, no alarms;
  *     all endpoints agreeing on the member list and cluster ID) both stay
  *     at or above floor(n/2)+1. A
@@ -39,7 +40,8 @@ struct gate_source {
 
 struct gate_backend_in {
 	char *name;
-	bool up;
+	bool up;      /* by its health check */
+	bool serving; /* enabled with weight > 0: drained, disabled or weight 0 is lost */
 	char *detail; /* the last failure, "readyz 503: [-]etcd failed" */
 };
 
@@ -119,6 +121,27 @@ void gate_decide(const struct gate_conf *conf, const struct gate_inputs *in,
 		 struct gate_decision *out);
 void gate_decision_free(struct gate_decision *d);
 
+/*
+ * The role of node, from what the gate knows, never from the asker: a master
+ * if it is a backend of quorum.pool (by name or members), a voting or
+ * learning etcd member, or a Kubernetes node labelled
+ * node-role.kubernetes.io/control-plane (or .../master). Evidence from one
+ * source is enough for master; worker needs every configured source known.
+ * Returns 0 with *role, or -1 with *why (caller frees): a source it needed
+ * is unknown or stale (older than max_age), so the gate refuses.
+ */
+int gate_node_role(const struct gate_conf *conf, const struct gate_inputs *in, const char *node,
+		   enum gate_role *role, char **why);
+
+/* May holder (admin: an admin token or the admin socket) take node's lease? */
+enum gate_hold {
+	GATE_HOLD_NEW,	   /* node holds nothing: decide */
+	GATE_HOLD_RENEW,   /* holder holds it: renew (same slot, same fence) */
+	GATE_HOLD_REFUSED, /* someone else holds it: *why says who, since when */
+};
+enum gate_hold gate_hold_check(const struct lease_table *t, const char *node, const char *holder,
+			       bool admin, char **why);
+
 /* Quorum of n voters: floor(n/2)+1 (0 for n == 0), as kube_etcd_quorum. */
 int gate_quorum(int n);
 
@@ -136,9 +159,11 @@ bool gate_lease_back(const struct gate_conf *conf, const struct gate_inputs *in,
 		     const struct gate_lease *l, bool *gone, char **why);
 
 /*
- * Release on outcomes: updates every lease's back_since_ms from the inputs
- * and appends to nodes (with the matching line in why) each holder that
- * has been back for conf->soak_ms, or was deleted from the cluster.
+ * Release on outcomes, for the leases that asked for it
+ * (release_on_outcomes): updates their back_since_ms from the inputs and
+ * appends to nodes (with the matching line in why) each holder that has
+ * been back for conf->soak_ms, or was deleted from the cluster. Other
+ * leases are their holder's to release.
  */
 void gate_outcomes(const struct gate_conf *conf, const struct gate_inputs *in,
 		   struct lease_table *t, struct gate_text *nodes, struct gate_text *why);

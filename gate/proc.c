@@ -14,7 +14,7 @@
  *                 ping  {seq}
  *                 req   {id, method, path, body}   an admin-socket gate route
  *   gate -> lbd   ready {}
- *                 pong  {seq}
+ *                 pong  {seq, metrics}      metrics: Prometheus text (gate_metrics)
  *                 resp  {id, status, body}
  *
  * When lbd goes away (the channel closes) the gate process exits; lbd also
@@ -115,6 +115,11 @@ static void on_pool(struct proc *p, json_t *m)
 			continue;
 		in.v[in.n].name = (char *)name;
 		in.v[in.n].up = json_is_true(json_object_get(b, "up"));
+		/* Takes traffic: enabled, weight above 0 (what lbd says; absent: yes). */
+		const char *state = json_string_value(json_object_get(b, "state"));
+		json_t *weight = json_object_get(b, "weight");
+		in.v[in.n].serving = (!state || strcmp(state, "enabled") == 0) &&
+				     (!weight || json_integer_value(weight) > 0);
 		in.v[in.n].detail = (char *)json_string_value(json_object_get(b, "detail"));
 		in.n++;
 	}
@@ -165,9 +170,13 @@ static void on_msg(struct msgchan *c, json_t *m, void *arg)
 		return;
 	}
 	if (strcmp(t, "ping") == 0) {
-		json_t *r = json_pack("{s:s,s:O?}", "t", "pong", "seq", json_object_get(m, "seq"));
+		/* The pong carries the gate's metrics: lbd serves /metrics. */
+		char *metrics = gate_metrics(p->g);
+		json_t *r = json_pack("{s:s,s:O?,s:s?}", "t", "pong", "seq",
+				      json_object_get(m, "seq"), "metrics", metrics);
 		msg_send(c, r);
 		json_decref(r);
+		free(metrics);
 	} else if (strcmp(t, "pool") == 0) {
 		on_pool(p, m);
 	} else if (strcmp(t, "req") == 0) {

@@ -26,6 +26,7 @@
 
 #include "common/clock.h"
 #include "common/duration.h"
+#include "common/xmalloc.h"
 #include "lbctl/client.h"
 #include "lbctl/lbctl.h"
 
@@ -64,10 +65,11 @@ static void usage(FILE *f)
 		"    lbctl gate - ask lbd's quorum/reboot gate whether a node may go down\n\n"
 		"SYNOPSIS\n"
 		"    lbctl gate status\n"
-		"    lbctl gate acquire --node N --role master|worker [--reason TEXT] [--ttl D]\n"
+		"    lbctl gate acquire --node N [--role master|worker] [--holder H]\n"
+		"                       [--reason TEXT] [--ttl D]\n"
 		"                       [--wait] [--timeout D]\n"
 		"    lbctl gate release --node N\n"
-		"    lbctl gate watch --node N [--role worker] [--reboot-required FILE]\n"
+		"    lbctl gate watch --node N [--reboot-required FILE]\n"
 		"                     [--sentinel FILE] [--boot-id-file FILE] [--interval D]\n\n"
 		"DESCRIPTION\n"
 		"    status   the quorum arithmetic per input, the leases (stale ones marked),\n"
@@ -191,17 +193,31 @@ static int gate_status(const struct lbctl_opts *o)
 /* ---- acquire / release ---------------------------------------------------------------- */
 
 /* One request. Returns EXIT_OK (granted or renewed), EXIT_REFUSED, EXIT_ERROR. */
-static int acquire_once(const struct lbctl_opts *o, const char *node, const char *role,
-			const char *reason, const char *ttl, bool quiet, json_t **lease)
+struct ask {
+	const char *node, *role, *reason, *ttl, *holder; /* role, ttl, holder: optional */
+	bool release_on_outcomes;
+};
+
+static int acquire_once(const struct lbctl_opts *o, const struct ask *a, bool quiet, json_t **lease)
 {
 	struct lbctl_resp r = {0};
 	char *err = NULL;
 	json_t *body =
-	    json_pack("{s:s,s:s,s:s}", "node", node, "role", role, "reason", reason ? reason : "");
+	    json_pack("{s:s,s:s}", "node", a->node, "reason", a->reason ? a->reason : "");
 	int rc;
 
-	if (ttl)
-		json_object_set_new(body, "ttl", json_string(ttl));
+	if (!body) {
+		fprintf(stderr, "lbctl gate: --node and --reason must be UTF-8 text\n");
+		return EXIT_USAGE;
+	}
+	if (a->role)
+		json_object_set_new(body, "role", json_string(a->role));
+	if (a->ttl)
+		json_object_set_new(body, "ttl", json_string(a->ttl));
+	if (a->holder)
+		json_object_set_new(body, "holder", json_string(a->holder));
+	if (a->release_on_outcomes)
+		json_object_set_new(body, "release_on_outcomes", json_true());
 	if (gate_call(o, "POST", "/v1/gate/leases", body, &r, &err) < 0) {
 		fprintf(stderr, "lbctl gate: %s\n", err);
 		free(err);
@@ -231,12 +247,17 @@ static int acquire_once(const struct lbctl_opts *o, const char *node, const char
 static int gate_acquire(int argc, char **argv, const struct lbctl_opts *o)
 {
 	static const struct option lo[] = {
-	    {"node", required_argument, NULL, 'n'},   {"role", required_argument, NULL, 'r'},
-	    {"reason", required_argument, NULL, 'R'}, {"ttl", required_argument, NULL, 'T'},
-	    {"wait", no_argument, NULL, 'w'},	      {"timeout", required_argument, NULL, 't'},
-	    {"help", no_argument, NULL, 'h'},	      {NULL, 0, NULL, 0},
+	    {"node", required_argument, NULL, 'n'},
+	    {"role", required_argument, NULL, 'r'},
+	    {"reason", required_argument, NULL, 'R'},
+	    {"ttl", required_argument, NULL, 'T'},
+	    {"wait", no_argument, NULL, 'w'},
+	    {"timeout", required_argument, NULL, 't'},
+	    {"holder", required_argument, NULL, 'H'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
-	const char *node = NULL, *role = NULL, *reason = "lbctl gate acquire", *ttl = NULL;
+	struct ask a = {.reason = "lbctl gate acquire"};
 	bool wait = false;
 	int64_t timeout = 30 * 60 * 1000, deadline;
 	int ch, rc;
@@ -244,16 +265,23 @@ static int gate_acquire(int argc, char **argv, const struct lbctl_opts *o)
 	while ((ch = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
 		switch (ch) {
 		case 'n':
-			node = optarg;
+			a.node = optarg;
 			break;
 		case 'r':
-			role = optarg;
+			if (strcmp(optarg, "master") != 0 && strcmp(optarg, "worker") != 0) {
+				fprintf(stderr, "lbctl gate acquire: --role: master or worker\n");
+				return EXIT_USAGE;
+			}
+			a.role = optarg;
 			break;
 		case 'R':
-			reason = optarg;
+			a.reason = optarg;
 			break;
 		case 'T':
-			ttl = optarg;
+			a.ttl = optarg;
+			break;
+		case 'H':
+			a.holder = optarg;
 			break;
 		case 'w':
 			wait = true;
@@ -271,14 +299,14 @@ static int gate_acquire(int argc, char **argv, const struct lbctl_opts *o)
 			return EXIT_USAGE;
 		}
 	}
-	if (!node || !role) {
-		fprintf(stderr, "lbctl gate acquire: --node and --role are required\n");
+	if (!a.node) {
+		fprintf(stderr, "lbctl gate acquire: --node is required\n");
 		return EXIT_USAGE;
 	}
 	deadline = mono_ms() + timeout;
 	for (;;) {
 		json_t *lease = NULL;
-		rc = acquire_once(o, node, role, reason, ttl, wait && mono_ms() < deadline, &lease);
+		rc = acquire_once(o, &a, wait && mono_ms() < deadline, &lease);
 		if (rc == EXIT_OK) {
 			if (!o->json)
 				print_lease(lease, stdout);
@@ -288,7 +316,7 @@ static int gate_acquire(int argc, char **argv, const struct lbctl_opts *o)
 		if (rc != EXIT_REFUSED || !wait)
 			return rc;
 		if (mono_ms() >= deadline) {
-			acquire_once(o, node, role, reason, ttl, false, NULL);
+			acquire_once(o, &a, false, NULL);
 			fprintf(stderr, "lbctl gate acquire: still refused after the timeout\n");
 			return EXIT_TIMEOUT;
 		}
@@ -449,7 +477,7 @@ static int gate_watch(int argc, char **argv, const struct lbctl_opts *o)
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
-	const char *node = getenv("NODE_NAME"), *role = "worker";
+	const char *node = getenv("NODE_NAME"), *role = NULL; /* the gate knows the role */
 	const char *required = "/var/run/reboot-required", *sent = "/var/run/gated-reboot-required";
 	const char *boot_file = "/proc/sys/kernel/random/boot_id";
 	int64_t interval = 10000;
@@ -493,7 +521,13 @@ static int gate_watch(int argc, char **argv, const struct lbctl_opts *o)
 	}
 	signal(SIGTERM, on_signal);
 	signal(SIGINT, on_signal);
-	say("node %s (%s): watching %s, sentinel %s", node, role, required, sent);
+	char *me = xasprintf("node/%s", node);
+	struct ask a = {.node = node,
+			.role = role,
+			.reason = "reboot-required (kured)",
+			.holder = me,
+			.release_on_outcomes = true};
+	say("node %s: watching %s, sentinel %s", node, required, sent);
 	while (!stop_watch) {
 		json_t *lease = NULL;
 		char *boot = read_boot_id(boot_file);
@@ -502,6 +536,14 @@ static int gate_watch(int argc, char **argv, const struct lbctl_opts *o)
 		if (my_lease(o, node, &lease) < 0) {
 			state = "gate unreachable";
 			sentinel(sent, false); /* no proof of a lease: no reboot */
+		} else if (lease && strcmp(json_string_value(json_object_get(lease, "holder"))
+					       ? json_string_value(json_object_get(lease, "holder"))
+					       : "",
+					   me) != 0) {
+			/* Another holder (lbctl upgrade, an admin) has this node down:
+			 * kured must not reboot it on our account. */
+			state = "held by another holder; not rebooting";
+			sentinel(sent, false);
 		} else if (lease) {
 			const char *lb = json_string_value(json_object_get(lease, "boot_id"));
 			if (lb && boot && strcmp(lb, boot) != 0) {
@@ -512,11 +554,10 @@ static int gate_watch(int argc, char **argv, const struct lbctl_opts *o)
 				sentinel(sent, false);
 				release(o, node, true);
 			} else {
-				state = "holding the lease";
 				/* renew: asking again for what we hold is idempotent */
-				acquire_once(o, node, role, "reboot-required (kured)", NULL, true,
-					     NULL);
-				sentinel(sent, true);
+				bool ok = acquire_once(o, &a, true, NULL) == EXIT_OK;
+				state = ok ? "holding the lease" : "renewal refused";
+				sentinel(sent, ok);
 			}
 		} else {
 			sentinel(sent, false);
@@ -524,8 +565,7 @@ static int gate_watch(int argc, char **argv, const struct lbctl_opts *o)
 				state = "idle";
 			} else {
 				int rc =
-				    acquire_once(o, node, role, "reboot-required (kured)", NULL,
-						 strcmp(last_state, "refused") == 0, NULL);
+				    acquire_once(o, &a, strcmp(last_state, "refused") == 0, NULL);
 				if (rc == EXIT_OK) {
 					state = "granted";
 					sentinel(sent, true);
@@ -544,6 +584,7 @@ static int gate_watch(int argc, char **argv, const struct lbctl_opts *o)
 			usleep(100 * 1000);
 	}
 	say("stopping");
+	free(me);
 	return EXIT_OK;
 }
 

@@ -78,7 +78,9 @@ struct admin {
 		void *arg;
 	} status_hooks[4];
 	size_t nstatus_hooks;
-	bool keep_socket; /* handed over: the socket file is the new lbd's */
+	bool keep_socket;	     /* handed over: the socket file is the new lbd's */
+	admin_metrics_fn metrics_fn; /* more families for /metrics (the gate's) */
+	void *metrics_arg;
 };
 
 struct admin_req {
@@ -189,6 +191,12 @@ void admin_handed_over(struct admin *a)
 {
 	admin_pause(a);
 	a->keep_socket = true;
+}
+
+void admin_on_metrics(struct admin *a, admin_metrics_fn fn, void *arg)
+{
+	a->metrics_fn = fn;
+	a->metrics_arg = arg;
 }
 
 void admin_on_status(struct admin *a, admin_status_fn fn, void *arg)
@@ -1078,6 +1086,14 @@ static void h_metrics(struct admin_req *r, void *arg)
 	size_t len;
 	char *text = metrics_render(admin_server(r), &len);
 
+	if (r->a->metrics_fn) {
+		char *more = r->a->metrics_fn(r->a->metrics_arg);
+		size_t mlen = strlen(more);
+		text = xrealloc(text, len + mlen + 1);
+		memcpy(text + len, more, mlen + 1);
+		len += mlen;
+		free(more);
+	}
 	admin_reply_text(r, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
 	free(text);
 }

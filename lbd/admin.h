@@ -50,6 +50,8 @@ enum admin_method {
 
 typedef void (*admin_handler)(struct admin_req *r, void *arg);
 typedef void (*admin_status_fn)(json_t *status, void *arg);
+/* Prometheus text to append to /metrics (caller frees). */
+typedef char *(*admin_metrics_fn)(void *arg);
 
 /* Bounds of a listener (common/httpd.h): 0 takes httpd's default. */
 struct admin_limits {
@@ -80,6 +82,8 @@ void admin_resume(struct admin *a);
  * socket file (it is the new lbd's). */
 void admin_handed_over(struct admin *a);
 
+/* fn's families follow lbd's own in GET /metrics (the gate's; one). */
+void admin_on_metrics(struct admin *a, admin_metrics_fn fn, void *arg);
 /* fn adds its fields to the object GET /v1/status answers (the gate's, the
  * handover's; up to four). */
 void admin_on_status(struct admin *a, admin_status_fn fn, void *arg);

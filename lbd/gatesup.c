@@ -73,6 +73,7 @@ struct gatesup {
 	size_t npending;
 	struct event *restart_ev, *tick_ev, *pool_ev, *chld_ev;
 	struct event *orphan_ev; /* the channel closed: SIGCHLD should follow */
+	char *metrics;		 /* the gate's last /metrics text (from its pong) */
 	bool held;		 /* gatesup_go() not called yet: no process */
 	bool retired;		 /* handed over to a new lbd: none any more */
 };
@@ -353,7 +354,11 @@ static void on_msg(struct msgchan *c, json_t *m, void *arg)
 		set_state(g, GS_RUNNING);
 		log_info("gate: process %d is ready", (int)g->pid);
 		tell(g, pool_msg(g));
-	} else if (strcmp(t, "pong") != 0) {
+	} else if (strcmp(t, "pong") == 0) {
+		const char *text = json_string_value(json_object_get(m, "metrics"));
+		free(g->metrics);
+		g->metrics = text ? xstrdup(text) : NULL;
+	} else {
 		log_warn("gate: unknown message '%s' from the gate process; ignored", t);
 	}
 }
@@ -453,6 +458,23 @@ static void status_json(json_t *o, void *arg)
 				      since));
 }
 
+/* ---- metrics ------------------------------------------------------------------------ */
+
+/* lbd's own view of the gate process, then the gate's families as of its
+ * last pong (a second old at most; none while it is down). */
+static char *metrics_text(void *arg)
+{
+	const struct gatesup *g = arg;
+
+	return xasprintf("# HELP lbd_gate_process_up 1 while the gate process runs and "
+			 "answers.\n# TYPE lbd_gate_process_up gauge\nlbd_gate_process_up %d\n"
+			 "# HELP lbd_gate_process_restarts_total Times lbd restarted the gate "
+			 "process.\n# TYPE lbd_gate_process_restarts_total counter\n"
+			 "lbd_gate_process_restarts_total %u\n%s",
+			 g->state == GS_RUNNING && g->ch ? 1 : 0, g->restarts,
+			 g->state == GS_RUNNING && g->ch && g->metrics ? g->metrics : "");
+}
+
 /* ---- life --------------------------------------------------------------------------- */
 
 struct gatesup *gatesup_start(struct event_base *base, struct server *s, struct admin *a,
@@ -496,6 +518,7 @@ struct gatesup *gatesup_start(struct event_base *base, struct server *s, struct 
 	admin_route(a, ADMIN_GET | ADMIN_POST, "/v1/gate/leases", route_leases, g);
 	admin_route(a, ADMIN_DELETE, "/v1/gate/leases/{node}", route_lease, g);
 	admin_on_status(a, status_json, g);
+	admin_on_metrics(a, metrics_text, g);
 	g->held = hold;
 	set_state(g, GS_STARTING);
 	if (!hold)
@@ -598,6 +621,7 @@ void gatesup_stop(struct gatesup **gp)
 	if (g->listen_fd >= 0)
 		close(g->listen_fd);
 	config_free(g->conf);
+	free(g->metrics);
 	free(g);
 	*gp = NULL;
 }

@@ -18,6 +18,12 @@
  *   lbd_backend_drain_seconds_left, lbd_backend_drain_closed
  *   lbd_frontend_active_connections{frontend}, lbd_frontend_connections_total,
  *   lbd_frontend_refused_total{frontend,reason="max_connections"|"no_backend"}
+ * With a gate (lbd/gatesup.c, appended through admin_on_metrics):
+ *   lbd_gate_process_up, lbd_gate_process_restarts_total
+ *   lbd_gate_leases{role,state="active"|"stale"}
+ *   lbd_gate_requests_total{answer="granted"|"renewed"|"refused"|"error",reason}
+ *   lbd_gate_input_age_seconds{input="pool"|"etcd"|"nodes"|"alerts"} (-1: unknown)
+ *   lbd_gate_store_known
  * Counters are read, never written, here.
  */
 #ifndef LBD_METRICS_H

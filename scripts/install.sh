@@ -1,6 +1,7 @@
 #!/bin/sh
-# install.sh - `make install`: lbd, lbctl, the unit, man pages, completion,
-# and a default /etc/lbd/lbd.yaml (never overwritten).
+# install.sh - `make install`: lbd, lbctl, the units (lbd.service, and
+# lbd-gate-watch.service for nodes that reboot through kured), man pages,
+# completion, and a default /etc/lbd/lbd.yaml (never overwritten).
 #
 #   make install [PREFIX=/usr/local] [DESTDIR=] [SYSCONFDIR=/etc] [UNITDIR=...]
 #
@@ -46,6 +47,11 @@ sed -e "s|/usr/sbin/lbd|$PREFIX/sbin/lbd|g" -e "s|/etc/lbd/|$SYSCONFDIR/lbd/|g" 
 	"$ROOT/packaging/systemd/lbd.service" >"$DESTDIR$UNITDIR/lbd.service.tmp"
 chmod 0644 "$DESTDIR$UNITDIR/lbd.service.tmp"
 mv "$DESTDIR$UNITDIR/lbd.service.tmp" "$DESTDIR$UNITDIR/lbd.service"
+# The kured companion (packaging/kured/): names /usr/bin/lbctl.
+sed -e "s|/usr/bin/lbctl|$PREFIX/bin/lbctl|g" \
+	"$ROOT/packaging/kured/lbd-gate-watch.service" >"$DESTDIR$UNITDIR/lbd-gate-watch.service.tmp"
+chmod 0644 "$DESTDIR$UNITDIR/lbd-gate-watch.service.tmp"
+mv "$DESTDIR$UNITDIR/lbd-gate-watch.service.tmp" "$DESTDIR$UNITDIR/lbd-gate-watch.service"
 
 # The default config, only where there is none: an install never clobbers
 # an operator's file. The example is always refreshed beside it.

@@ -24,6 +24,16 @@
 
 #define GATE_RETRY_MS 2000
 
+/* The holder is this run: the journal's start time says which, so a
+ * --resume renews its own lease (even a stale one) and a second copy of
+ * the plan, with a journal of its own, is refused. */
+char *orch_lease_holder(struct orch *o)
+{
+	return xasprintf("%s run %s",
+			 o->plan->kind == PLAN_UPGRADE ? "lbctl upgrade" : "lbctl migrate",
+			 o->p->have_j && o->p->j.started ? o->p->j.started : "(no journal)");
+}
+
 /* Asks for (or renews) a lease. 1 granted, 0 refused (*why: the reasons), -1 error. */
 static int gate_acquire(struct orch *o, const char *node, enum plan_role role, char **why)
 {
@@ -31,10 +41,12 @@ static int gate_acquire(struct orch *o, const char *node, enum plan_role role, c
 	long st = 0;
 	json_t *out = NULL, *r;
 	size_t i;
-	json_t *body =
-	    json_pack("{s:s,s:s,s:s,s:s}", "node", node, "role", plan_role_name(role), "reason",
-		      o->plan->kind == PLAN_UPGRADE ? "lbctl upgrade" : "lbctl migrate", "ttl",
-		      orch_dur(o->plan->lease_ttl_ms, ttl, sizeof(ttl)));
+	const char *kind = o->plan->kind == PLAN_UPGRADE ? "lbctl upgrade" : "lbctl migrate";
+	char *holder = orch_lease_holder(o);
+	json_t *body = json_pack(
+	    "{s:s,s:s,s:s,s:s,s:s}", "node", node, "role", plan_role_name(role), "reason", kind,
+	    "ttl", orch_dur(o->plan->lease_ttl_ms, ttl, sizeof(ttl)), "holder", holder);
+	free(holder);
 	int rc = orch_lbd(o, "POST", "/v1/gate/leases", body, &st, &out, &err);
 	json_decref(body);
 	if (rc < 0) {

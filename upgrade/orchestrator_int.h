@@ -113,6 +113,8 @@ int orch_lbd(struct orch *o, const char *method, const char *path, json_t *body,
 char *orch_pool_path(struct orch *o, const char *backend);
 
 /* orch_lease.c */
+/* The gate holder of this run: "lbctl upgrade run <journal start>" (caller frees). */
+char *orch_lease_holder(struct orch *o);
 void orch_keep_lease(struct orch *o, const char *node, enum plan_role role, bool on);
 void *orch_keeper_main(void *arg);
 int orch_st_lease(struct nctx *c, char **msg);

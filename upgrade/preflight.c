@@ -95,9 +95,16 @@ static void check_gate(struct orch *o, struct strv *why, struct strv *ok, bool f
 		orch_sv_add(why, "gate: input %s unknown: %s", k, orch_jstr(v, "why"));
 		unknown++;
 	}
+	char *mine = orch_lease_holder(o);
 	json_array_foreach(json_object_get(st, "leases"), i, l)
 	{
-		if (json_is_true(json_object_get(l, "stale")))
+		/* On --resume, a lease of this run's is its own to renew, stale or not. */
+		if (!fresh && !strcmp(orch_jstr(l, "holder"), mine))
+			orch_sv_add(ok,
+				    "gate: %s holds a%s lease of this run's: renewed as it resumes",
+				    orch_jstr(l, "node"),
+				    json_is_true(json_object_get(l, "stale")) ? " STALE" : "");
+		else if (json_is_true(json_object_get(l, "stale")))
 			orch_sv_add(
 			    why,
 			    "gate: %s holds a STALE lease (its holder stopped renewing); free it "
@@ -107,6 +114,7 @@ static void check_gate(struct orch *o, struct strv *why, struct strv *ok, bool f
 			orch_sv_add(why, "gate: %s holds a lease (%s): finish that first",
 				    orch_jstr(l, "node"), orch_jstr(l, "reason"));
 	}
+	free(mine);
 	if (!unknown)
 		orch_sv_add(ok, "gate reachable, every input known (store %s)",
 			    orch_jstr(st, "store"));

@@ -112,10 +112,14 @@ class FakePrometheus:
         self.srv.server_close()
 
 
-def scenario(extra_nodes=()):
+def scenario(extra_nodes=(), extra_masters=False):
+    """extra_masters: the extra nodes are control-plane nodes too (the gate
+    takes a node's role from the cluster, never from the request)."""
     nodes = [{"name": n, "roles": ["control-plane", "etcd", "master"]} for n in MASTERS]
     nodes += [{"name": n, "labels": {"topology.kubernetes.io/zone": "z%d" % (i % 2)}}
-              for i, n in enumerate(WORKERS + list(extra_nodes))]
+              for i, n in enumerate(WORKERS)]
+    nodes += [dict({"name": n}, **({"roles": ["control-plane"]} if extra_masters else {}))
+              for n in extra_nodes]
     return {"nodes": nodes, "pods": [], "pdbs": []}
 
 
@@ -128,7 +132,8 @@ class GateTest(harness.TestCase):
         harness.require_binary(harness.LBD, "run make")
         self.sim = tk.KubeSim(self.tmp, listeners=3)
         self.addCleanup(self.sim.stop)
-        self.sim.load(scenario(getattr(self, "extra_nodes", ())))
+        self.sim.load(scenario(getattr(self, "extra_nodes", ()),
+                               getattr(self, "extra_masters", False)))
         self.etcd = Etcd(self) if self.etcd_members else None
         self.tokens = self.path("gate-tokens")
         with open(self.tokens, "w") as f:
@@ -188,10 +193,12 @@ class GateTest(harness.TestCase):
         c.close()
         return r.status, json.loads(data) if data else None
 
-    def acquire(self, p, node, role, token=None, ttl=None):
+    def acquire(self, p, node, role, token=None, ttl=None, release_on_outcomes=None):
         body = {"node": node, "role": role, "reason": "test"}
         if ttl:
             body["ttl"] = ttl
+        if release_on_outcomes is not None:
+            body["release_on_outcomes"] = release_on_outcomes
         return self.call(p, "POST", "/v1/gate/leases", body, token or token_of(node))
 
     def status(self, p):
@@ -317,6 +324,7 @@ class TestGateQuorum(GateTest):
 
 class TestGateConcurrent(GateTest):
     extra_nodes = ["n%02d" % i for i in range(50)]
+    extra_masters = True
 
     def race(self, gates, n=50):
         results = []
@@ -371,7 +379,8 @@ class TestGateOutcomes(GateTest):
     etcd_members = False
 
     def test_stale_lease_blocks_until_admin_release(self):
-        p = self.start_gate(self.gate_config())
+        # Only the stale rule here: worker-1 stays NotReady after the release.
+        p = self.start_gate(self.gate_config({"require_all_nodes_ready": False}))
         self.wait_all_known(p)
         st, a = self.acquire(p, "worker-1", "worker", ttl="1s")
         self.assertEqual(st, 201, a)
@@ -388,7 +397,7 @@ class TestGateOutcomes(GateTest):
     def test_release_on_outcomes_after_soak(self):
         p = self.start_gate(self.gate_config())
         self.wait_all_known(p)
-        st, a = self.acquire(p, "worker-1", "worker")
+        st, a = self.acquire(p, "worker-1", "worker", release_on_outcomes=True)
         self.assertEqual(st, 201, a)
         # The node reboots: new bootID and NotReady; the lease stays.
         self.sim.call("/sim/nodes/worker-1", {"reboot": True, "ready": False})

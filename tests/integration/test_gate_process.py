@@ -722,6 +722,33 @@ class TestGateProcess(harness.TestCase):
 
     # ------------------------------------------------------------------ 7
 
+    def test_gate_metrics(self):
+        """The gate process's families reach lbd's /metrics, and parse."""
+        from prometheus_client.parser import text_string_to_metric_families
+        p = self.start(self.config({"concurrency": {"masters": 1, "workers": 1}}))
+        self.ask(p, "worker-1", 201)
+        st, a = self.lease(p, "worker-2")
+        self.assertEqual(st, 409, a)
+
+        def families():
+            st, _, text = harness.admin_request(p.admin_sock, "GET", "/metrics")
+            self.assertEqual(st, 200)
+            fams = {f.name: f for f in text_string_to_metric_families(text)}
+            reqs = {(x.labels["answer"], x.labels["reason"]): x.value
+                    for x in fams.get("lbd_gate_requests", []).samples
+                    if x.name == "lbd_gate_requests_total"} if "lbd_gate_requests" in fams else {}
+            return fams if reqs.get(("refused", "concurrency"), 0) >= 1 else None
+        fams = wait_for(families, T(5), "the gate's counters in /metrics (a pong a second)")
+        leases = {(x.labels["role"], x.labels["state"]): x.value
+                  for x in fams["lbd_gate_leases"].samples}
+        self.assertEqual(leases[("worker", "active")], 1)
+        self.assertEqual(leases[("master", "active")], 0)
+        up = [x.value for x in fams["lbd_gate_process_up"].samples]
+        self.assertEqual(up, [1])
+        ages = {x.labels["input"]: x.value for x in fams["lbd_gate_input_age_seconds"].samples}
+        self.assertIn("pool", ages)
+        self.assertGreaterEqual(ages["pool"], 0)
+
     def test_layering(self):
         r = subprocess.run(["grep", "-rn", '#include "lbd/', "gate/", "kube/"],
                            cwd=harness.ROOT, capture_output=True, text=True, timeout=30)

@@ -22,6 +22,9 @@
 - lbd speaks the sd_notify protocol: READY=1 once listening, RELOADING=1 +
   MONOTONIC_USEC and READY=1 around SIGHUP, STOPPING=1 on SIGTERM, to an
   abstract $NOTIFY_SOCKET (what systemd gives a Type=notify service).
+- The kured companion unit (lbd-gate-watch.service) is in the package and in
+  `make install`, with lbctl's path rewritten for the prefix, no --role, and
+  passes `systemd-analyze verify` there.
 """
 
 import os
@@ -86,7 +89,11 @@ class PackageTest(unittest.TestCase):
         self.assertRegex(info, r"(?m)^Depends: .*\badduser\b.*\blibevent")
         _, listing = sh(["dpkg-deb", "-c", deb])
         for path in ["./usr/sbin/lbd", "./usr/bin/lbctl", "./etc/lbd/lbd.yaml",
-                     "./lib/systemd/system/lbd.service", "./usr/share/man/man8/lbd.8.gz",
+                     "./lib/systemd/system/lbd.service",
+                     "./lib/systemd/system/lbd-gate-watch.service",
+                     "./usr/share/doc/lbd/examples/lbd-gate-watch.env",
+                     "./usr/share/doc/lbd/examples/kured-README.md",
+                     "./usr/share/man/man8/lbd.8.gz",
                      "./usr/share/man/man8/lbctl.8.gz",
                      "./usr/share/bash-completion/completions/lbctl",
                      "./usr/share/doc/lbd/copyright", "./usr/share/doc/lbd/changelog.Debian.gz",
@@ -128,6 +135,14 @@ class PackageTest(unittest.TestCase):
             unit = f.read()
         self.assertIn("ExecStart=/usr/local/sbin/lbd -c /etc/lbd/lbd.yaml", unit)
         self.assertNotIn("/usr/sbin/lbd", unit)
+        watch = os.path.join(dest, "usr/local/lib/systemd/system/lbd-gate-watch.service")
+        with open(watch) as f:
+            unit = f.read()
+        self.assertIn("ExecStart=/usr/local/bin/lbctl --url ${LBD_GATE_URL} "
+                      "--token-file /etc/lbd/gate-token", unit)
+        self.assertNotIn("/usr/bin/lbctl", unit)
+        self.assertNotIn("--role", unit)  # the gate knows the node's role
+        self.verify_watch_unit(unit, os.path.join(dest, "usr/local/bin/lbctl"))
         # A second install keeps the operator's config.
         cfg = os.path.join(dest, "etc/lbd/lbd.yaml")
         with open(cfg, "a") as f:
@@ -137,6 +152,21 @@ class PackageTest(unittest.TestCase):
             self.assertIn("# edited by the operator", f.read())
         rc, out = sh([os.path.join(dest, "usr/local/sbin/lbd"), "-t", "-c", cfg], check=False)
         self.assertEqual(rc, 0, out)
+
+    def verify_watch_unit(self, unit, lbctl):
+        """systemd-analyze verify on the kured companion unit, its lbctl
+        pointed at lbctl (verify wants the binary to exist) and without its
+        man page reference (not installed outside the package)."""
+        harness.require_binary("systemd-analyze", "make deps installs systemd")
+        unit = re.sub(r"(?m)^Documentation=.*\n", "", unit)
+        unit = re.sub(r"/\S*/bin/lbctl", lbctl, unit)
+        d = self.tmpdir()
+        path = os.path.join(d, "lbd-gate-watch.service")
+        with open(path, "w") as f:
+            f.write(unit)
+        rc, out = sh(["systemd-analyze", "verify", path], check=False)
+        self.assertEqual(rc, 0, "systemd-analyze verify:\n" + out)
+        self.assertEqual(out.strip(), "", "systemd-analyze verify warned:\n" + out)
 
 
 class InstallTest(unittest.TestCase):
@@ -182,7 +212,7 @@ class InstallTest(unittest.TestCase):
 
         self.purge()
         for p in ["/usr/sbin/lbd", "/usr/bin/lbctl", "/etc/lbd", "/var/lib/lbd",
-                  "/lib/systemd/system/lbd.service"]:
+                  "/lib/systemd/system/lbd.service", "/lib/systemd/system/lbd-gate-watch.service"]:
             self.assertFalse(os.path.exists(p), "%s left after purge" % p)
 
 

@@ -91,6 +91,7 @@ static void fx_pool(struct fixture *f, int n)
 	for (int i = 0; i < n; i++) {
 		f->in.pool.v[i].name = xasprintf("m%d", i + 1);
 		f->in.pool.v[i].up = true;
+		f->in.pool.v[i].serving = true;
 	}
 }
 
@@ -632,6 +633,7 @@ START_TEST(test_outcomes)
 	l.node = (char *)"w1";
 	l.role = GATE_ROLE_WORKER;
 	l.boot_id = (char *)"boot-1";
+	l.release_on_outcomes = true; /* lbctl gate watch's lease */
 	lease_table_add(&f.t, &l, f.in.now_ms);
 
 	/* Same boot: not back. */
@@ -715,6 +717,194 @@ START_TEST(test_outcomes_master)
 }
 END_TEST
 
+/* Issue 14 case 1: the role is the cluster's; unknown means no. */
+START_TEST(test_node_role)
+{
+	struct fixture f;
+	enum gate_role role;
+	char *why = NULL;
+
+	fx_init(&f);
+	fx_pool(&f, 3);
+	fx_etcd(&f, 3, 0);
+	fx_nodes(&f, 2, NULL);
+	/* A pool backend is a master; so is an etcd member. */
+	ck_assert_int_eq(gate_node_role(&f.conf, &f.in, "m1", &role, &why), 0);
+	ck_assert_int_eq(role, GATE_ROLE_MASTER);
+	f.in.pool.n = 2; /* m3 is only an etcd member now */
+	ck_assert_int_eq(gate_node_role(&f.conf, &f.in, "m3", &role, &why), 0);
+	ck_assert_int_eq(role, GATE_ROLE_MASTER);
+	f.in.pool.n = 3;
+	/* Every source known, none says master: a worker. */
+	ck_assert_int_eq(gate_node_role(&f.conf, &f.in, "w1", &role, &why), 0);
+	ck_assert_int_eq(role, GATE_ROLE_WORKER);
+	/* etcd unknown: a node the pool does not know cannot be called a worker. */
+	f.in.etcd.src.known = false;
+	ck_assert_int_eq(gate_node_role(&f.conf, &f.in, "w1", &role, &why), -1);
+	ck_assert_msg(strstr(why, "etcd unknown"), "%s", why);
+	free(why);
+	why = NULL;
+	/* ... but the pool's word is enough for a master. */
+	ck_assert_int_eq(gate_node_role(&f.conf, &f.in, "m2", &role, &why), 0);
+	ck_assert_int_eq(role, GATE_ROLE_MASTER);
+	f.in.etcd.src.known = true;
+	/* The control-plane label says master too. */
+	f.in.nodes.v[1].nlabels = 1;
+	f.in.nodes.v[1].labels = xcalloc(1, sizeof(*f.in.nodes.v[1].labels));
+	f.in.nodes.v[1].labels[0].key = xstrdup("node-role.kubernetes.io/control-plane");
+	f.in.nodes.v[1].labels[0].value = xstrdup("");
+	ck_assert_int_eq(gate_node_role(&f.conf, &f.in, "w2", &role, &why), 0);
+	ck_assert_int_eq(role, GATE_ROLE_MASTER);
+	fx_free(&f);
+}
+END_TEST
+
+/*
+ * Stale is unknown for the role and for outcomes too (found by
+ * test_gate_prop): an answer older than max_age may miss a node added to
+ * etcd or the pool since, so it cannot make a worker; and it cannot say a
+ * master is back.
+ */
+START_TEST(test_stale_is_unknown)
+{
+	struct fixture f;
+	struct gate_lease l = {0};
+	enum gate_role role;
+	char *why = NULL;
+	bool gone;
+
+	fx_init(&f);
+	fx_pool(&f, 3);
+	fx_etcd(&f, 3, 0);
+	fx_nodes(&f, 2, NULL);
+	ck_assert_int_eq(gate_node_role(&f.conf, &f.in, "w1", &role, &why), 0);
+	ck_assert_int_eq(role, GATE_ROLE_WORKER);
+	f.in.etcd.src.at_ms = f.in.now_ms - 60000;
+	ck_assert_int_eq(gate_node_role(&f.conf, &f.in, "w1", &role, &why), -1);
+	ck_assert_msg(strstr(why, "role: cannot tell whether w1 is a master: etcd stale (last "
+				  "answer 60s ago)"),
+		      "%s", why);
+	xfree(&why);
+	/* A stale answer that names a master is still evidence of one. */
+	ck_assert_int_eq(gate_node_role(&f.conf, &f.in, "m1", &role, &why), 0);
+	ck_assert_int_eq(role, GATE_ROLE_MASTER);
+	/* One source unknown, a later one says master: a master (and, under
+	 * ASan, the list of unknown sources is not leaked). */
+	f.in.pool.src.known = false;
+	f.in.etcd.src.at_ms = f.in.now_ms;
+	ck_assert_int_eq(gate_node_role(&f.conf, &f.in, "m1", &role, &why), 0);
+	ck_assert_int_eq(role, GATE_ROLE_MASTER);
+	ck_assert(why == NULL);
+	f.in.pool.src.known = true;
+	f.in.etcd.src.at_ms = f.in.now_ms;
+	f.in.pool.src.at_ms = f.in.now_ms - 60000;
+	f.in.nodes.src.at_ms = f.in.now_ms - 60000;
+	ck_assert_int_eq(gate_node_role(&f.conf, &f.in, "w1", &role, &why), -1);
+	ck_assert_msg(strstr(why, "pool apiservers stale") && strstr(why, "kubernetes nodes stale"),
+		      "%s", why);
+	xfree(&why);
+	fx_free(&f);
+
+	/* Outcomes: a master is not back by a stale pool or etcd. */
+	fx_init(&f);
+	fx_nodes(&f, 1, NULL);
+	free(f.in.nodes.v[0].name);
+	f.in.nodes.v[0].name = xstrdup("m1");
+	fx_pool(&f, 3);
+	fx_etcd(&f, 3, 0);
+	l.node = (char *)"m1";
+	l.role = GATE_ROLE_MASTER;
+	l.boot_id = (char *)"old";
+	ck_assert(gate_lease_back(&f.conf, &f.in, &l, &gone, &why));
+	f.in.pool.src.at_ms = f.in.now_ms - 60000;
+	ck_assert(!gate_lease_back(&f.conf, &f.in, &l, &gone, &why));
+	ck_assert_msg(strstr(why, "pool unknown"), "%s", why);
+	xfree(&why);
+	f.in.pool.src.at_ms = f.in.now_ms;
+	f.in.etcd.src.at_ms = f.in.now_ms - 60000;
+	ck_assert(!gate_lease_back(&f.conf, &f.in, &l, &gone, &why));
+	ck_assert_msg(strstr(why, "etcd unknown"), "%s", why);
+	xfree(&why);
+	fx_free(&f);
+}
+END_TEST
+
+/* Issue 14 case 3: a lease is its holder's. */
+START_TEST(test_holders)
+{
+	struct fixture f;
+	char *why = NULL;
+
+	fx_init(&f);
+	struct gate_lease l = {.node = (char *)"w1",
+			       .role = GATE_ROLE_WORKER,
+			       .ttl_ms = 60000,
+			       .holder = (char *)"lbctl upgrade run 2026-01-01T00:00:00Z"};
+	lease_table_add(&f.t, &l, f.in.now_ms);
+	ck_assert_int_eq(gate_hold_check(&f.t, "w2", "node/w2", false, &why), GATE_HOLD_NEW);
+	ck_assert_int_eq(
+	    gate_hold_check(&f.t, "w1", "lbctl upgrade run 2026-01-01T00:00:00Z", false, &why),
+	    GATE_HOLD_RENEW);
+	/* Stale or not, the same run renews its own lease (--resume). */
+	f.in.now_ms += 3600 * 1000;
+	ck_assert_int_eq(
+	    gate_hold_check(&f.t, "w1", "lbctl upgrade run 2026-01-01T00:00:00Z", false, &why),
+	    GATE_HOLD_RENEW);
+	ck_assert_int_eq(gate_hold_check(&f.t, "w1", "node/w1", false, &why), GATE_HOLD_REFUSED);
+	ck_assert_msg(strstr(why, "held by lbctl upgrade run") && strstr(why, "fence 1"), "%s",
+		      why);
+	free(why);
+	/* An admin may. */
+	ck_assert_int_eq(gate_hold_check(&f.t, "w1", "admin", true, &why), GATE_HOLD_RENEW);
+	fx_free(&f);
+}
+END_TEST
+
+/* Issue 14 case 4: a backend that takes no traffic is lost to the quorum. */
+START_TEST(test_drained_is_lost)
+{
+	struct fixture f;
+	struct gate_decision d;
+
+	fx_init(&f);
+	fx_pool(&f, 3);
+	f.in.pool.v[2].serving = false; /* drained or disabled, its check still passes */
+	d = decide(&f, "m1", GATE_ROLE_MASTER);
+	ck_assert(!d.granted);
+	ck_assert_msg(strstr(d.reasons.v[0], "takes no traffic"), "%s", d.reasons.v[0]);
+	gate_decision_free(&d);
+	f.in.pool.v[2].serving = true;
+	d = decide(&f, "m1", GATE_ROLE_MASTER);
+	ck_assert(d.granted);
+	gate_decision_free(&d);
+	fx_free(&f);
+}
+END_TEST
+
+/* Issue 14 case 4: only leases that asked for it are released on outcomes. */
+START_TEST(test_outcomes_only_when_asked)
+{
+	struct fixture f;
+	struct gate_text nodes = {0}, why = {0};
+	struct gate_lease l = {0};
+
+	fx_init(&f);
+	fx_nodes(&f, 2, NULL);
+	l.node = (char *)"w1";
+	l.role = GATE_ROLE_WORKER;
+	l.boot_id = (char *)"boot-0"; /* rebooted since: w1's bootID is boot-1 now */
+	lease_table_add(&f.t, &l, f.in.now_ms);
+	gate_outcomes(&f.conf, &f.in, &f.t, &nodes, &why);
+	ck_assert_int_eq(nodes.n, 0); /* back, but its holder releases it */
+	f.t.v[0].release_on_outcomes = true;
+	gate_outcomes(&f.conf, &f.in, &f.t, &nodes, &why);
+	ck_assert_int_eq(nodes.n, 1);
+	gate_text_free(&nodes);
+	gate_text_free(&why);
+	fx_free(&f);
+}
+END_TEST
+
 static Suite *policy_suite(void)
 {
 	Suite *s = suite_create("policy");
@@ -737,6 +927,11 @@ static Suite *policy_suite(void)
 	tcase_add_test(tc, test_tz_offsets);
 	tcase_add_test(tc, test_outcomes);
 	tcase_add_test(tc, test_outcomes_master);
+	tcase_add_test(tc, test_node_role);
+	tcase_add_test(tc, test_stale_is_unknown);
+	tcase_add_test(tc, test_holders);
+	tcase_add_test(tc, test_drained_is_lost);
+	tcase_add_test(tc, test_outcomes_only_when_asked);
 	suite_add_tcase(s, tc);
 	return s;
 }
