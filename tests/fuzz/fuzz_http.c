@@ -32,6 +32,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <poll.h>
 #include <event2/event.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -186,6 +187,26 @@ static int64_t now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* connect(), carried through a signal (EINTR: the connect goes on; wait
+ * for it and read its result). */
+static int connect_retry(int fd, const struct sockaddr *sa, socklen_t len)
+{
+	if (connect(fd, sa, len) == 0)
+		return 0;
+	if (errno != EINTR)
+		return -1;
+	struct pollfd p = {.fd = fd, .events = POLLOUT};
+	int err = 0;
+	socklen_t elen = sizeof(err);
+	while (poll(&p, 1, 5000) < 0 && errno == EINTR)
+		;
+	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) < 0 || err) {
+		errno = err ? err : errno;
+		return -1;
+	}
+	return 0;
+}
+
 static int connect_to(enum target t)
 {
 	int fd;
@@ -196,13 +217,13 @@ static int connect_to(enum target t)
 					      htons((uint16_t)(t == GATE ? gate_port : tcp_port)),
 					  .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 		fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		if (fd < 0 || connect(fd, (struct sockaddr *)&sin, sizeof(sin)) < 0)
+		if (fd < 0 || connect_retry(fd, (struct sockaddr *)&sin, sizeof(sin)) < 0)
 			fatal("fuzz_http: connect tcp: %s", strerror(errno));
 	} else {
 		struct sockaddr_un sun = {.sun_family = AF_UNIX};
 		snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", sock_path);
 		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		if (fd < 0 || connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0)
+		if (fd < 0 || connect_retry(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0)
 			fatal("fuzz_http: connect unix: %s", strerror(errno));
 	}
 	fcntl(fd, F_SETFL, O_NONBLOCK);
