@@ -634,11 +634,12 @@ int gate_release(struct gate *g, const char *who, const char *node, const char *
 	lease_table_remove(&after, node);
 	rc = gate_store_del(g->store, &after, l, &err);
 	if (rc == 0) {
-		lease_table_free(&g->table);
-		g->table = after;
+		/* l is in the table freed next: log from its copy in was. */
 		log_info("gate: %s released the lease of %s (held by %s)",
 			 who ? (strcmp(who, "*") ? who : "admin") : "admin socket", node,
-			 l->holder ? l->holder : "admin");
+			 json_string_value(json_object_get(was, "holder")));
+		lease_table_free(&g->table);
+		g->table = after;
 		*out = json_pack("{s:o}", "released", was);
 		rc = 200;
 	} else {
