@@ -130,18 +130,24 @@ class EtcdCluster:
 
 
 class QuorumWatcher(threading.Thread):
-    """Samples etcd every 100ms: voting members and how many answer /health."""
+    """Samples etcd every 100ms: voting members and how many answer /health.
+    Quorum counts as lost when two samples in a row say so: one /health
+    that misses its 0.5 s timeout on a loaded machine is not an outage, while
+    a real one (a second member down, an election: a second or more) spans
+    many samples."""
 
     def __init__(self, etcd):
         super().__init__(daemon=True)
         self.etcd, self.samples, self.lost, self.stop_ev = etcd, 0, [], threading.Event()
         self.min_margin = None
+        self.suspect = None  # the first bad sample, until the next one says
 
     def run(self):
         while not self.stop_ev.is_set():
             members = self.etcd.members()
+            bad = None
             if members is None:
-                self.lost.append((time.time(), "no member answered the member list"))
+                bad = (time.time(), "no member answered the member list")
             else:
                 voters = [m for m in members if not m.get("isLearner")]
                 healthy = 0
@@ -157,7 +163,10 @@ class QuorumWatcher(threading.Thread):
                 margin = healthy - need
                 self.min_margin = margin if self.min_margin is None else min(self.min_margin, margin)
                 if healthy < need:
-                    self.lost.append((time.time(), "%d of %d healthy" % (healthy, len(voters))))
+                    bad = (time.time(), "%d of %d healthy" % (healthy, len(voters)))
+            if bad and self.suspect:
+                self.lost.extend([self.suspect, bad] if self.suspect not in self.lost else [bad])
+            self.suspect = bad
             self.samples += 1
             self.stop_ev.wait(0.1)
 
