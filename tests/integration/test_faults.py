@@ -387,24 +387,36 @@ class TestFdExhaustion(FaultCase):
         mark = p.log.mark()
         p.log.wait(r"backend vip/good is UP", T(10), proc=p, since=mark)
 
-        # Hold connections until lbd runs out of descriptors.
-        held = []
+        # Hold connections until lbd runs out of descriptors. Each is read
+        # back at once: the ones echoed are relayed; the first that is not
+        # waits in the accept queue of a listener that is out of fds.
+        held, relayed = [], []
         for i in range(self.LIMIT):
             try:
                 s = socket.create_connection((LOOPBACK, self.port), timeout=T(2))
-                s.sendall(b"held-%d\n" % i)
-                held.append(s)
             except OSError:
                 break
+            held.append(s)
+            s.sendall(b"held-%d\n" % i)
+            s.settimeout(T(1))
+            try:
+                if s.recv(64) == b"held-%d\n" % i:
+                    relayed.append(s)
+                    continue
+            except OSError:
+                pass
+            break
+        self.assertGreater(len(relayed), 0, "no connection was relayed before exhaustion")
         p.log.wait(r"Too many open files|EMFILE|out of (file )?descriptors", T(5), proc=p, since=mark,
                    what="lbd logging fd exhaustion")
         # Exhausted: no spinning, connections already relayed still work.
         c0 = cpu_seconds(p.pid)
         time.sleep(1.0)
         self.assertLess(cpu_seconds(p.pid) - c0, 0.5, "lbd spins while out of fds")
-        s = held[0]
+        s = relayed[0]
         s.settimeout(T(2))
-        self.assertEqual(s.recv(64), b"held-0\n", "a relayed connection broke during exhaustion")
+        s.sendall(b"still\n")
+        self.assertEqual(s.recv(64), b"still\n", "a relayed connection broke during exhaustion")
         n = sum(1 for line in p.log.lines(since=mark) if "Too many open files" in line)
         self.assertLess(n, 50, "the fd exhaustion warning is not rate-limited")
         # fds come back: new connections work again, and none hangs.
