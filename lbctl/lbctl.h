@@ -4,7 +4,7 @@
  * lbctl/main.c parses the global options and dispatches on the first word
  * to a cmd_*() function, each in its own file (cmd_pool.c, cmd_node.c, ...).
  * A verb prints a man-page style help on --help, human tables by default and
- * JSON with -o json, and returns one of the exit codes below (DESIGN.md).
+ * JSON with -o json, and returns one of the exit codes below (lbctl --help).
  */
 #ifndef LBD_LBCTL_H
 #define LBD_LBCTL_H
