@@ -153,19 +153,6 @@ static int holder_of(struct gate *g, const char *node, char **holder, json_t **o
 	return 0;
 }
 
-/* A Kubernetes node name: what the gate's leases are named by. */
-static bool id_ok(const char *s)
-{
-	size_t n = s ? strlen(s) : 0;
-	if (n == 0 || n > 253)
-		return false;
-	for (; *s; s++)
-		if (!(*s >= 'a' && *s <= 'z') && !(*s >= '0' && *s <= '9') && *s != '-' &&
-		    *s != '.')
-			return false;
-	return true;
-}
-
 /* The protocol's group syntax: ^[a-zA-Z0-9.-]+$ */
 static bool group_ok(const char *s)
 {
@@ -280,7 +267,7 @@ int gate_fleetlock(struct gate *g, const char *method, const char *path, const c
 			     "client_params: an object {\"id\": ID, \"group\": GROUP} is required");
 		goto done;
 	}
-	if (!id_ok(id)) {
+	if (!gate_node_name_ok(id)) {
 		st = fl_error(out, 400, "bad_request",
 			      "client_params.id: the node's name (a Kubernetes node name: "
 			      "lowercase letters, digits, '-' and '.') is required");

@@ -332,7 +332,7 @@ static int parse_ttl(json_t *v, int64_t dflt, int64_t *ttl)
 	return -1;
 }
 
-static bool node_name_ok(const char *s)
+bool gate_node_name_ok(const char *s)
 {
 	size_t n = s ? strlen(s) : 0;
 	if (n == 0 || n > 253)
@@ -578,7 +578,7 @@ static int handle_acquire(struct gate *g, const char *who, json_t *body, json_t 
 	a.role = json_string_value(json_object_get(body, "role"));
 	a.holder = json_string_value(json_object_get(body, "holder"));
 	roo = json_object_get(body, "release_on_outcomes");
-	if (!node_name_ok(a.node))
+	if (!gate_node_name_ok(a.node))
 		return error_json(out, 400, "node: a Kubernetes node name is required");
 	if ((json_object_get(body, "role") && !a.role) ||
 	    (a.role && gate_role_parse(a.role, &role) < 0))
@@ -607,7 +607,7 @@ int gate_release(struct gate *g, const char *who, const char *node, const char *
 	char *err = NULL, *mine = NULL, *why = NULL;
 	int rc;
 
-	if (!node_name_ok(node))
+	if (!gate_node_name_ok(node))
 		return error_json(out, 400, "not a node name");
 	if (!may_act_for(who, node))
 		return error_json(out, 403, "this token may only release the lease of node %s",

@@ -89,6 +89,9 @@ int gate_acquire(struct gate *g, const char *who, const struct gate_ask *a, json
 int gate_release(struct gate *g, const char *who, const char *node, const char *holder,
 		 json_t **out);
 
+/* A Kubernetes node name (lowercase RFC 1123, at most 253): what leases are named by. */
+bool gate_node_name_ok(const char *s);
+
 /* The gate's Prometheus families (lbd_gate_leases, lbd_gate_requests_total,
  * lbd_gate_input_age_seconds, lbd_gate_store_known), as text for lbd's
  * /metrics (caller frees; NULL if out of memory). */

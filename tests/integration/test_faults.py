@@ -19,7 +19,6 @@ process is stopped by PID (harness.TestCase).
 """
 
 import errno
-import http.client
 import json
 import os
 import random
@@ -42,25 +41,10 @@ ADMIN_REQUEST_TIMEOUT_S = 10  # lbd/admin.h
 # Helpers
 
 
-class UnixHTTP(http.client.HTTPConnection):
-    def __init__(self, path, timeout):
-        super().__init__("lbd", timeout=timeout)
-        self.sock_path = path
-
-    def connect(self):
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.settimeout(self.timeout)
-        try:
-            s.connect(self.sock_path)
-        except OSError:
-            s.close()
-            raise
-        self.sock = s
-
 
 def api(sock, method, path, body=None, timeout=None):
     """One admin request: (status, parsed JSON or text)."""
-    c = UnixHTTP(sock, timeout or T(5))
+    c = harness.UnixHTTPConnection(sock, timeout or T(5))
     try:
         data = json.dumps(body) if body is not None else None
         c.request(method, path, body=data,
