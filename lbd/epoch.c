@@ -100,6 +100,11 @@ void epoch_defer(struct epoch *e, void (*fn)(void *), void *arg)
 	}
 }
 
+int epoch_readers(const struct epoch *e)
+{
+	return e ? e->nreaders : 1;
+}
+
 void epoch_quiesce(struct epoch *e, int id)
 {
 	atomic_store(&e->seen[id], atomic_load(&e->now));

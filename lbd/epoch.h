@@ -26,6 +26,10 @@ void epoch_free(struct epoch *e);
  * no threads), fn runs at once. */
 void epoch_defer(struct epoch *e, void (*fn)(void *), void *arg);
 
+/* How many readers e was made for; 1 for e NULL (no threads: the caller
+ * is the one reader). Sizes per-reader arrays such as a backend's counters. */
+int epoch_readers(const struct epoch *e);
+
 /* Reader `id`: "I hold nothing shared right now." */
 void epoch_quiesce(struct epoch *e, int id);
 

@@ -77,10 +77,13 @@ static void m_state(FILE *f, const char *name, const struct pool *p, const struc
 
 static void m_bytes(FILE *f, const char *name, const struct pool *p, const struct backend *b)
 {
+	struct backend_counts n;
+
+	backend_counts_read(b, &n);
 	be_labels(f, name, p, b);
-	fprintf(f, ",direction=\"to_backend\"} %llu\n", (unsigned long long)b->bytes_out);
+	fprintf(f, ",direction=\"to_backend\"} %llu\n", (unsigned long long)n.bytes_out);
 	be_labels(f, name, p, b);
-	fprintf(f, ",direction=\"from_backend\"} %llu\n", (unsigned long long)b->bytes_in);
+	fprintf(f, ",direction=\"from_backend\"} %llu\n", (unsigned long long)n.bytes_in);
 }
 
 static void m_check_fail(FILE *f, const char *name, const struct pool *p, const struct backend *b)
@@ -102,31 +105,44 @@ static void m_drain_left(FILE *f, const char *name, const struct pool *p, const 
 	fprintf(f, "} %.3f\n", b->state == BE_DRAIN && left > 0 ? left : 0.0);
 }
 
-static void m_hist(FILE *f, const struct server *s)
+/* One backend's histogram: per-bucket counts (not cumulative) over nle
+ * bounds and a last +Inf bucket, their sum in microseconds. */
+static void hist_lines(FILE *f, const char *name, const struct pool *p, const struct backend *b,
+		       const double *le, int nle, const uint64_t *per_bucket, uint64_t usec_sum)
 {
-	const char *name = "lbd_backend_check_duration_seconds";
+	char series[128];
+	uint64_t cum = 0;
 
-	head(f, name, "histogram", "Duration of health checks.");
-	for (size_t i = 0; i < s->npools; i++) {
-		const struct pool *p = s->pools[i];
-		for (size_t j = 0; j < p->nbe; j++) {
-			const struct backend *b = p->be[j];
-			uint64_t cum = 0;
-			for (int k = 0; k < CHECK_HIST_BUCKETS; k++) {
-				cum += b->check_hist[k];
-				be_labels(f, "lbd_backend_check_duration_seconds_bucket", p, b);
-				fprintf(f, ",le=\"%g\"} %llu\n", pool_check_hist_le[k],
-					(unsigned long long)cum);
-			}
-			cum += b->check_hist[CHECK_HIST_BUCKETS];
-			be_labels(f, "lbd_backend_check_duration_seconds_bucket", p, b);
+	snprintf(series, sizeof(series), "%s_bucket", name);
+	for (int k = 0; k <= nle; k++) {
+		cum += per_bucket[k];
+		be_labels(f, series, p, b);
+		if (k < nle)
+			fprintf(f, ",le=\"%g\"} %llu\n", le[k], (unsigned long long)cum);
+		else
 			fprintf(f, ",le=\"+Inf\"} %llu\n", (unsigned long long)cum);
-			be_labels(f, "lbd_backend_check_duration_seconds_sum", p, b);
-			fprintf(f, "} %.6f\n", (double)b->check_usec_sum / 1e6);
-			be_labels(f, "lbd_backend_check_duration_seconds_count", p, b);
-			fprintf(f, "} %llu\n", (unsigned long long)b->checks);
-		}
 	}
+	snprintf(series, sizeof(series), "%s_sum", name);
+	be_labels(f, series, p, b);
+	fprintf(f, "} %.6f\n", (double)usec_sum / 1e6);
+	snprintf(series, sizeof(series), "%s_count", name);
+	be_labels(f, series, p, b);
+	fprintf(f, "} %llu\n", (unsigned long long)cum);
+}
+
+static void m_check_hist(FILE *f, const char *name, const struct pool *p, const struct backend *b)
+{
+	hist_lines(f, name, p, b, pool_check_hist_le, CHECK_HIST_BUCKETS, b->check_hist,
+		   (uint64_t)b->check_usec_sum);
+}
+
+static void m_connect_hist(FILE *f, const char *name, const struct pool *p, const struct backend *b)
+{
+	struct backend_counts n;
+
+	backend_counts_read(b, &n);
+	hist_lines(f, name, p, b, pool_connect_hist_le, CONNECT_HIST_BUCKETS, n.connect_hist,
+		   n.connect_usec_sum);
 }
 
 static void fe_line(FILE *f, const char *name, const struct frontend *fe, const char *extra,
@@ -202,7 +218,11 @@ char *metrics_render(const struct server *s, size_t *len)
 		     "Connects that failed (refused, unreachable, timed out).", m_cfail);
 	each_backend(f, s, "lbd_backend_bytes_total", "counter", "Bytes relayed, by direction.",
 		     m_bytes);
-	m_hist(f, s);
+	each_backend(f, s, "lbd_backend_connect_seconds", "histogram",
+		     "Time from connect to established, of connects that succeeded.",
+		     m_connect_hist);
+	each_backend(f, s, "lbd_backend_check_duration_seconds", "histogram",
+		     "Duration of health checks.", m_check_hist);
 	each_backend(f, s, "lbd_backend_check_failures_total", "counter",
 		     "Failed health checks, by reason.", m_check_fail);
 	each_backend(f, s, "lbd_backend_health_transitions_total", "counter",

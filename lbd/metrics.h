@@ -12,7 +12,8 @@
  *   lbd_backend_weight, lbd_backend_active_connections,
  *   lbd_backend_connections_total, lbd_backend_connect_failures_total,
  *   lbd_backend_bytes_total{direction="to_backend"|"from_backend"}
- *   lbd_backend_check_duration_seconds (histogram)
+ *   lbd_backend_connect_seconds (histogram: successful connects, per backend)
+ *   lbd_backend_check_duration_seconds (histogram: every check, per backend)
  *   lbd_backend_check_failures_total{reason}
  *   lbd_backend_health_transitions_total, lbd_backend_state_transitions_total
  *   lbd_backend_drain_seconds_left, lbd_backend_drain_closed

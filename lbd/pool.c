@@ -3,6 +3,7 @@
 
 #include <math.h>
 #include <netinet/in.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "common/clock.h"
@@ -15,8 +16,13 @@ static void snap_free(void *arg);
 
 static const char *const state_names[] = {"enabled", "drain", "disabled"};
 
-const double pool_check_hist_le[CHECK_HIST_BUCKETS] = {0.005, 0.01, 0.025, 0.05,
-						       0.1,   0.25, 0.5,   1.0};
+/* Checks time out after health.timeout (up to seconds): buckets reach 10 s. */
+const double pool_check_hist_le[CHECK_HIST_BUCKETS] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+						       0.5,   1.0,  2.5,   5.0,	 10.0};
+/* A connect on a LAN takes well under a millisecond; a loaded master or a
+ * lost SYN (retransmitted after 1 s) shows in the upper buckets. */
+const double pool_connect_hist_le[CONNECT_HIST_BUCKETS] = {
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5};
 
 const char *backend_state_name(enum backend_state st)
 {
@@ -49,6 +55,7 @@ static void backend_free(struct backend *b)
 	if (b->check)
 		check_free(b->check);
 	backend_conf_free(&b->conf);
+	free(b->wc);
 	free(b);
 }
 
@@ -178,6 +185,10 @@ struct backend *pool_add(struct pool *p, const struct backend_conf *bc, enum bac
 	b->state = st;
 	b->refs = 1; /* the pool's */
 	b->since_ms = mono_ms();
+	b->nwc = epoch_readers(p->ep);
+	if (posix_memalign((void **)&b->wc, 64, (size_t)b->nwc * sizeof(*b->wc)) != 0)
+		xmalloc_oom((size_t)b->nwc * sizeof(*b->wc));
+	memset(b->wc, 0, (size_t)b->nwc * sizeof(*b->wc));
 	p->be = xrealloc(p->be, (p->nbe + 1) * sizeof(*p->be));
 	p->be[p->nbe++] = b;
 	backend_start_check(b, p);
@@ -423,6 +434,35 @@ static void pool_publish(struct pool *p)
 /* ---- balancing (worker threads: reads only the snapshot) ---- */
 
 #define SUSPECT_MS 2000
+
+void backend_connect_time(struct backend *b, int id, int64_t usec)
+{
+	struct backend_wcount *wc = backend_wcount(b, id);
+	size_t k = 0;
+
+	while (k < CONNECT_HIST_BUCKETS && (double)usec / 1e6 > pool_connect_hist_le[k])
+		k++;
+	backend_wcount_add(&wc->connect_hist[k], 1);
+	backend_wcount_add(&wc->connect_usec_sum, (uint64_t)(usec > 0 ? usec : 0));
+}
+
+void backend_counts_read(const struct backend *b, struct backend_counts *out)
+{
+	memset(out, 0, sizeof(*out));
+	for (int i = 0; i < b->nwc; i++) {
+		const struct backend_wcount *wc = &b->wc[i];
+		out->bytes_in += atomic_load_explicit(&wc->bytes_in, memory_order_relaxed);
+		out->bytes_out += atomic_load_explicit(&wc->bytes_out, memory_order_relaxed);
+		out->connect_usec_sum +=
+		    atomic_load_explicit(&wc->connect_usec_sum, memory_order_relaxed);
+		for (int k = 0; k <= CONNECT_HIST_BUCKETS; k++) {
+			uint64_t v =
+			    atomic_load_explicit(&wc->connect_hist[k], memory_order_relaxed);
+			out->connect_hist[k] += v;
+			out->connects += v;
+		}
+	}
+}
 
 void backend_connect_failed(struct backend *b)
 {

@@ -33,11 +33,34 @@
 enum backend_state { BE_ENABLED, BE_DRAIN, BE_DISABLED };
 
 /* Check latency histogram bounds in seconds (Prometheus le=...). */
-#define CHECK_HIST_BUCKETS 8
+#define CHECK_HIST_BUCKETS 11
 extern const double pool_check_hist_le[CHECK_HIST_BUCKETS];
+/* Backend connect time histogram bounds in seconds. */
+#define CONNECT_HIST_BUCKETS 12
+extern const double pool_connect_hist_le[CONNECT_HIST_BUCKETS];
 
 struct pool;
 struct epoch;
+
+/*
+ * What one worker thread counts for one backend, on every read and write:
+ * written by that worker only, with relaxed loads and stores (no locked
+ * read-modify-write, no cache line shared with another writer), and summed
+ * by readers (backend_counts_read). One cache line or more per worker.
+ */
+struct backend_wcount {
+	_Atomic uint64_t bytes_in, bytes_out;
+	/* Successful connects: time from connect() to established. */
+	_Atomic uint64_t connect_hist[CONNECT_HIST_BUCKETS + 1]; /* per bucket, not cumulative */
+	_Atomic uint64_t connect_usec_sum;
+} __attribute__((aligned(64)));
+
+/* The sum over workers, as read by /metrics and the admin API. */
+struct backend_counts {
+	uint64_t bytes_in, bytes_out;
+	uint64_t connect_hist[CONNECT_HIST_BUCKETS + 1];
+	uint64_t connect_usec_sum, connects;
+};
 
 struct backend {
 	struct backend_conf conf;
@@ -71,8 +94,9 @@ struct backend {
 	_Atomic int64_t suspect_until_ms;
 	/* Drain deadline: connections the workers may still close (relay.c). */
 	_Atomic int64_t close_budget;
-	/* Bytes relayed, counted by the workers. */
-	_Atomic uint64_t bytes_in, bytes_out;
+	/* Per worker thread (relay.c writes slot w->id): see backend_wcount. */
+	struct backend_wcount *wc;
+	int nwc;
 	_Atomic int refs;
 };
 
@@ -134,6 +158,22 @@ const char *backend_state_name(enum backend_state st);
 int backend_state_parse(const char *s, enum backend_state *out);
 /* Up by its check; unknown counts as not up. */
 bool backend_is_up(const struct backend *b);
+
+/* Worker `id`'s slot of b's counters (relay.c, on that worker only). */
+static inline struct backend_wcount *backend_wcount(struct backend *b, int id)
+{
+	return &b->wc[id < b->nwc ? id : 0];
+}
+/* Adds v to a counter only its own worker writes: a plain load and store. */
+static inline void backend_wcount_add(_Atomic uint64_t *c, uint64_t v)
+{
+	atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + v,
+			      memory_order_relaxed);
+}
+/* Records a successful connect of usec microseconds in worker id's slot. */
+void backend_connect_time(struct backend *b, int id, int64_t usec);
+/* Any thread: sums b's per-worker counters. */
+void backend_counts_read(const struct backend *b, struct backend_counts *out);
 
 /* Any thread: a connect to b was refused or timed out. */
 void backend_connect_failed(struct backend *b);

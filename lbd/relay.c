@@ -14,6 +14,17 @@
  *
  * A connection is freed inside the callback that closes it: only that
  * callback holds it, and it returns right after conn_close().
+ *
+ * The hot path touches only its worker's memory:
+ *   - bytes and connect times are counted in the worker's own slot of the
+ *     backend's counters (pool.h, backend_wcount), summed when read;
+ *   - what a slow peer could not take yet goes to a buffer from the
+ *     worker's free list, given back once written;
+ *   - a bulk direction borrows a pipe from the worker's pool for as long as
+ *     bytes sit in it and gives it back empty, so an idle connection holds
+ *     its two sockets and nothing else, whatever it moved before;
+ *   - activity is stamped with the worker's coarse clock (w->now_ms, moved
+ *     on by the QUIESCE_MS tick), not with a clock call per read.
  */
 #define _GNU_SOURCE
 #include "lbd/relay.h"
@@ -48,6 +59,8 @@
 #define REAP_MS 100		 /* how often main looks for retired frontends to free */
 #define SPLICE_AFTER (64 * 1024) /* back-to-back full reads before a direction splices */
 #define PIPE_SIZE (256 * 1024)
+#define PIPE_POOL 4 /* empty pipes a worker keeps for its bulk directions */
+#define BUF_POOL 16 /* RELAY_CHUNK buffers a worker keeps for slow peers */
 
 struct worker;
 
@@ -64,11 +77,12 @@ struct listener {
 
 /* One direction of a connection: bytes read from src not yet written to dst. */
 struct half {
-	char *buf; /* user-space leftovers (read/write mode) */
+	char *buf; /* user-space leftovers (read/write mode): a worker buffer */
 	uint32_t off, len;
 	uint32_t in_pipe; /* bytes in the pipe (splice mode) */
-	int pipe[2];	  /* -1 until the direction switches to splice */
+	int pipe[2];	  /* a worker pipe while bytes sit in it, else -1 */
 	uint32_t moved;	  /* bytes of back-to-back full reads: decides the switch to splice */
+	bool bulk;	  /* the direction splices (when a pipe can be had) */
 	bool eof;	  /* src sent FIN */
 	bool shut;	  /* we passed the FIN on to dst */
 };
@@ -89,7 +103,8 @@ struct conn {
 	struct backend **tried;	   /* only while connecting after a failure */
 	struct event cev, bev, tev;
 	struct half c2b, b2c;
-	int64_t last_active_ms;
+	int64_t last_active_ms; /* the worker's coarse clock at the last read */
+	int64_t connect_us;	/* when the current connect() started */
 	union {
 		struct sockaddr sa;
 		struct sockaddr_in in;
@@ -111,6 +126,11 @@ struct worker {
 	int id;
 	pthread_t thread;
 	struct event_base *base;
+	int64_t now_ms;		 /* coarse clock: mono_ms() at the last QUIESCE_MS tick */
+	int pipes[PIPE_POOL][2]; /* empty pipes, ready for a bulk direction */
+	int npipes;
+	char *bufs[BUF_POOL]; /* free RELAY_CHUNK buffers */
+	int nbufs;
 	int notify_fd; /* eventfd: the main thread's doorbell */
 	struct event *notify;
 	struct event *quiesce;
@@ -271,7 +291,68 @@ static void worker_notify(evutil_socket_t fd, short what, void *arg)
 static void worker_quiesce(evutil_socket_t fd, short what, void *arg)
 {
 	struct worker *w = arg;
+	w->now_ms = mono_ms();
 	epoch_quiesce(w->r->ep, w->id);
+}
+
+/* ---- a worker's spare pipes and buffers (its thread only) ---- */
+
+/* An empty pipe for a bulk direction; false when none can be made (out
+ * of descriptors): the direction then reads and writes for now. */
+static bool worker_pipe_get(struct worker *w, int p[2])
+{
+	if (w->npipes > 0) {
+		w->npipes--;
+		p[0] = w->pipes[w->npipes][0];
+		p[1] = w->pipes[w->npipes][1];
+		return true;
+	}
+	if (pipe2(p, O_NONBLOCK | O_CLOEXEC) < 0) {
+		p[0] = p[1] = -1;
+		return false;
+	}
+	fcntl(p[1], F_SETPIPE_SZ, PIPE_SIZE);
+	return true;
+}
+
+/* Takes back a pipe; empty is the caller's promise (in_pipe == 0). */
+static void worker_pipe_put(struct worker *w, int p[2])
+{
+	if (w->npipes < PIPE_POOL) {
+		w->pipes[w->npipes][0] = p[0];
+		w->pipes[w->npipes][1] = p[1];
+		w->npipes++;
+	} else {
+		close(p[0]);
+		close(p[1]);
+	}
+	p[0] = p[1] = -1;
+}
+
+static char *worker_buf_get(struct worker *w)
+{
+	return w->nbufs > 0 ? w->bufs[--w->nbufs] : xmalloc(RELAY_CHUNK);
+}
+
+static void worker_buf_put(struct worker *w, char **buf)
+{
+	if (w->nbufs < BUF_POOL)
+		w->bufs[w->nbufs++] = *buf;
+	else
+		free(*buf);
+	*buf = NULL;
+}
+
+/* After the worker's thread ended. */
+static void worker_spares_free(struct worker *w)
+{
+	while (w->npipes > 0) {
+		w->npipes--;
+		close(w->pipes[w->npipes][0]);
+		close(w->pipes[w->npipes][1]);
+	}
+	while (w->nbufs > 0)
+		free(w->bufs[--w->nbufs]);
 }
 
 static void *worker_main(void *arg)
@@ -327,6 +408,7 @@ struct relay *relay_start(struct event_base *main_base, int nthreads, char **err
 		w->r = r;
 		w->id = i;
 		w->notify_fd = -1;
+		w->now_ms = mono_ms();
 		pthread_mutex_init(&w->mu, NULL);
 		/* A worker's loop is touched by its own thread only (the main
 		 * thread rings an eventfd), so it needs none of libevent's
@@ -393,6 +475,7 @@ void relay_stop(struct relay *r)
 		event_free(w->quiesce);
 		event_base_free(w->base);
 		pthread_mutex_destroy(&w->mu);
+		worker_spares_free(w);
 	}
 	xfree(&r->w);
 }
@@ -851,10 +934,15 @@ static void conn_release_backend(struct conn *c)
 	c->be = NULL;
 }
 
-static void half_free(struct half *h)
+static void half_free(struct worker *w, struct half *h)
 {
-	free(h->buf);
-	if (h->pipe[0] >= 0) {
+	if (h->buf)
+		worker_buf_put(w, &h->buf);
+	if (h->pipe[0] < 0)
+		return;
+	if (h->in_pipe == 0) {
+		worker_pipe_put(w, h->pipe);
+	} else {
 		close(h->pipe[0]);
 		close(h->pipe[1]);
 	}
@@ -886,8 +974,8 @@ static void conn_close(struct conn *c, bool rst)
 		w->conns = c->next;
 	if (c->next)
 		c->next->prev = c->prev;
-	half_free(&c->c2b);
-	half_free(&c->b2c);
+	half_free(w, &c->c2b);
+	half_free(w, &c->b2c);
 	if (c->ssl)
 		SSL_free(c->ssl);
 	free(c->tried);
@@ -896,15 +984,13 @@ static void conn_close(struct conn *c, bool rst)
 	atomic_fetch_sub(&fe->active, 1);
 }
 
-/* Counts bytes written for the backend's metrics. */
+/* Counts bytes written for the backend's metrics, in the worker's slot. */
 static void count_bytes(struct conn *c, const struct half *h, ssize_t w)
 {
 	if (w <= 0 || !c->be)
 		return;
-	if (h == &c->c2b)
-		atomic_fetch_add_explicit(&c->be->bytes_out, (uint64_t)w, memory_order_relaxed);
-	else
-		atomic_fetch_add_explicit(&c->be->bytes_in, (uint64_t)w, memory_order_relaxed);
+	struct backend_wcount *wc = backend_wcount(c->be, c->w->id);
+	backend_wcount_add(h == &c->c2b ? &wc->bytes_out : &wc->bytes_in, (uint64_t)w);
 }
 
 /* read(2), or SSL_read on the client side of a TLS frontend, with read's
@@ -976,7 +1062,8 @@ static int half_flush(struct conn *c, struct half *h, int dst)
 		h->off += (uint32_t)w;
 		h->len -= (uint32_t)w;
 	}
-	xfree(&h->buf);
+	if (h->buf)
+		worker_buf_put(c->w, &h->buf);
 	h->off = 0;
 	while (h->in_pipe > 0) {
 		ssize_t w = splice(h->pipe[0], NULL, dst, NULL, h->in_pipe,
@@ -989,13 +1076,18 @@ static int half_flush(struct conn *c, struct half *h, int dst)
 		count_bytes(c, h, w);
 		h->in_pipe -= (uint32_t)w;
 	}
+	if (h->pipe[0] >= 0) /* empty: back to the worker */
+		worker_pipe_put(c->w, h->pipe);
 	return 1;
 }
 
-/* Bulk: move src -> pipe -> dst without copying through user space. */
+/* Bulk: move src -> pipe -> dst without copying through user space. The
+ * pipe is borrowed while bytes sit in it (half_flush gives it back). */
 static int half_splice(struct conn *c, struct half *h, int src, int dst)
 {
 	for (int i = 0; i < 4 && !h->eof; i++) {
+		if (h->pipe[0] < 0 && !worker_pipe_get(c->w, h->pipe))
+			break;
 		ssize_t n = splice(src, NULL, h->pipe[1], NULL, PIPE_SIZE,
 				   SPLICE_F_NONBLOCK | SPLICE_F_MOVE);
 		if (n < 0) {
@@ -1007,7 +1099,7 @@ static int half_splice(struct conn *c, struct half *h, int src, int dst)
 			h->eof = true;
 			break;
 		}
-		c->last_active_ms = mono_ms();
+		c->last_active_ms = c->w->now_ms;
 		h->in_pipe += (uint32_t)n;
 		int r = half_flush(c, h, dst);
 		if (r <= 0)
@@ -1016,17 +1108,11 @@ static int half_splice(struct conn *c, struct half *h, int src, int dst)
 	return 0;
 }
 
-/* A direction that has moved enough to be bulk gets a pipe. */
+/* A direction that has moved enough to be bulk splices from now on. */
 static void half_maybe_splice(struct half *h)
 {
-	if (h->pipe[0] >= 0 || h->moved < SPLICE_AFTER || h->len > 0)
-		return;
-	if (pipe2(h->pipe, O_NONBLOCK | O_CLOEXEC) < 0) {
-		h->pipe[0] = h->pipe[1] = -1;
-		h->moved = 0; /* no fds for a pipe now: try again later */
-		return;
-	}
-	fcntl(h->pipe[1], F_SETPIPE_SZ, PIPE_SIZE);
+	if (!h->bulk && h->moved >= SPLICE_AFTER && h->len == 0)
+		h->bulk = true;
 }
 
 /*
@@ -1041,9 +1127,13 @@ static int half_pump(struct conn *c, struct half *h, int src, int dst)
 		return r;
 	if (!c->ssl) /* TLS bytes must pass through OpenSSL */
 		half_maybe_splice(h);
-	if (h->pipe[0] >= 0) {
+	/* Without a pipe now (out of descriptors) a bulk direction reads
+	 * and writes, and tries again on its next event. */
+	if (h->bulk && (h->pipe[0] >= 0 || worker_pipe_get(c->w, h->pipe))) {
 		if (half_splice(c, h, src, dst) < 0)
 			return -1;
+		if (h->in_pipe == 0 && h->pipe[0] >= 0)
+			worker_pipe_put(c->w, h->pipe);
 		goto fin;
 	}
 	for (int i = 0; i < 4 && !h->eof; i++) {
@@ -1057,7 +1147,7 @@ static int half_pump(struct conn *c, struct half *h, int src, int dst)
 			h->eof = true;
 			break;
 		}
-		c->last_active_ms = mono_ms();
+		c->last_active_ms = c->w->now_ms;
 		/* Only reads that fill the buffer, back to back, look like bulk:
 		 * small requests on a long keep-alive never pay for a pipe. */
 		h->moved = n == (ssize_t)sizeof(relay_buf) ? h->moved + (uint32_t)n : 0;
@@ -1071,7 +1161,7 @@ static int half_pump(struct conn *c, struct half *h, int src, int dst)
 		if (w < n) {
 			/* The peer is slow: keep the rest, pause reading src. */
 			h->len = (uint32_t)(n - w);
-			h->buf = xmalloc(h->len);
+			h->buf = worker_buf_get(c->w);
 			memcpy(h->buf, relay_buf + w, h->len);
 			break;
 		}
@@ -1175,7 +1265,10 @@ static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
 		conn_connect(c);
 		return;
 	}
-	int64_t idle = mono_ms() - c->last_active_ms;
+	/* Stamps come from the coarse clock, up to a tick behind: a connection
+	 * may be closed that much before a full idle_timeout. */
+	int64_t now = mono_ms();
+	int64_t idle = now - c->last_active_ms;
 	if (idle >= c->fe->conf.idle_timeout_ms) {
 		conn_close(c, false);
 		return;
@@ -1192,8 +1285,9 @@ static void conn_established(struct conn *c)
 
 	c->phase = PH_RELAYING;
 	atomic_fetch_add_explicit(&c->be->total, 1, memory_order_relaxed);
+	backend_connect_time(c->be, c->w->id, mono_us() - c->connect_us);
 	xfree(&c->tried);
-	c->last_active_ms = mono_ms();
+	c->last_active_ms = c->w->now_ms;
 	event_del(&c->bev);
 	c->bwant = 0;
 	evtimer_add(&c->tev, &tv);
@@ -1265,6 +1359,7 @@ static void conn_connect(struct conn *c)
 		int one = 1;
 		setsockopt(c->bfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		c->phase = PH_CONNECTING;
+		c->connect_us = mono_us();
 		if (connect(c->bfd, (const struct sockaddr *)&a->ss, a->len) == 0) {
 			conn_established(c);
 			return;
