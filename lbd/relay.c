@@ -59,8 +59,9 @@
 #define REAP_MS 100		 /* how often main looks for retired frontends to free */
 #define SPLICE_AFTER (64 * 1024) /* back-to-back full reads before a direction splices */
 #define PIPE_SIZE (256 * 1024)
-#define PIPE_POOL 4 /* empty pipes a worker keeps for its bulk directions */
-#define BUF_POOL 16 /* RELAY_CHUNK buffers a worker keeps for slow peers */
+#define PIPE_POOL 4	    /* empty pipes a worker keeps for its bulk directions */
+#define BUF_POOL 16	    /* RELAY_CHUNK buffers a worker keeps for slow peers */
+#define SPARES_IDLE_MS 1000 /* spares unused that long are let go */
 
 struct worker;
 
@@ -131,7 +132,8 @@ struct worker {
 	int npipes;
 	char *bufs[BUF_POOL]; /* free RELAY_CHUNK buffers */
 	int nbufs;
-	int notify_fd; /* eventfd: the main thread's doorbell */
+	int64_t spares_used_ms; /* when a spare pipe or buffer was last taken */
+	int notify_fd;		/* eventfd: the main thread's doorbell */
 	struct event *notify;
 	struct event *quiesce;
 	pthread_mutex_t mu;
@@ -288,11 +290,17 @@ static void worker_notify(evutil_socket_t fd, short what, void *arg)
 	free(q);
 }
 
+static void worker_spares_free(struct worker *w);
+
 static void worker_quiesce(evutil_socket_t fd, short what, void *arg)
 {
 	struct worker *w = arg;
 	w->now_ms = mono_ms();
 	epoch_quiesce(w->r->ep, w->id);
+	/* A quiet worker gives its spares back: at rest lbd holds what it
+	 * held before the traffic, so a leak still shows. */
+	if ((w->npipes > 0 || w->nbufs > 0) && w->now_ms - w->spares_used_ms >= SPARES_IDLE_MS)
+		worker_spares_free(w);
 }
 
 /* ---- a worker's spare pipes and buffers (its thread only) ---- */
@@ -301,6 +309,7 @@ static void worker_quiesce(evutil_socket_t fd, short what, void *arg)
  * of descriptors): the direction then reads and writes for now. */
 static bool worker_pipe_get(struct worker *w, int p[2])
 {
+	w->spares_used_ms = w->now_ms;
 	if (w->npipes > 0) {
 		w->npipes--;
 		p[0] = w->pipes[w->npipes][0];
@@ -331,6 +340,7 @@ static void worker_pipe_put(struct worker *w, int p[2])
 
 static char *worker_buf_get(struct worker *w)
 {
+	w->spares_used_ms = w->now_ms;
 	return w->nbufs > 0 ? w->bufs[--w->nbufs] : xmalloc(RELAY_CHUNK);
 }
 
@@ -343,7 +353,7 @@ static void worker_buf_put(struct worker *w, char **buf)
 	*buf = NULL;
 }
 
-/* After the worker's thread ended. */
+/* On the worker's thread, or after it ended. */
 static void worker_spares_free(struct worker *w)
 {
 	while (w->npipes > 0) {
