@@ -6,6 +6,8 @@ Starts, all on 127.0.0.1 and on ephemeral ports, in a temp dir:
   iperf3 -s   the backend of the bulk metric,
   a holder    (this script with --_holder) that accepts, answers one line and
               keeps every socket (the backend of the idle-memory metric),
+  a bulk holder (--_bulkholder) that reads FDS_BYTES, answers FDS_BYTES and
+              keeps the socket (the backend of the descriptors metric),
   lbd         build/lbd -c FILE, one frontend per backend,
   HAProxy     mode tcp, the same frontends, nbthread = --threads, plus one more
               bulk frontend with `option splice-auto` and one with
@@ -17,6 +19,8 @@ and measures (see bench/README.md for each method and its caveats):
   p99    wrk -t1 -c10 paced by a Lua delay() to ~2000 req/s, p99 latency
   rss    VmRSS growth of the proxy holding N idle proxied connections, bytes/conn
   ir     instructions per proxied request under valgrind --tool=callgrind
+  fds    open descriptors of the proxy per idle proxied connection that moved
+         FDS_BYTES each way first (so a splicing proxy took its pipes)
 
 Runs are interleaved (lbd, haproxy, [haproxy+splice...], direct; repeated) and
 each figure is the median of --runs runs (5; 1 with --quick).
@@ -47,7 +51,8 @@ import time
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 HERE = os.path.join(ROOT, "bench")
-METRICS = ["bulk", "rps", "cps", "p99", "rss", "ir"]
+METRICS = ["bulk", "rps", "cps", "p99", "rss", "ir", "fds"]
+FDS_BYTES = 256 * 1024  # each way, per connection of the fds metric: bulk for lbd (64 KiB)
 TOOLS = {
     "haproxy": "haproxy",
     "nginx": "nginx-light",
@@ -374,6 +379,56 @@ def holder_main(port):
                     c.close()
 
 
+def bulkholder_main(port):
+    """Reads FDS_BYTES from each connection, answers FDS_BYTES, then keeps
+    the socket until the peer closes it."""
+    raise_nofile()
+    signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
+    ls = socket.socket()
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.bind((LOOP, port))
+    ls.listen(4096)
+    ls.setblocking(False)
+    sel = selectors.EpollSelector()
+    sel.register(ls, selectors.EVENT_READ, None)
+    zeros = bytes(65536)
+    while True:
+        for key, ev in sel.select():
+            if key.data is None:
+                while True:
+                    try:
+                        c, _ = ls.accept()
+                    except (BlockingIOError, InterruptedError):
+                        break
+                    except OSError:
+                        break
+                    c.setblocking(False)
+                    sel.register(c, selectors.EVENT_READ, {"got": 0, "out": 0})
+                continue
+            c, st = key.fileobj, key.data
+            try:
+                if ev & selectors.EVENT_READ:
+                    data = c.recv(65536)
+                    if not data:
+                        sel.unregister(c)
+                        c.close()
+                        continue
+                    before = st["got"]
+                    st["got"] += len(data)
+                    if before < FDS_BYTES <= st["got"]:
+                        st["out"] = FDS_BYTES
+                        sel.modify(c, selectors.EVENT_READ | selectors.EVENT_WRITE, st)
+                if ev & selectors.EVENT_WRITE and st["out"] > 0:
+                    st["out"] -= c.send(zeros[:min(len(zeros), st["out"])])
+                    if st["out"] == 0:
+                        sel.modify(c, selectors.EVENT_READ, st)
+            except (BlockingIOError, InterruptedError):
+                continue
+            except OSError:
+                sel.unregister(c)
+                c.close()
+
+
 # --------------------------------------------------------------------------
 # Configs
 
@@ -461,7 +516,7 @@ class Rig:
         # (maxpipes 100: 200 fds) and some slack, under the hard fd limit.
         self.maxconn = max(1000, min(100000, (nofile_hard() - 1000) // 2))
         self.ports = {}
-        self.nginx = self.iperf = self.holder = None
+        self.nginx = self.iperf = self.holder = self.bulkholder = None
         self.lbd = self.haproxy = None
 
     def write(self, name, text):
@@ -494,12 +549,21 @@ class Rig:
                            str(self.ports["holder"])])
             wait_port(self.ports["holder"], self.holder, self.procs)
             log("holder up on %d (pid %d)" % (self.ports["holder"], self.holder.pid))
+        if "fds" in want and not self.bulkholder:
+            self.ports["bulkholder"] = free_port()
+            self.bulkholder = self.procs.spawn(
+                "bulkholder", [sys.executable, os.path.abspath(__file__), "--_bulkholder",
+                               str(self.ports["bulkholder"])])
+            wait_port(self.ports["bulkholder"], self.bulkholder, self.procs)
+            log("bulk holder up on %d (pid %d)" % (self.ports["bulkholder"],
+                                                   self.bulkholder.pid))
 
     def fronts(self, proxy):
         """(name, listen port, backend port) for each backend that runs; ports
         are fixed per proxy so a restarted proxy listens where it did."""
         out = []
-        for fname, bname in (("web", "nginx"), ("bulk", "iperf"), ("hold", "holder")):
+        for fname, bname in (("web", "nginx"), ("bulk", "iperf"), ("hold", "holder"),
+                             ("bulkhold", "bulkholder")):
             if bname in self.ports:
                 key = "%s-%s" % (proxy, fname)
                 if key not in self.ports:
@@ -517,7 +581,8 @@ class Rig:
         """Listen port of a variant: lbd, haproxy, haproxy+splice-auto,
         haproxy+splice or direct."""
         if variant == "direct":
-            return self.ports[{"web": "nginx", "bulk": "iperf", "hold": "holder"}[front]]
+            return self.ports[{"web": "nginx", "bulk": "iperf", "hold": "holder",
+                               "bulkhold": "bulkholder"}[front]]
         if variant == "haproxy+splice-auto":
             return self.ports["haproxy-bulk_splice_auto"]
         if variant == "haproxy+splice":
@@ -696,7 +761,7 @@ def rounds(a, variants, fn, what):
 
 def short(r):
     keys = [k for k in ("gbps", "rate", "lat_p99_us", "cpu_us_per_req", "bytes_per_conn",
-                        "ir_per_req", "errors", "others_cores") if k in r]
+                        "fds_per_conn", "ir_per_req", "errors", "others_cores") if k in r]
     return ", ".join("%s=%s" % (k, fmt_num(r[k])) for k in keys)
 
 
@@ -806,6 +871,59 @@ def m_rss(a, rig):
     res = rounds(a, ["lbd", "haproxy"], one, "rss")
     return {"unit": "B/conn", "conns": n,
             "variants": {v: {"runs": r, "median": median_of(r, "bytes_per_conn")}
+                         for v, r in res.items()}}
+
+
+def fd_count(pid):
+    return len(os.listdir("/proc/%d/fd" % pid))
+
+
+def recv_exact(s, n):
+    got = 0
+    while got < n:
+        d = s.recv(min(65536, n - got))
+        if not d:
+            raise BenchError("connection closed after %d of %d bytes" % (got, n))
+        got += len(d)
+
+
+def m_fds(a, rig):
+    """Descriptors a proxy holds per idle connection that moved FDS_BYTES
+    each way first: a proxy that keeps a splice pipe per bulk direction
+    holds 6; one that gives its pipes back when empty, 2."""
+    rig.start_backends({"fds"})
+    n = a.fds_conns
+    payload = bytes(FDS_BYTES)
+
+    def one(v):
+        p = rig.start_lbd() if v == "lbd" else rig.start_haproxy()
+        try:
+            time.sleep(0.5)
+            before = fd_count(p.pid)
+            socks = []
+            try:
+                for _ in range(n):
+                    s = socket.create_connection((LOOP, rig.port(v, "bulkhold")), 5)
+                    s.settimeout(10)
+                    socks.append(s)
+                    s.sendall(payload)
+                    recv_exact(s, FDS_BYTES)
+                # Every byte delivered both ways: the connections are idle.
+                # lbd lets a worker's spare pipes go after 1 s unused.
+                time.sleep(1.5)
+                rig.procs.check_alive(p)
+                after = fd_count(p.pid)
+            finally:
+                for s in socks:
+                    s.close()
+            return {"conns": n, "fds_before": before, "fds_after": after,
+                    "fds_per_conn": (after - before) / n}
+        finally:
+            rig.procs.stop(p)
+
+    res = rounds(a, ["lbd", "haproxy"], one, "fds")
+    return {"unit": "fds/conn", "conns": n, "bytes_each_way": FDS_BYTES,
+            "variants": {v: {"runs": r, "median": median_of(r, "fds_per_conn")}
                          for v, r in res.items()}}
 
 
@@ -993,6 +1111,11 @@ def table(res):
         rows.append(("instructions per keep-alive request (callgrind, user space)",
                      "%.0f" % l if l else "n/a", "%.0f" % h if h else "n/a", "", "",
                      "%.2fx" % ratio(l, h) if l and h else "", "(regressions)", None))
+    if "fds" in res:
+        l, h = med("fds", "lbd"), med("fds", "haproxy")
+        rows.append(("descriptors per idle relayed connection after %d KiB each way (%d conns)"
+                     % (res["fds"]["bytes_each_way"] // 1024, res["fds"]["conns"]),
+                     "%.2f" % l, "%.2f" % h, "", "", "%.2fx" % ratio(l, h), "2", l <= 2.0))
     return rows
 
 
@@ -1103,6 +1226,7 @@ def parse_args(argv):
                     help="measure nothing: rewrite RESULTS.md (next to --out, default "
                     "bench/) from a results.json, e.g. after editing bench/NOTES.md")
     ap.add_argument("--_holder", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--_bulkholder", type=int, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     a.only = [m.strip() for m in a.only.split(",") if m.strip()] or list(METRICS)
     bad = [m for m in a.only if m not in METRICS]
@@ -1119,6 +1243,7 @@ def parse_args(argv):
     a.secs = 2 if a.quick else 5
     a.pause = 0.2 if a.quick else 0.5
     a.idle_conns = 1000 if a.quick else 10000
+    a.fds_conns = 100 if a.quick else 200
     a.ir_requests = 200 if a.quick else 2000
     build = a.build if os.path.isabs(a.build) else os.path.join(ROOT, a.build)
     a.lbd = os.path.join(build, "lbd")
@@ -1133,6 +1258,9 @@ def main(argv):
     a = parse_args(argv)
     if a._holder:
         holder_main(a._holder)
+        return 0
+    if a._bulkholder:
+        bulkholder_main(a._bulkholder)
         return 0
     if a.report_only:
         with open(a.report_only) as f:
@@ -1183,9 +1311,9 @@ def main(argv):
                 res[m] = m_rps(a, rig, close=True)
             elif m == "p99":
                 res[m] = m_p99(a, rig)
-            elif m in ("rss", "ir"):
+            elif m in ("rss", "ir", "fds"):
                 rig.stop_proxies()  # their own fresh proxies
-                res[m] = m_rss(a, rig) if m == "rss" else m_ir(a, rig)
+                res[m] = {"rss": m_rss, "ir": m_ir, "fds": m_fds}[m](a, rig)
         rig.stop_proxies()
         info = machine_info(a)
         info["elapsed_s"] = round(time.monotonic() - t0)
