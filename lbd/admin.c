@@ -704,7 +704,9 @@ static json_t *backend_json(const struct server *s, const struct pool *p, const 
 	int64_t now = mono_ms();
 	const struct state_entry *e = state_find(&s->st, p->conf.name, b->conf.name);
 	json_t *o = json_object();
+	struct backend_counts n;
 
+	backend_counts_read(b, &n); /* summed over the workers */
 	json_object_set_new(o, "name", json_string(b->conf.name));
 	json_object_set_new(o, "address", json_string(b->conf.addr.text));
 	json_object_set_new(o, "weight", json_integer(b->conf.weight));
@@ -720,7 +722,7 @@ static json_t *backend_json(const struct server *s, const struct pool *p, const 
 			    b->checks ? json_real((double)b->last.latency_us / 1000.0)
 				      : json_null());
 	json_object_set_new(o, "active", json_integer((json_int_t)b->active));
-	json_object_set_new(o, "total", json_integer((json_int_t)b->total));
+	json_object_set_new(o, "total", json_integer((json_int_t)n.connects));
 	json_object_set_new(o, "connect_failures", json_integer((json_int_t)b->connect_failures));
 	json_object_set_new(
 	    o, "source",

@@ -61,7 +61,6 @@ SIMPLE(m_up, backend_is_up(b))
 SIMPLE(m_known, b->health.known)
 SIMPLE(m_weight, b->conf.weight)
 SIMPLE(m_active, b->active)
-SIMPLE(m_total, b->total)
 SIMPLE(m_cfail, b->connect_failures)
 SIMPLE(m_htrans, b->health_changes)
 SIMPLE(m_strans, b->state_changes)
@@ -73,6 +72,15 @@ static void m_state(FILE *f, const char *name, const struct pool *p, const struc
 		be_labels(f, name, p, b);
 		fprintf(f, ",state=\"%s\"} %d\n", backend_state_name(st), b->state == st);
 	}
+}
+
+static void m_total(FILE *f, const char *name, const struct pool *p, const struct backend *b)
+{
+	struct backend_counts n;
+
+	backend_counts_read(b, &n);
+	be_labels(f, name, p, b);
+	fprintf(f, "} %llu\n", (unsigned long long)n.connects);
 }
 
 static void m_bytes(FILE *f, const char *name, const struct pool *p, const struct backend *b)

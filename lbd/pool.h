@@ -59,7 +59,8 @@ struct backend_wcount {
 struct backend_counts {
 	uint64_t bytes_in, bytes_out;
 	uint64_t connect_hist[CONNECT_HIST_BUCKETS + 1];
-	uint64_t connect_usec_sum, connects;
+	uint64_t connect_usec_sum;
+	uint64_t connects; /* connections ever established (the histogram's count) */
 };
 
 struct backend {
@@ -73,7 +74,6 @@ struct backend {
 	bool has_fail;
 	int64_t since_ms;	 /* when health last changed (monotonic ms) */
 	_Atomic uint64_t active; /* connections now (workers count) */
-	_Atomic uint64_t total;	 /* connections ever */
 	_Atomic uint64_t connect_failures;
 	bool last_tcp_ok; /* of the last check (main thread) */
 	int64_t drain_started_ms;

@@ -1294,7 +1294,6 @@ static void conn_established(struct conn *c)
 	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
 
 	c->phase = PH_RELAYING;
-	atomic_fetch_add_explicit(&c->be->total, 1, memory_order_relaxed);
 	backend_connect_time(c->be, c->w->id, mono_us() - c->connect_us);
 	xfree(&c->tried);
 	c->last_active_ms = c->w->now_ms;

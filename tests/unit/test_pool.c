@@ -295,6 +295,37 @@ START_TEST(failed_connect_makes_a_backend_suspect_until_a_good_check)
 }
 END_TEST
 
+/* Connect times land in the first bucket whose bound they do not exceed;
+ * the sum and count follow; a slot past the workers' is slot 0. */
+START_TEST(connect_time_buckets_and_sums)
+{
+	const int w[] = {1};
+	struct pool *p = make_pool(BAL_ROUND_ROBIN, w, 1);
+	struct backend *b = p->be[0];
+	struct backend_counts n;
+
+	ck_assert_int_eq(b->nwc, 1);	     /* no epoch: one reader */
+	backend_connect_time(b, 0, 500);     /* 0.5 ms: le 0.0005 */
+	backend_connect_time(b, 0, 501);     /* just above: le 0.001 */
+	backend_connect_time(b, 7, 1000000); /* 1 s: le 1 (slot 7 is slot 0) */
+	backend_connect_time(b, 0, 3000000); /* past 2.5 s: +Inf */
+	backend_connect_time(b, 0, -5);	     /* a clock oddity counts as 0 */
+	backend_wcount_add(&backend_wcount(b, 0)->bytes_in, 10);
+	backend_wcount_add(&backend_wcount(b, 0)->bytes_in, 5);
+	backend_counts_read(b, &n);
+	ck_assert_uint_eq(n.connects, 5);
+	ck_assert_uint_eq(n.connect_hist[0], 2);
+	ck_assert_uint_eq(n.connect_hist[1], 1);
+	ck_assert_double_eq(pool_connect_hist_le[10], 1.0);
+	ck_assert_uint_eq(n.connect_hist[10], 1);
+	ck_assert_uint_eq(n.connect_hist[CONNECT_HIST_BUCKETS], 1);
+	ck_assert_uint_eq(n.connect_usec_sum, 500 + 501 + 1000000 + 3000000);
+	ck_assert_uint_eq(n.bytes_in, 15);
+	ck_assert_uint_eq(n.bytes_out, 0);
+	pool_free(p);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("pool");
@@ -310,6 +341,7 @@ int main(void)
 	tcase_add_test(tc, tried_backends_are_skipped);
 	tcase_add_test(tc, update_keeps_state_and_replaces_moved);
 	tcase_add_test(tc, failed_connect_makes_a_backend_suspect_until_a_good_check);
+	tcase_add_test(tc, connect_time_buckets_and_sums);
 	suite_add_tcase(s, tc);
 	return unit_run(s);
 }
