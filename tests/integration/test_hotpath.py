@@ -2,7 +2,8 @@
 
 - Descriptors: a connection that once moved bulk data in both directions
   (so both directions spliced through a pipe) holds its two sockets and
-  nothing else once idle; pipes go back to the worker when empty.
+  nothing else once idle; pipes go back to the worker when empty. The
+  bytes each worker counted in its own slot add up to what was sent.
 - lbd_backend_connect_seconds: one observation per relayed connection; a
   connect whose SYN was dropped (the backend's accept queue full) shows in
   the buckets above 0.5 s.
@@ -194,6 +195,14 @@ class HotPath(TestCase):
         self.assertGreaterEqual(extra, 2 * n - 2, "the connections are open")
         self.assertLessEqual(extra, 2 * n + spare,
                              "%d fds for %d idle connections: pipes are kept" % (extra, n))
+        # The bytes, counted by each worker in its own slot, add up exactly.
+        fams = metrics(cfg["admin"]["socket"])
+        moved = {s.labels["direction"]: s.value for s in fams["lbd_backend_bytes"].samples
+                 if s.labels.get("backend") == "bulk"}
+        self.assertEqual(moved, {"to_backend": n * MIB, "from_backend": n * MIB})
+        conns = [s.value for s in fams["lbd_backend_connections"].samples
+                 if s.labels.get("backend") == "bulk"]
+        self.assertEqual(conns, [n])
         # Closed, everything goes back, spare pipes too once unused (1 s).
         for c in clients:
             c.close()
