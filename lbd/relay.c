@@ -1137,9 +1137,13 @@ static int half_pump(struct conn *c, struct half *h, int src, int dst)
 		return r;
 	if (!c->ssl) /* TLS bytes must pass through OpenSSL */
 		half_maybe_splice(h);
-	/* Without a pipe now (out of descriptors) a bulk direction reads
-	 * and writes, and tries again on its next event. */
-	if (h->bulk && (h->pipe[0] >= 0 || worker_pipe_get(c->w, h->pipe))) {
+	if (h->bulk && h->pipe[0] < 0 && !worker_pipe_get(c->w, h->pipe)) {
+		/* No descriptors for a pipe now: read and write, and try
+		 * again once another SPLICE_AFTER bytes look bulk. */
+		h->bulk = false;
+		h->moved = 0;
+	}
+	if (h->bulk) {
 		if (half_splice(c, h, src, dst) < 0)
 			return -1;
 		if (h->in_pipe == 0 && h->pipe[0] >= 0)
