@@ -190,6 +190,24 @@ static int set_balance(const char *s, void *dst)
 	return balance_parse(s, dst);
 }
 
+static const char *const down_close_names[] = {"transport", "any", "never"};
+
+const char *down_close_name(enum down_close d)
+{
+	return (unsigned)d < 3 ? down_close_names[d] : "?";
+}
+
+static int set_down_close(const char *s, void *dst)
+{
+	for (int i = 0; i < 3; i++) {
+		if (strcmp(s, down_close_names[i]) == 0) {
+			*(enum down_close *)dst = (enum down_close)i;
+			return 0;
+		}
+	}
+	return -1;
+}
+
 static int set_health_type(const char *s, void *dst)
 {
 	for (int i = 0; i < 3; i++) {
@@ -948,6 +966,13 @@ static const struct field pool_fields[] = {
     LIST(struct pool_conf, "backends", backends, nbackends, struct backend_conf, backend_fields,
 	 backend_init),
     SECTION(struct pool_conf, "health", health, health_fields),
+    ENUM(struct pool_conf, "close_on_down", close_on_down, set_down_close,
+	 "transport, any or never"),
+    {.key = "down_close_rate",
+     .type = F_I64,
+     .off = offsetof(struct pool_conf, down_close_rate),
+     .min = 1,
+     .max = 100000},
     END_FIELDS,
 };
 
@@ -958,6 +983,8 @@ static void pool_init(void *p)
 	pool->balance = BAL_LEAST_CONN;
 	pool->drain_timeout_ms = 5 * 60 * 1000;
 	pool->drain_close_rate = 100;
+	pool->close_on_down = DOWN_CLOSE_TRANSPORT;
+	pool->down_close_rate = 100;
 	pool->health.type = HC_HTTPS;
 	pool->health.expect_status = 200;
 	pool->health.interval_ms = 2000;

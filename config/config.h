@@ -67,6 +67,10 @@ struct backend_conf {
 	int weight; /* 0..256, default 1; 0 takes no new connections */
 };
 
+/* Which down backends get their established connections closed
+ * (lbd/drain.c): transport death only (default), any failure, or none. */
+enum down_close { DOWN_CLOSE_TRANSPORT, DOWN_CLOSE_ANY, DOWN_CLOSE_NEVER };
+
 struct pool_conf {
 	char *name;
 	enum balance balance;	  /* default least_conn */
@@ -76,6 +80,8 @@ struct pool_conf {
 	struct backend_conf *backends;
 	size_t nbackends;
 	struct health_conf health;
+	enum down_close close_on_down; /* default transport */
+	int64_t down_close_rate;       /* connections closed per second once down, default 100 */
 };
 
 struct frontend_conf {
@@ -235,6 +241,7 @@ void health_conf_copy(struct health_conf *dst, const struct health_conf *src);
 void health_conf_free(struct health_conf *h);
 
 const char *balance_name(enum balance b);
+const char *down_close_name(enum down_close d);
 int balance_parse(const char *s, enum balance *out);
 const char *health_type_name(enum health_type t);
 

@@ -76,6 +76,35 @@ static bool drain_step(struct drainer *d, struct pool *p, struct backend *b, int
 	return true;
 }
 
+/* A backend down by its pool's close_on_down: its connections are closed at
+ * down_close_rate, so their clients reconnect to live backends without a
+ * storm. Stops as soon as the rule no longer holds (it answers again). */
+static bool down_step(struct drainer *d, struct pool *p, struct backend *b, int64_t now)
+{
+	if (!backend_down_close(b)) {
+		if (b->down_closing) {
+			b->down_closing = false;
+			atomic_store(&b->close_budget, 0);
+			log_info("backend %s/%s: no longer closing its connections (%s)",
+				 p->conf.name, b->conf.name, b->last.detail);
+		}
+		return false;
+	}
+	if (b->active == 0)
+		return false;
+	if (!b->down_closing) {
+		b->down_closing = true;
+		b->down_credit = 1; /* the first one goes now */
+		b->down_last_ms = now;
+		log_warn("backend %s/%s is down (%s): closing its %llu connections at %lld/s",
+			 p->conf.name, b->conf.name, b->last.detail, (unsigned long long)b->active,
+			 (long long)p->conf.down_close_rate);
+	}
+	b->down_closed += close_some(d->s->relay, b, p->conf.down_close_rate, &b->down_credit,
+				     &b->down_last_ms, now);
+	return b->active > 0;
+}
+
 static bool orphans_step(struct drainer *d, int64_t now)
 {
 	for (size_t i = d->norph; i-- > 0;) {
@@ -101,9 +130,12 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 		struct pool *p = s->pools[i];
 		/* server_drain_done may remove p->be[j]: walk from the end. */
 		for (size_t j = p->nbe; j-- > 0;) {
-			if (j >= p->nbe || p->be[j]->state != BE_DRAIN)
+			if (j >= p->nbe)
 				continue;
-			busy |= drain_step(d, p, p->be[j], now);
+			if (p->be[j]->state == BE_DRAIN)
+				busy |= drain_step(d, p, p->be[j], now);
+			else
+				busy |= down_step(d, p, p->be[j], now);
 		}
 	}
 	if (busy) {

@@ -60,6 +60,12 @@ struct backend {
 	double close_credit;	  /* connections we may close now (rate limiter) */
 	int64_t close_last_ms;
 	uint64_t drain_forced; /* connections closed by the last drain deadline */
+	/* Down-close bookkeeping (lbd/drain.c, main loop only): closing the
+	 * connections of a backend down by pool_down_close's rule. */
+	bool down_closing;
+	double down_credit;
+	int64_t down_last_ms;
+	uint64_t down_closed; /* connections closed because the backend was down, ever */
 	/* Counters read by the admin API and /metrics (main loop). */
 	uint64_t checks, check_fails[CHK_REASON_MAX];
 	uint64_t check_hist[CHECK_HIST_BUCKETS + 1]; /* latency, cumulative at export */
@@ -134,6 +140,12 @@ const char *backend_state_name(enum backend_state st);
 int backend_state_parse(const char *s, enum backend_state *out);
 /* Up by its check; unknown counts as not up. */
 bool backend_is_up(const struct backend *b);
+
+/* Whether b's established connections should be closed because b is down:
+ * by the pool's close_on_down, down by a dead transport (the default: see
+ * check_result_transport_dead), down for any reason, or never. Not while
+ * it drains (the drain owns its closes). Main thread. */
+bool backend_down_close(const struct backend *b);
 
 /* Any thread: a connect to b was refused or timed out. */
 void backend_connect_failed(struct backend *b);

@@ -97,7 +97,7 @@ static void on_pool_change(struct pool *p, struct backend *b, void *arg)
 {
 	struct server *s = arg;
 
-	if (b && b->state == BE_DRAIN && s->drain)
+	if (b && s->drain && (b->state == BE_DRAIN || b->down_closing || backend_down_close(b)))
 		drainer_kick(s->drain);
 }
 
