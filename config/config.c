@@ -999,6 +999,16 @@ static custom_fn set_fe_listen;
 static const struct field fe_timeout_fields[] = {
     DUR(struct frontend_conf, "connect", connect_timeout_ms, 1),
     DUR(struct frontend_conf, "idle", idle_timeout_ms, 0),
+    DUR(struct frontend_conf, "fin", fin_timeout_ms, 0),
+    DUR_MAX(struct frontend_conf, "backend_user_timeout", user_timeout_ms, 0, 3600 * 1000),
+    END_FIELDS,
+};
+
+/* TCP_KEEPIDLE and TCP_KEEPINTVL take whole seconds, 1..32767. */
+static const struct field fe_keepalive_fields[] = {
+    DUR_MAX(struct frontend_conf, "idle", keepalive_idle_ms, 0, 32767 * 1000),
+    DUR_MAX(struct frontend_conf, "interval", keepalive_interval_ms, 1000, 32767 * 1000),
+    INT(struct frontend_conf, "count", keepalive_count, 1, 127),
     END_FIELDS,
 };
 
@@ -1013,6 +1023,7 @@ static const struct field frontend_fields[] = {
     INT(struct frontend_conf, "retries", retries, 0, 16),
     BOOL(struct frontend_conf, "freebind", freebind),
     SECTION(struct frontend_conf, "tls", tls, tls_fields),
+    {.key = "tcp_keepalive", .type = F_SECTION, .off = 0, .sub = fe_keepalive_fields},
     END_FIELDS,
 };
 
@@ -1026,6 +1037,11 @@ static void frontend_init(void *p)
 	fe->idle_timeout_ms = 3600 * 1000;
 	fe->retries = 2;
 	fe->tls.verify = true;
+	fe->fin_timeout_ms = 30 * 1000;
+	fe->user_timeout_ms = 20 * 1000;
+	fe->keepalive_idle_ms = 30 * 1000;
+	fe->keepalive_interval_ms = 10 * 1000;
+	fe->keepalive_count = 3;
 }
 
 static const struct field admin_fields[] = {

@@ -96,6 +96,12 @@ struct frontend_conf {
 	int retries;		    /* other backends tried after a failed connect, default 2 */
 	bool freebind;		    /* listen on an address not (yet) held, default false */
 	struct tls_conf tls;	    /* mode tls: cert and key to serve */
+	/* A dead peer found on established connections, between checks: */
+	int64_t fin_timeout_ms;	       /* timeouts.fin: half-closed and idle, default 30s, 0 off */
+	int64_t user_timeout_ms;       /* timeouts.backend_user_timeout: TCP_USER_TIMEOUT, 20s */
+	int64_t keepalive_idle_ms;     /* tcp_keepalive.idle, both sides, default 30s, 0 off */
+	int64_t keepalive_interval_ms; /* tcp_keepalive.interval, default 10s */
+	int keepalive_count;	       /* tcp_keepalive.count, default 3 */
 };
 
 /* Every HTTP listener's bounds (admin, metrics, gate): max_connections and

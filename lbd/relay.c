@@ -138,6 +138,7 @@ static _Thread_local char relay_buf[RELAY_CHUNK];
 
 static void conn_connect(struct conn *c);
 static void conn_update_events(struct conn *c);
+static void conn_rearm_timer(struct conn *c);
 static void conn_close(struct conn *c, bool rst);
 static void conn_timer_cb(evutil_socket_t fd, short what, void *arg);
 static void listener_accept(evutil_socket_t lfd, short what, void *arg);
@@ -641,9 +642,12 @@ static bool frontend_conf_equal(const struct frontend_conf *a, const struct fron
 	       a->connect_timeout_ms == b->connect_timeout_ms &&
 	       a->idle_timeout_ms == b->idle_timeout_ms && a->retries == b->retries &&
 	       a->freebind == b->freebind && SAME_STR(a->pool, b->pool) &&
-	       a->tls.verify == b->tls.verify && SAME_STR(a->tls.ca, b->tls.ca) &&
-	       SAME_STR(a->tls.cert, b->tls.cert) && SAME_STR(a->tls.key, b->tls.key) &&
-	       SAME_STR(a->tls.sni, b->tls.sni);
+	       a->fin_timeout_ms == b->fin_timeout_ms && a->user_timeout_ms == b->user_timeout_ms &&
+	       a->keepalive_idle_ms == b->keepalive_idle_ms &&
+	       a->keepalive_interval_ms == b->keepalive_interval_ms &&
+	       a->keepalive_count == b->keepalive_count && a->tls.verify == b->tls.verify &&
+	       SAME_STR(a->tls.ca, b->tls.ca) && SAME_STR(a->tls.cert, b->tls.cert) &&
+	       SAME_STR(a->tls.key, b->tls.key) && SAME_STR(a->tls.sni, b->tls.sni);
 }
 #undef SAME_STR
 
@@ -759,6 +763,28 @@ static void conn_handshake_cb(evutil_socket_t fd, short what, void *arg)
 	conn_handshake(arg);
 }
 
+/* TCP keepalive on a relayed socket (client or backend side), so a peer that
+ * vanished is found on a quiet connection (a WATCH) without waiting for the
+ * idle timeout; on the backend side, TCP_USER_TIMEOUT also bounds how long
+ * written data may stay unacknowledged. Best effort: a failure changes
+ * nothing but the detection time. */
+static void sock_keepalive(const struct frontend_conf *conf, int fd, bool backend)
+{
+	if (conf->keepalive_idle_ms > 0) {
+		int on = 1, idle = (int)(conf->keepalive_idle_ms / 1000);
+		int intvl = (int)(conf->keepalive_interval_ms / 1000), cnt = conf->keepalive_count;
+		idle = idle > 0 ? idle : 1;
+		setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on));
+		setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+		setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
+		setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
+	}
+	if (backend && conf->user_timeout_ms > 0) {
+		unsigned ms = (unsigned)conf->user_timeout_ms;
+		setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ms, sizeof(ms));
+	}
+}
+
 static void conn_new(struct worker *w, struct frontend *fe, int fd, const struct sockaddr *sa,
 		     socklen_t salen)
 {
@@ -766,6 +792,7 @@ static void conn_new(struct worker *w, struct frontend *fe, int fd, const struct
 	int one = 1;
 
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	sock_keepalive(&fe->conf, fd, false);
 	c->w = w;
 	c->fe = fe;
 	c->cfd = fd;
@@ -1083,6 +1110,7 @@ fin:
 	if (h->eof && h->len == 0 && h->in_pipe == 0 && !h->shut) {
 		io_shut_wr(c, dst);
 		h->shut = true;
+		conn_rearm_timer(c); /* half-closed: the fin timeout may be sooner */
 	}
 	return 0;
 }
@@ -1159,6 +1187,28 @@ static void conn_update_events(struct conn *c)
 	set_interest(c, &c->bev, c->bfd, &c->bwant, bw);
 }
 
+/* How long a relayed connection may stay quiet: the idle timeout, or the
+ * fin timeout once one direction is closed and the other is not (a peer
+ * that never finishes its half, HAProxy's client-fin/server-fin). */
+static int64_t conn_idle_limit(const struct conn *c)
+{
+	int64_t limit = c->fe->conf.idle_timeout_ms, fin = c->fe->conf.fin_timeout_ms;
+
+	if (fin > 0 && (c->c2b.shut || c->b2c.shut) && fin < limit)
+		limit = fin;
+	return limit;
+}
+
+static void conn_rearm_timer(struct conn *c)
+{
+	int64_t left = conn_idle_limit(c) - (mono_ms() - c->last_active_ms);
+
+	if (left < 0)
+		left = 0;
+	struct timeval tv = {left / 1000, (left % 1000) * 1000};
+	evtimer_add(&c->tev, &tv);
+}
+
 static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct conn *c = arg;
@@ -1176,13 +1226,11 @@ static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	int64_t idle = mono_ms() - c->last_active_ms;
-	if (idle >= c->fe->conf.idle_timeout_ms) {
+	if (idle >= conn_idle_limit(c)) {
 		conn_close(c, false);
 		return;
 	}
-	int64_t left = c->fe->conf.idle_timeout_ms - idle;
-	struct timeval tv = {left / 1000, (left % 1000) * 1000};
-	evtimer_add(&c->tev, &tv);
+	conn_rearm_timer(c);
 }
 
 static void conn_established(struct conn *c)
@@ -1264,6 +1312,7 @@ static void conn_connect(struct conn *c)
 		}
 		int one = 1;
 		setsockopt(c->bfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		sock_keepalive(&fe->conf, c->bfd, true);
 		c->phase = PH_CONNECTING;
 		if (connect(c->bfd, (const struct sockaddr *)&a->ss, a->len) == 0) {
 			conn_established(c);
