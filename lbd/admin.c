@@ -767,11 +767,31 @@ static json_t *pool_json(const struct server *s, const struct pool *p)
 
 /* ---- routes --------------------------------------------------------------------------- */
 
+/* Whether this lbd can take the VIP's clients now, and if not why: it runs,
+ * is not stopping, accepts (not a self-upgrade's new process still held),
+ * and every frontend has its listeners. Backend health is not part of it:
+ * with every backend failing its checks lbd still relays in fail-safe, and
+ * the peer of a pair sees the same backends (packaging/keepalived). */
+static const char *not_serving_why(const struct server *s)
+{
+	if (s->stopping)
+		return "stopping";
+	if (relay_holding(s->relay))
+		return "not accepting yet (a self-upgrade's new process)";
+	if (s->nfes == 0)
+		return "no frontend";
+	for (size_t i = 0; i < s->nfes; i++)
+		if (s->fes[i]->nls == 0)
+			return "a frontend has no listener";
+	return NULL;
+}
+
 static void h_status(struct admin_req *r, void *arg)
 {
 	struct server *s = admin_server(r);
 	json_t *pools = json_array(), *fes = json_array();
-	bool ok = !s->stopping;
+	const char *why = not_serving_why(s);
+	bool ok = !why;
 
 	for (size_t i = 0; i < s->npools; i++) {
 		struct pool *p = s->pools[i];
@@ -811,6 +831,10 @@ static void h_status(struct admin_req *r, void *arg)
 	    s->last_reload_error ? json_string(s->last_reload_error) : json_null(), "state_file",
 	    s->st.path ? s->st.path : "", "runtime_edits", (json_int_t)s->st.n, "frontends", fes,
 	    "pools", pools);
+	if (o) {
+		json_object_set_new(o, "serving", json_boolean(!why));
+		json_object_set_new(o, "not_serving", why ? json_string(why) : json_null());
+	}
 	for (size_t i = 0; o && i < r->a->nstatus_hooks; i++)
 		r->a->status_hooks[i].fn(o, r->a->status_hooks[i].arg);
 	admin_reply_json(r, 200, o);

@@ -533,6 +533,11 @@ void relay_hold(struct relay *r)
 	r->hold = true;
 }
 
+bool relay_holding(const struct relay *r)
+{
+	return r->hold;
+}
+
 void relay_release(struct relay *r)
 {
 	r->hold = false;

@@ -87,6 +87,8 @@ int relay_listeners_open(struct relay *r, const struct frontend_conf *conf, stru
  * their listeners but accept only after relay_release(). */
 void relay_hold(struct relay *r);
 void relay_release(struct relay *r);
+/* Between relay_hold and relay_release: frontends do not accept yet. */
+bool relay_holding(const struct relay *r);
 /* The listening sockets of fe, to hand over to a new lbd. */
 size_t relay_frontend_fds(const struct frontend *fe, int *fds, size_t max);
 
