@@ -1024,6 +1024,7 @@ static const struct field frontend_fields[] = {
     BOOL(struct frontend_conf, "freebind", freebind),
     SECTION(struct frontend_conf, "tls", tls, tls_fields),
     {.key = "tcp_keepalive", .type = F_SECTION, .off = 0, .sub = fe_keepalive_fields},
+    BOOL(struct frontend_conf, "log_connections", log_connections),
     END_FIELDS,
 };
 

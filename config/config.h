@@ -102,6 +102,7 @@ struct frontend_conf {
 	int64_t keepalive_idle_ms;     /* tcp_keepalive.idle, both sides, default 30s, 0 off */
 	int64_t keepalive_interval_ms; /* tcp_keepalive.interval, default 10s */
 	int keepalive_count;	       /* tcp_keepalive.count, default 3 */
+	bool log_connections; /* one line per closed connection (HAProxy tcplog), default off */
 };
 
 /* Every HTTP listener's bounds (admin, metrics, gate): max_connections and

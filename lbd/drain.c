@@ -35,7 +35,7 @@ double drainer_seconds_left(const struct backend *b)
 
 /* Closes what the rate allows since the last call. */
 static size_t close_some(struct relay *rl, struct backend *b, int64_t rate, double *credit,
-			 int64_t *last_ms, int64_t now)
+			 int64_t *last_ms, int64_t now, enum conn_end why)
 {
 	double r = rate > 0 ? (double)rate : 1.0;
 
@@ -46,7 +46,7 @@ static size_t close_some(struct relay *rl, struct backend *b, int64_t rate, doub
 	size_t n = (size_t)*credit;
 	if (n == 0)
 		return 0;
-	size_t closed = relay_close_backend_conns(rl, b, n);
+	size_t closed = relay_close_backend_conns(rl, b, n, why);
 	*credit -= (double)n;
 	return closed;
 }
@@ -68,7 +68,7 @@ static bool drain_step(struct drainer *d, struct pool *p, struct backend *b, int
 			 (long long)p->conf.drain_close_rate);
 	}
 	b->drain_forced += close_some(d->s->relay, b, p->conf.drain_close_rate, &b->close_credit,
-				      &b->close_last_ms, now);
+				      &b->close_last_ms, now, END_DRAIN);
 	if (b->active == 0) {
 		server_drain_done(d->s, b);
 		return false;
@@ -101,7 +101,7 @@ static bool down_step(struct drainer *d, struct pool *p, struct backend *b, int6
 			 (long long)p->conf.down_close_rate);
 	}
 	b->down_closed += close_some(d->s->relay, b, p->conf.down_close_rate, &b->down_credit,
-				     &b->down_last_ms, now);
+				     &b->down_last_ms, now, END_BACKEND_DOWN);
 	return b->active > 0;
 }
 
@@ -110,7 +110,8 @@ static bool orphans_step(struct drainer *d, int64_t now)
 	for (size_t i = d->norph; i-- > 0;) {
 		struct orphan *o = &d->orph[i];
 		if (o->b->active > 0)
-			close_some(d->s->relay, o->b, o->rate, &o->credit, &o->last_ms, now);
+			close_some(d->s->relay, o->b, o->rate, &o->credit, &o->last_ms, now,
+				   END_DRAIN);
 		if (o->b->active > 0)
 			continue;
 		backend_unref(o->b);

@@ -23,6 +23,7 @@
 #include <event2/event_struct.h> /* events embedded in struct conn: one allocation */
 #include <event2/thread.h>
 #include <fcntl.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/err.h>
@@ -71,6 +72,7 @@ struct half {
 	uint32_t moved;	  /* bytes of back-to-back full reads: decides the switch to splice */
 	bool eof;	  /* src sent FIN */
 	bool shut;	  /* we passed the FIN on to dst */
+	uint64_t sent;	  /* bytes written to dst (the connection log) */
 };
 
 enum conn_phase { PH_HANDSHAKE, PH_CONNECTING, PH_RELAYING };
@@ -90,6 +92,8 @@ struct conn {
 	struct event cev, bev, tev;
 	struct half c2b, b2c;
 	int64_t last_active_ms;
+	int64_t start_ms;
+	uint8_t end; /* enum conn_end: why it ends, once known */
 	union {
 		struct sockaddr sa;
 		struct sockaddr_in in;
@@ -104,6 +108,7 @@ struct cmd {
 	struct listener *l;
 	struct frontend *fe;
 	struct backend *b; /* CLOSE_BACKEND: holds a reference */
+	enum conn_end why; /* CLOSE_BACKEND */
 };
 
 struct worker {
@@ -197,7 +202,7 @@ static bool take_close(struct backend *b)
 	return false;
 }
 
-static void worker_close_backend(struct worker *w, struct backend *b)
+static void worker_close_backend(struct worker *w, struct backend *b, enum conn_end why)
 {
 	struct conn *c = w->conns, *next;
 
@@ -206,6 +211,7 @@ static void worker_close_backend(struct worker *w, struct backend *b)
 		if (c->be == b && c->phase == PH_RELAYING) {
 			if (!take_close(b))
 				return;
+			c->end = why;
 			conn_close(c, false);
 		}
 	}
@@ -213,8 +219,10 @@ static void worker_close_backend(struct worker *w, struct backend *b)
 
 static void worker_exit(struct worker *w)
 {
-	while (w->conns)
+	while (w->conns) {
+		w->conns->end = END_STOPPING;
 		conn_close(w->conns, false);
+	}
 	while (w->ls)
 		worker_unlisten(w, w->ls);
 	event_base_loopbreak(w->base);
@@ -240,7 +248,7 @@ static void worker_run_cmd(struct worker *w, struct cmd *c)
 		c->l->fe = c->fe;
 		break;
 	case CMD_CLOSE_BACKEND:
-		worker_close_backend(w, c->b);
+		worker_close_backend(w, c->b, c->why);
 		backend_unref(c->b);
 		break;
 	case CMD_EXIT:
@@ -450,7 +458,7 @@ static void reap_retired(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
-size_t relay_close_backend_conns(struct relay *r, struct backend *b, size_t n)
+size_t relay_close_backend_conns(struct relay *r, struct backend *b, size_t n, enum conn_end why)
 {
 	if (n == 0 || !r->w)
 		return 0;
@@ -459,7 +467,7 @@ size_t relay_close_backend_conns(struct relay *r, struct backend *b, size_t n)
 	atomic_store(&b->close_budget, (int64_t)n);
 	for (int i = 0; i < r->n; i++) {
 		backend_ref(b);
-		worker_send(&r->w[i], (struct cmd){.type = CMD_CLOSE_BACKEND, .b = b});
+		worker_send(&r->w[i], (struct cmd){.type = CMD_CLOSE_BACKEND, .b = b, .why = why});
 	}
 	return n;
 }
@@ -650,7 +658,8 @@ static bool frontend_conf_equal(const struct frontend_conf *a, const struct fron
 	       a->fin_timeout_ms == b->fin_timeout_ms && a->user_timeout_ms == b->user_timeout_ms &&
 	       a->keepalive_idle_ms == b->keepalive_idle_ms &&
 	       a->keepalive_interval_ms == b->keepalive_interval_ms &&
-	       a->keepalive_count == b->keepalive_count && a->tls.verify == b->tls.verify &&
+	       a->keepalive_count == b->keepalive_count &&
+	       a->log_connections == b->log_connections && a->tls.verify == b->tls.verify &&
 	       SAME_STR(a->tls.ca, b->tls.ca) && SAME_STR(a->tls.cert, b->tls.cert) &&
 	       SAME_STR(a->tls.key, b->tls.key) && SAME_STR(a->tls.sni, b->tls.sni);
 }
@@ -802,6 +811,7 @@ static void conn_new(struct worker *w, struct frontend *fe, int fd, const struct
 	c->fe = fe;
 	c->cfd = fd;
 	c->bfd = -1;
+	c->start_ms = mono_ms();
 	c->c2b.pipe[0] = c->c2b.pipe[1] = -1;
 	c->b2c.pipe[0] = c->b2c.pipe[1] = -1;
 	if (salen <= sizeof(c->src))
@@ -894,11 +904,64 @@ static void half_free(struct half *h)
 
 /* Closes both sides. With rst, the sockets are reset rather than closed
  * gracefully, so a reset on one side reaches the other as a reset. */
+static const char *const end_names[END_MAX] = {
+    [END_NONE] = "unknown",
+    [END_CLIENT_FIN] = "client_fin",
+    [END_BACKEND_FIN] = "backend_fin",
+    [END_RESET] = "reset",
+    [END_IDLE] = "idle_timeout",
+    [END_FIN_TIMEOUT] = "fin_timeout",
+    [END_DRAIN] = "drain",
+    [END_BACKEND_DOWN] = "backend_down",
+    [END_REBALANCE] = "rebalance",
+    [END_STOPPING] = "stopping",
+    [END_NO_BACKEND] = "no_backend",
+    [END_TLS] = "tls_handshake",
+};
+
+const char *relay_end_name(enum conn_end e)
+{
+	return (unsigned)e < END_MAX ? end_names[e] : "unknown";
+}
+
+/* The connection log: one line per closed connection, as HAProxy's
+ * `option tcplog`: who, through what, to which backend, how long, bytes each
+ * way, and why it ended. */
+static void conn_log(const struct conn *c)
+{
+	char addr[INET6_ADDRSTRLEN + 8] = "-", host[INET6_ADDRSTRLEN] = "";
+	int64_t ms = mono_ms() - c->start_ms;
+
+	if (c->src.sa.sa_family == AF_INET &&
+	    inet_ntop(AF_INET, &c->src.in.sin_addr, host, sizeof(host)))
+		snprintf(addr, sizeof(addr), "%s:%u", host, ntohs(c->src.in.sin_port));
+	else if (c->src.sa.sa_family == AF_INET6 &&
+		 inet_ntop(AF_INET6, &c->src.in6.sin6_addr, host, sizeof(host)))
+		snprintf(addr, sizeof(addr), "[%s]:%u", host, ntohs(c->src.in6.sin6_port));
+	log_info("connection client=%s frontend=%s backend=%s/%s duration=%lld.%03llds "
+		 "to_backend=%llu to_client=%llu end=%s",
+		 addr, c->fe->conf.name, c->be && c->be->pool ? c->be->pool->conf.name : "-",
+		 c->be ? c->be->conf.name : "-", (long long)(ms / 1000), (long long)(ms % 1000),
+		 (unsigned long long)c->c2b.sent, (unsigned long long)c->b2c.sent,
+		 relay_end_name((enum conn_end)c->end));
+}
+
 static void conn_close(struct conn *c, bool rst)
 {
 	struct frontend *fe = c->fe;
 	struct worker *w = c->w;
 	struct linger lg = {1, 0};
+
+	/* A reset after a FIN is the reset's doing; a close we asked for
+	 * (drain, down, idle...) keeps its own reason. */
+	if (rst && (c->end == END_NONE || c->end == END_CLIENT_FIN || c->end == END_BACKEND_FIN))
+		c->end = END_RESET;
+	else if (c->end == END_NONE && c->phase == PH_HANDSHAKE)
+		c->end = END_TLS;
+	else if (c->end == END_NONE && c->phase == PH_CONNECTING)
+		c->end = END_NO_BACKEND;
+	if (fe->conf.log_connections)
+		conn_log(c);
 
 	event_del(&c->cev);
 	event_del(&c->bev);
@@ -933,6 +996,7 @@ static void count_bytes(struct conn *c, const struct half *h, ssize_t w)
 {
 	if (w <= 0 || !c->be)
 		return;
+	((struct half *)h)->sent += (uint64_t)w;
 	if (h == &c->c2b)
 		atomic_fetch_add_explicit(&c->be->bytes_out, (uint64_t)w, memory_order_relaxed);
 	else
@@ -1148,6 +1212,10 @@ static void conn_relay_cb(evutil_socket_t fd, short what, void *arg)
 		conn_close(c, true);
 		return;
 	}
+	/* Who closed first: one read half runs per callback, so the first
+	 * EOF seen is the first one sent. */
+	if (c->end == END_NONE && (c->c2b.eof || c->b2c.eof))
+		c->end = c->c2b.eof ? END_CLIENT_FIN : END_BACKEND_FIN;
 	if (conn_done(c)) {
 		conn_close(c, false);
 		return;
@@ -1232,6 +1300,8 @@ static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	int64_t idle = mono_ms() - c->last_active_ms;
 	if (idle >= conn_idle_limit(c)) {
+		c->end =
+		    conn_idle_limit(c) < c->fe->conf.idle_timeout_ms ? END_FIN_TIMEOUT : END_IDLE;
 		conn_close(c, false);
 		return;
 	}

@@ -651,7 +651,8 @@ static void close_at_rate(struct server *s, uint64_t left)
 		for (size_t j = 0; j < p->nbe && budget > 0; j++) {
 			uint64_t active = atomic_load(&p->be[j]->active);
 			size_t n = active < (uint64_t)budget ? (size_t)active : (size_t)budget;
-			budget -= (int64_t)relay_close_backend_conns(s->relay, p->be[j], n);
+			budget -=
+			    (int64_t)relay_close_backend_conns(s->relay, p->be[j], n, END_STOPPING);
 		}
 	}
 }

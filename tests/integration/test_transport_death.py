@@ -243,6 +243,7 @@ class TransportDeathTest(harness.TestCase):
             "frontends": [{
                 "name": "apiserver", "listen": ["127.0.0.1:%d" % PORT], "pool": "masters",
                 "mode": "tcp", "timeouts": {"connect": "300ms", "idle": "1h"}, "retries": 2,
+                "log_connections": True,
             }],
             "pools": [{
                 "name": "masters", "balance": "round_robin",
@@ -322,6 +323,10 @@ class TransportDeathTest(harness.TestCase):
         self.assertLessEqual(slowest, T(BOUND), "streams on m1 closed too late")
         self.assertTrue(self.lbd.log.find(r"backend masters/m1 is down \(.*\): closing its"),
                         "lbd logged why it closed m1's connections")
+        # The connection log says so, once per stream.
+        wait_for(lambda: len(re.findall(r"backend=masters/m1 .* end=backend_down$",
+                                        self.lbd.log.text(), re.M)) >= len(on["m1"]),
+                 T(5), "a connection log line per closed stream")
 
         # New connections meanwhile: all of them succeeded (on m2).
         t_end = time.monotonic()

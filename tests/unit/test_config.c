@@ -303,6 +303,7 @@ START_TEST(test_defaults)
 	ck_assert_int_eq(fe->keepalive_idle_ms, 30000);
 	ck_assert_int_eq(fe->keepalive_interval_ms, 10000);
 	ck_assert_int_eq(fe->keepalive_count, 3);
+	ck_assert(!fe->log_connections);
 	ck_assert_int_eq(p->balance, BAL_LEAST_CONN);
 	ck_assert_int_eq(p->drain_timeout_ms, 300000);
 	ck_assert_int_eq(p->drain_close_rate, 100);
