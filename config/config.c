@@ -953,6 +953,18 @@ static void backend_init(void *p)
 	b->weight = 1;
 }
 
+static const struct field rebalance_fields[] = {
+    BOOL(struct rebalance_conf, "enabled", enabled),
+    {.key = "rate",
+     .type = F_I64,
+     .off = offsetof(struct rebalance_conf, rate),
+     .min = 1,
+     .max = 100000},
+    INT(struct rebalance_conf, "max_share_pct", max_share_pct, 1, 100),
+    INT(struct rebalance_conf, "tolerance_pct", tolerance_pct, 1, 1000),
+    END_FIELDS,
+};
+
 static const struct field pool_fields[] = {
     STR(struct pool_conf, "name", name, .check = config_name_check, .flags = F_REQUIRED),
     ENUM(struct pool_conf, "balance", balance, set_balance,
@@ -973,6 +985,7 @@ static const struct field pool_fields[] = {
      .off = offsetof(struct pool_conf, down_close_rate),
      .min = 1,
      .max = 100000},
+    SECTION(struct pool_conf, "rebalance", rebalance, rebalance_fields),
     END_FIELDS,
 };
 
@@ -985,6 +998,9 @@ static void pool_init(void *p)
 	pool->drain_close_rate = 100;
 	pool->close_on_down = DOWN_CLOSE_TRANSPORT;
 	pool->down_close_rate = 100;
+	pool->rebalance.rate = 10;
+	pool->rebalance.max_share_pct = 25;
+	pool->rebalance.tolerance_pct = 20;
 	pool->health.type = HC_HTTPS;
 	pool->health.expect_status = 200;
 	pool->health.interval_ms = 2000;

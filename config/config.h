@@ -80,6 +80,12 @@ struct pool_conf {
 	struct backend_conf *backends;
 	size_t nbackends;
 	struct health_conf health;
+	struct rebalance_conf {
+		bool enabled;	   /* default off */
+		int64_t rate;	   /* closes per second, whole pool, default 10 */
+		int max_share_pct; /* of a backend's connections per round, default 25 */
+		int tolerance_pct; /* spread within this % of the fair share, default 20 */
+	} rebalance;
 	enum down_close close_on_down; /* default transport */
 	int64_t down_close_rate;       /* connections closed per second once down, default 100 */
 };

@@ -724,6 +724,7 @@ static json_t *backend_json(const struct server *s, const struct pool *p, const 
 	json_object_set_new(o, "connect_failures", json_integer((json_int_t)b->connect_failures));
 	json_object_set_new(o, "down_closing", json_boolean(b->down_closing));
 	json_object_set_new(o, "down_closed", json_integer((json_int_t)b->down_closed));
+	json_object_set_new(o, "rebalance_closed", json_integer((json_int_t)b->rb_closed));
 	json_object_set_new(
 	    o, "source",
 	    json_string(server_file_backend(s, p->conf.name, b->conf.name) ? "file" : "runtime"));
@@ -756,13 +757,17 @@ static json_t *pool_json(const struct server *s, const struct pool *p)
 		up += backend_is_up(p->be[i]);
 		enabled += p->be[i]->state == BE_ENABLED;
 	}
-	return json_pack("{s:s,s:s,s:I,s:I,s:s,s:I,s:b,s:I,s:I,s:o}", "name", p->conf.name,
-			 "balance", balance_name(p->conf.balance), "drain_timeout_ms",
-			 (json_int_t)p->conf.drain_timeout_ms, "drain_close_rate",
-			 (json_int_t)p->conf.drain_close_rate, "close_on_down",
-			 down_close_name(p->conf.close_on_down), "down_close_rate",
-			 (json_int_t)p->conf.down_close_rate, "fail_safe", p->fail_safe, "up",
-			 (json_int_t)up, "enabled", (json_int_t)enabled, "backends", arr);
+	const struct rebalance_conf *rb = &p->conf.rebalance;
+	json_t *rbj = json_pack("{s:b,s:I,s:i,s:i,s:b}", "enabled", rb->enabled, "rate",
+				(json_int_t)rb->rate, "max_share_pct", rb->max_share_pct,
+				"tolerance_pct", rb->tolerance_pct, "round", p->rb.active);
+	return json_pack(
+	    "{s:s,s:s,s:I,s:I,s:s,s:I,s:o,s:b,s:I,s:I,s:o}", "name", p->conf.name, "balance",
+	    balance_name(p->conf.balance), "drain_timeout_ms", (json_int_t)p->conf.drain_timeout_ms,
+	    "drain_close_rate", (json_int_t)p->conf.drain_close_rate, "close_on_down",
+	    down_close_name(p->conf.close_on_down), "down_close_rate",
+	    (json_int_t)p->conf.down_close_rate, "rebalance", rbj, "fail_safe", p->fail_safe, "up",
+	    (json_int_t)up, "enabled", (json_int_t)enabled, "backends", arr);
 }
 
 /* ---- routes --------------------------------------------------------------------------- */

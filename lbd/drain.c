@@ -8,6 +8,7 @@
 #include "common/log.h"
 #include "common/xmalloc.h"
 #include "lbd/pool.h"
+#include "lbd/rebalance.h"
 #include "lbd/relay.h"
 #include "lbd/server.h"
 
@@ -138,6 +139,8 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 			else
 				busy |= down_step(d, p, p->be[j], now);
 		}
+		if (p->conf.rebalance.enabled || p->rb.active)
+			busy |= rebalance_step(p, d->s->relay, now);
 	}
 	if (busy) {
 		struct timeval tv = {0, DRAIN_TICK_MS * 1000};

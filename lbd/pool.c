@@ -239,6 +239,7 @@ static void pool_conf_copy_settings(struct pool_conf *dst, const struct pool_con
 	dst->drain_close_rate = src->drain_close_rate;
 	dst->close_on_down = src->close_on_down;
 	dst->down_close_rate = src->down_close_rate;
+	dst->rebalance = src->rebalance;
 	dst->backends = NULL;
 	dst->nbackends = 0;
 	health_conf_copy(&dst->health, &src->health);
@@ -319,6 +320,7 @@ void pool_update(struct pool *p, const struct pool_conf *conf)
 	p->conf.drain_close_rate = conf->drain_close_rate;
 	p->conf.close_on_down = conf->close_on_down;
 	p->conf.down_close_rate = conf->down_close_rate;
+	p->conf.rebalance = conf->rebalance;
 	if (health_changed) {
 		health_conf_free(&p->conf.health);
 		health_conf_copy(&p->conf.health, &conf->health);

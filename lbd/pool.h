@@ -66,6 +66,10 @@ struct backend {
 	double down_credit;
 	int64_t down_last_ms;
 	uint64_t down_closed; /* connections closed because the backend was down, ever */
+	/* Rebalance bookkeeping (lbd/rebalance.c, main loop only). */
+	uint64_t rb_quota;	  /* closes it may take in this round */
+	uint64_t rb_round_closed; /* closed in this round */
+	uint64_t rb_closed;	  /* closed by rebalance rounds, ever */
 	/* Counters read by the admin API and /metrics (main loop). */
 	uint64_t checks, check_fails[CHK_REASON_MAX];
 	uint64_t check_hist[CHECK_HIST_BUCKETS + 1]; /* latency, cumulative at export */
@@ -101,6 +105,13 @@ struct pool {
 	struct backend **be;
 	size_t nbe;
 	bool fail_safe;
+	/* Rebalance rounds (lbd/rebalance.c, main loop only). */
+	struct {
+		bool active;
+		int64_t started_ms, ended_ms, last_ms;
+		double credit;
+		bool short_of_it; /* the last round ended with its shares used up */
+	} rb;
 	_Atomic(struct pool_snap *) snap;
 	struct check_engine *eng;
 	struct epoch *ep; /* NULL: no worker threads (unit tests) */

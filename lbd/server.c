@@ -97,7 +97,9 @@ static void on_pool_change(struct pool *p, struct backend *b, void *arg)
 {
 	struct server *s = arg;
 
-	if (b && s->drain && (b->state == BE_DRAIN || b->down_closing || backend_down_close(b)))
+	if (b && s->drain &&
+	    (b->state == BE_DRAIN || b->down_closing || backend_down_close(b) ||
+	     p->conf.rebalance.enabled))
 		drainer_kick(s->drain);
 }
 

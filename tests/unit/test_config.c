@@ -309,6 +309,10 @@ START_TEST(test_defaults)
 	ck_assert_int_eq(p->drain_close_rate, 100);
 	ck_assert_int_eq(p->close_on_down, DOWN_CLOSE_TRANSPORT);
 	ck_assert_int_eq(p->down_close_rate, 100);
+	ck_assert(!p->rebalance.enabled);
+	ck_assert_int_eq(p->rebalance.rate, 10);
+	ck_assert_int_eq(p->rebalance.max_share_pct, 25);
+	ck_assert_int_eq(p->rebalance.tolerance_pct, 20);
 	ck_assert_int_eq(p->backends[0].weight, 1);
 	ck_assert_int_eq(p->health.type, HC_HTTPS);
 	ck_assert_str_eq(p->health.path, "/readyz");
