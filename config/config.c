@@ -190,6 +190,24 @@ static int set_balance(const char *s, void *dst)
 	return balance_parse(s, dst);
 }
 
+static const char *const down_close_names[] = {"transport", "any", "never"};
+
+const char *down_close_name(enum down_close d)
+{
+	return (unsigned)d < 3 ? down_close_names[d] : "?";
+}
+
+static int set_down_close(const char *s, void *dst)
+{
+	for (int i = 0; i < 3; i++) {
+		if (strcmp(s, down_close_names[i]) == 0) {
+			*(enum down_close *)dst = (enum down_close)i;
+			return 0;
+		}
+	}
+	return -1;
+}
+
 static int set_health_type(const char *s, void *dst)
 {
 	for (int i = 0; i < 3; i++) {
@@ -935,6 +953,18 @@ static void backend_init(void *p)
 	b->weight = 1;
 }
 
+static const struct field rebalance_fields[] = {
+    BOOL(struct rebalance_conf, "enabled", enabled),
+    {.key = "rate",
+     .type = F_I64,
+     .off = offsetof(struct rebalance_conf, rate),
+     .min = 1,
+     .max = 100000},
+    INT(struct rebalance_conf, "max_share_pct", max_share_pct, 1, 100),
+    INT(struct rebalance_conf, "tolerance_pct", tolerance_pct, 1, 1000),
+    END_FIELDS,
+};
+
 static const struct field pool_fields[] = {
     STR(struct pool_conf, "name", name, .check = config_name_check, .flags = F_REQUIRED),
     ENUM(struct pool_conf, "balance", balance, set_balance,
@@ -948,6 +978,14 @@ static const struct field pool_fields[] = {
     LIST(struct pool_conf, "backends", backends, nbackends, struct backend_conf, backend_fields,
 	 backend_init),
     SECTION(struct pool_conf, "health", health, health_fields),
+    ENUM(struct pool_conf, "close_on_down", close_on_down, set_down_close,
+	 "transport, any or never"),
+    {.key = "down_close_rate",
+     .type = F_I64,
+     .off = offsetof(struct pool_conf, down_close_rate),
+     .min = 1,
+     .max = 100000},
+    SECTION(struct pool_conf, "rebalance", rebalance, rebalance_fields),
     END_FIELDS,
 };
 
@@ -958,6 +996,11 @@ static void pool_init(void *p)
 	pool->balance = BAL_LEAST_CONN;
 	pool->drain_timeout_ms = 5 * 60 * 1000;
 	pool->drain_close_rate = 100;
+	pool->close_on_down = DOWN_CLOSE_TRANSPORT;
+	pool->down_close_rate = 100;
+	pool->rebalance.rate = 10;
+	pool->rebalance.max_share_pct = 25;
+	pool->rebalance.tolerance_pct = 20;
 	pool->health.type = HC_HTTPS;
 	pool->health.expect_status = 200;
 	pool->health.interval_ms = 2000;
@@ -972,6 +1015,16 @@ static custom_fn set_fe_listen;
 static const struct field fe_timeout_fields[] = {
     DUR(struct frontend_conf, "connect", connect_timeout_ms, 1),
     DUR(struct frontend_conf, "idle", idle_timeout_ms, 0),
+    DUR(struct frontend_conf, "fin", fin_timeout_ms, 0),
+    DUR_MAX(struct frontend_conf, "backend_user_timeout", user_timeout_ms, 0, 3600 * 1000),
+    END_FIELDS,
+};
+
+/* TCP_KEEPIDLE and TCP_KEEPINTVL take whole seconds, 1..32767. */
+static const struct field fe_keepalive_fields[] = {
+    DUR_MAX(struct frontend_conf, "idle", keepalive_idle_ms, 0, 32767 * 1000),
+    DUR_MAX(struct frontend_conf, "interval", keepalive_interval_ms, 1000, 32767 * 1000),
+    INT(struct frontend_conf, "count", keepalive_count, 1, 127),
     END_FIELDS,
 };
 
@@ -986,6 +1039,8 @@ static const struct field frontend_fields[] = {
     INT(struct frontend_conf, "retries", retries, 0, 16),
     BOOL(struct frontend_conf, "freebind", freebind),
     SECTION(struct frontend_conf, "tls", tls, tls_fields),
+    {.key = "tcp_keepalive", .type = F_SECTION, .off = 0, .sub = fe_keepalive_fields},
+    BOOL(struct frontend_conf, "log_connections", log_connections),
     END_FIELDS,
 };
 
@@ -999,6 +1054,11 @@ static void frontend_init(void *p)
 	fe->idle_timeout_ms = 3600 * 1000;
 	fe->retries = 2;
 	fe->tls.verify = true;
+	fe->fin_timeout_ms = 30 * 1000;
+	fe->user_timeout_ms = 20 * 1000;
+	fe->keepalive_idle_ms = 30 * 1000;
+	fe->keepalive_interval_ms = 10 * 1000;
+	fe->keepalive_count = 3;
 }
 
 static const struct field admin_fields[] = {

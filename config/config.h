@@ -67,6 +67,10 @@ struct backend_conf {
 	int weight; /* 0..256, default 1; 0 takes no new connections */
 };
 
+/* Which down backends get their established connections closed
+ * (lbd/drain.c): transport death only (default), any failure, or none. */
+enum down_close { DOWN_CLOSE_TRANSPORT, DOWN_CLOSE_ANY, DOWN_CLOSE_NEVER };
+
 struct pool_conf {
 	char *name;
 	enum balance balance;	  /* default least_conn */
@@ -76,6 +80,14 @@ struct pool_conf {
 	struct backend_conf *backends;
 	size_t nbackends;
 	struct health_conf health;
+	struct rebalance_conf {
+		bool enabled;	   /* default off */
+		int64_t rate;	   /* closes per second, whole pool, default 10 */
+		int max_share_pct; /* of a backend's connections per round, default 25 */
+		int tolerance_pct; /* spread within this % of the fair share, default 20 */
+	} rebalance;
+	enum down_close close_on_down; /* default transport */
+	int64_t down_close_rate;       /* connections closed per second once down, default 100 */
 };
 
 struct frontend_conf {
@@ -90,6 +102,13 @@ struct frontend_conf {
 	int retries;		    /* other backends tried after a failed connect, default 2 */
 	bool freebind;		    /* listen on an address not (yet) held, default false */
 	struct tls_conf tls;	    /* mode tls: cert and key to serve */
+	/* A dead peer found on established connections, between checks: */
+	int64_t fin_timeout_ms;	       /* timeouts.fin: half-closed and idle, default 30s, 0 off */
+	int64_t user_timeout_ms;       /* timeouts.backend_user_timeout: TCP_USER_TIMEOUT, 20s */
+	int64_t keepalive_idle_ms;     /* tcp_keepalive.idle, both sides, default 30s, 0 off */
+	int64_t keepalive_interval_ms; /* tcp_keepalive.interval, default 10s */
+	int keepalive_count;	       /* tcp_keepalive.count, default 3 */
+	bool log_connections; /* one line per closed connection (HAProxy tcplog), default off */
 };
 
 /* Every HTTP listener's bounds (admin, metrics, gate): max_connections and
@@ -235,6 +254,7 @@ void health_conf_copy(struct health_conf *dst, const struct health_conf *src);
 void health_conf_free(struct health_conf *h);
 
 const char *balance_name(enum balance b);
+const char *down_close_name(enum down_close d);
 int balance_parse(const char *s, enum balance *out);
 const char *health_type_name(enum health_type t);
 

@@ -556,25 +556,35 @@ int cmd_backend(int argc, char **argv, const struct lbctl_opts *o)
 int cmd_status(int argc, char **argv, const struct lbctl_opts *o)
 {
 	struct lbctl_resp r;
-	bool check = false;
+	bool check = false, backends = false;
 	char *err = NULL;
 
 	if (want_help(argc, argv)) {
-		printf(
-		    "NAME\n    lbctl status - is lbd running, and serving?\n\n"
-		    "SYNOPSIS\n    lbctl [-o json] status [--check]\n\n"
-		    "DESCRIPTION\n"
-		    "    Uptime, reloads, runtime edits, frontends and pools with how many\n"
-		    "    backends are up. \"ok\" is true when lbd is running (not shutting\n"
-		    "    down) and every pool with enabled backends has at least one up.\n\n"
-		    "    --check   print nothing; exit 0 if ok, 1 otherwise, within 2s. For\n"
-		    "              keepalived: vrrp_script { script \"lbctl status --check\" }\n\n"
-		    "EXIT STATUS\n    0 ok, 1 not ok or unreachable, 2 usage\n");
+		printf("NAME\n    lbctl status - is lbd running, and serving?\n\n"
+		       "SYNOPSIS\n    lbctl [-o json] status [--check | --check-backends]\n\n"
+		       "DESCRIPTION\n"
+		       "    Uptime, reloads, runtime edits, frontends and pools with how many\n"
+		       "    backends are up. \"serving\" is true when lbd can take the VIP's\n"
+		       "    clients: it runs, is not shutting down, accepts (not a self-upgrade's\n"
+		       "    new process still waiting) and every frontend has its listeners.\n"
+		       "    Backend health does not count: with every backend failing its\n"
+		       "    checks lbd still relays in fail-safe, and a peer sees the same\n"
+		       "    backends. \"ok\" is stricter: serving, and every pool with enabled\n"
+		       "    backends has at least one up.\n\n"
+		       "    --check            print nothing; exit 0 if serving, 1 otherwise,\n"
+		       "                       within 2s. keepalived's track_script: the node\n"
+		       "                       gives up the VIP only when IT cannot serve.\n"
+		       "    --check-backends   the same, on \"ok\": exit 1 also when a pool has\n"
+		       "                       no backend up. For a vrrp_script with a weight\n"
+		       "                       (a lower priority), never to FAULT a node on it.\n\n"
+		       "EXIT STATUS\n    0 serving (ok), 1 not, or unreachable, 2 usage\n");
 		return EXIT_OK;
 	}
 	for (int i = 1; i < argc; i++) {
-		if (!strcmp(argv[i], "--check"))
+		if (!strcmp(argv[i], "--check") && !backends)
 			check = true;
+		else if (!strcmp(argv[i], "--check-backends") && !check)
+			check = backends = true;
 		else
 			return usage_err("status", "unknown argument");
 	}
@@ -583,7 +593,11 @@ int cmd_status(int argc, char **argv, const struct lbctl_opts *o)
 			free(err);
 			return EXIT_ERROR;
 		}
-		bool ok = r.status == 200 && json_is_true(json_object_get(r.json, "ok"));
+		/* An lbd older than "serving" answers on "ok". */
+		json_t *v = json_object_get(r.json, "serving");
+		if (backends || !v)
+			v = json_object_get(r.json, "ok");
+		bool ok = r.status == 200 && json_is_true(v);
 		lbctl_resp_free(&r);
 		return ok ? EXIT_OK : EXIT_ERROR;
 	}
@@ -608,6 +622,8 @@ int cmd_status(int argc, char **argv, const struct lbctl_opts *o)
 		if (json_is_object(rs))
 			printf("restart under way: new lbd pid %lld %s\n", jint(rs, "pid"),
 			       jstr(rs, "state"));
+		if (json_is_string(json_object_get(r.json, "not_serving")))
+			printf("NOT serving: %s\n", jstr(r.json, "not_serving"));
 		printf("ok: %s; reloads %lld (%lld refused); runtime edits %lld in %s\n",
 		       json_is_true(json_object_get(r.json, "ok")) ? "yes" : "NO",
 		       jint(r.json, "reloads"), jint(r.json, "reload_failures"),

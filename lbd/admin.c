@@ -724,6 +724,9 @@ static json_t *backend_json(const struct server *s, const struct pool *p, const 
 	json_object_set_new(o, "active", json_integer((json_int_t)b->active));
 	json_object_set_new(o, "total", json_integer((json_int_t)n.connects));
 	json_object_set_new(o, "connect_failures", json_integer((json_int_t)b->connect_failures));
+	json_object_set_new(o, "down_closing", json_boolean(b->down_closing));
+	json_object_set_new(o, "down_closed", json_integer((json_int_t)b->down_closed));
+	json_object_set_new(o, "rebalance_closed", json_integer((json_int_t)b->rb_closed));
 	json_object_set_new(
 	    o, "source",
 	    json_string(server_file_backend(s, p->conf.name, b->conf.name) ? "file" : "runtime"));
@@ -756,20 +759,46 @@ static json_t *pool_json(const struct server *s, const struct pool *p)
 		up += backend_is_up(p->be[i]);
 		enabled += p->be[i]->state == BE_ENABLED;
 	}
-	return json_pack("{s:s,s:s,s:I,s:I,s:b,s:I,s:I,s:o}", "name", p->conf.name, "balance",
-			 balance_name(p->conf.balance), "drain_timeout_ms",
-			 (json_int_t)p->conf.drain_timeout_ms, "drain_close_rate",
-			 (json_int_t)p->conf.drain_close_rate, "fail_safe", p->fail_safe, "up",
-			 (json_int_t)up, "enabled", (json_int_t)enabled, "backends", arr);
+	const struct rebalance_conf *rb = &p->conf.rebalance;
+	json_t *rbj = json_pack("{s:b,s:I,s:i,s:i,s:b}", "enabled", rb->enabled, "rate",
+				(json_int_t)rb->rate, "max_share_pct", rb->max_share_pct,
+				"tolerance_pct", rb->tolerance_pct, "round", p->rb.active);
+	return json_pack(
+	    "{s:s,s:s,s:I,s:I,s:s,s:I,s:o,s:b,s:I,s:I,s:o}", "name", p->conf.name, "balance",
+	    balance_name(p->conf.balance), "drain_timeout_ms", (json_int_t)p->conf.drain_timeout_ms,
+	    "drain_close_rate", (json_int_t)p->conf.drain_close_rate, "close_on_down",
+	    down_close_name(p->conf.close_on_down), "down_close_rate",
+	    (json_int_t)p->conf.down_close_rate, "rebalance", rbj, "fail_safe", p->fail_safe, "up",
+	    (json_int_t)up, "enabled", (json_int_t)enabled, "backends", arr);
 }
 
 /* ---- routes --------------------------------------------------------------------------- */
+
+/* Whether this lbd can take the VIP's clients now, and if not why: it runs,
+ * is not stopping, accepts (not a self-upgrade's new process still held),
+ * and every frontend has its listeners. Backend health is not part of it:
+ * with every backend failing its checks lbd still relays in fail-safe, and
+ * the peer of a pair sees the same backends (packaging/keepalived). */
+static const char *not_serving_why(const struct server *s)
+{
+	if (s->stopping)
+		return "stopping";
+	if (relay_holding(s->relay))
+		return "not accepting yet (a self-upgrade's new process)";
+	if (s->nfes == 0)
+		return "no frontend";
+	for (size_t i = 0; i < s->nfes; i++)
+		if (s->fes[i]->nls == 0)
+			return "a frontend has no listener";
+	return NULL;
+}
 
 static void h_status(struct admin_req *r, void *arg)
 {
 	struct server *s = admin_server(r);
 	json_t *pools = json_array(), *fes = json_array();
-	bool ok = !s->stopping;
+	const char *why = not_serving_why(s);
+	bool ok = !why;
 
 	for (size_t i = 0; i < s->npools; i++) {
 		struct pool *p = s->pools[i];
@@ -809,6 +838,10 @@ static void h_status(struct admin_req *r, void *arg)
 	    s->last_reload_error ? json_string(s->last_reload_error) : json_null(), "state_file",
 	    s->st.path ? s->st.path : "", "runtime_edits", (json_int_t)s->st.n, "frontends", fes,
 	    "pools", pools);
+	if (o) {
+		json_object_set_new(o, "serving", json_boolean(!why));
+		json_object_set_new(o, "not_serving", why ? json_string(why) : json_null());
+	}
 	for (size_t i = 0; o && i < r->a->nstatus_hooks; i++)
 		r->a->status_hooks[i].fn(o, r->a->status_hooks[i].arg);
 	admin_reply_json(r, 200, o);

@@ -113,6 +113,20 @@ const char *check_reason_name(enum check_reason r)
 	return reason_names[r];
 }
 
+bool check_result_transport_dead(const struct check_result *r)
+{
+	switch (r->reason) {
+	case CHK_CONNECT_REFUSED:
+	case CHK_CONNECT_TIMEOUT:
+	case CHK_CONNECT_ERROR:
+		return true;
+	case CHK_TIMEOUT:
+		return !r->answered;
+	default:
+		return false;
+	}
+}
+
 /*
  * Hysteresis. HAProxy's check->health: the counter lives in
  * [0, rise+fall-1] and the backend is up at or above `rise`. A success
@@ -778,11 +792,12 @@ static void http_done(struct check *c, CURLcode rc)
 {
 	struct check_result res = {0};
 	long status = 0, oserr = 0;
-	curl_off_t connect_us = 0;
+	curl_off_t connect_us = 0, tls_us = 0;
 
 	curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &status);
 	curl_easy_getinfo(c->easy, CURLINFO_OS_ERRNO, &oserr);
 	curl_easy_getinfo(c->easy, CURLINFO_CONNECT_TIME_T, &connect_us);
+	curl_easy_getinfo(c->easy, CURLINFO_APPCONNECT_TIME_T, &tls_us);
 	http_release(c);
 
 	res.status = (int)status;
@@ -791,6 +806,9 @@ static void http_done(struct check *c, CURLcode rc)
 	 * got anywhere past it: a status, a TLS or a read error. */
 	res.tcp_ok = c->peer_connected || connect_us > 0 || status > 0 || is_tls_error(rc) ||
 		     is_read_error(rc);
+	/* A finished TLS handshake, a status or a body byte: the peer's
+	 * process answered, whatever it said (check_result_transport_dead). */
+	res.answered = tls_us > 0 || status > 0 || c->body_total > 0;
 	http_classify(c, rc, status, oserr, &res);
 	probe_end(c, &res);
 }

@@ -36,6 +36,7 @@ struct check_result {
 	enum check_reason reason;
 	int status;	    /* HTTP status, 0 if none */
 	bool tcp_ok;	    /* the TCP connect succeeded (the fail-safe uses this) */
+	bool answered;	    /* some byte came back: a TLS handshake, a status, a body */
 	int64_t latency_us; /* from start to result */
 	/* What operators read: "readyz 503: [-]etcd failed", "connect refused",
 	 * "TLS: certificate verify failed", "timeout after 1s". */
@@ -58,6 +59,13 @@ void check_health_init(struct check_health *h, int rise, int fall);
 bool check_health_update(struct check_health *h, bool ok);
 
 const char *check_reason_name(enum check_reason r);
+
+/* Whether a failed result says the backend's transport is dead, not its
+ * application: the connect was refused, timed out or failed, or the probe
+ * timed out without a byte back. A backend down for such a reason has no
+ * use for its established connections (lbd/drain.c closes them); one that
+ * answers, even 503, keeps them. */
+bool check_result_transport_dead(const struct check_result *r);
 
 typedef void (*check_cb)(void *arg, const struct check_result *res);
 

@@ -8,6 +8,7 @@
 #include "common/log.h"
 #include "common/xmalloc.h"
 #include "lbd/pool.h"
+#include "lbd/rebalance.h"
 #include "lbd/relay.h"
 #include "lbd/server.h"
 
@@ -35,7 +36,7 @@ double drainer_seconds_left(const struct backend *b)
 
 /* Closes what the rate allows since the last call. */
 static size_t close_some(struct relay *rl, struct backend *b, int64_t rate, double *credit,
-			 int64_t *last_ms, int64_t now)
+			 int64_t *last_ms, int64_t now, enum conn_end why)
 {
 	double r = rate > 0 ? (double)rate : 1.0;
 
@@ -46,7 +47,7 @@ static size_t close_some(struct relay *rl, struct backend *b, int64_t rate, doub
 	size_t n = (size_t)*credit;
 	if (n == 0)
 		return 0;
-	size_t closed = relay_close_backend_conns(rl, b, n);
+	size_t closed = relay_close_backend_conns(rl, b, n, why);
 	*credit -= (double)n;
 	return closed;
 }
@@ -68,7 +69,7 @@ static bool drain_step(struct drainer *d, struct pool *p, struct backend *b, int
 			 (long long)p->conf.drain_close_rate);
 	}
 	b->drain_forced += close_some(d->s->relay, b, p->conf.drain_close_rate, &b->close_credit,
-				      &b->close_last_ms, now);
+				      &b->close_last_ms, now, END_DRAIN);
 	if (b->active == 0) {
 		server_drain_done(d->s, b);
 		return false;
@@ -76,12 +77,42 @@ static bool drain_step(struct drainer *d, struct pool *p, struct backend *b, int
 	return true;
 }
 
+/* A backend down by its pool's close_on_down: its connections are closed at
+ * down_close_rate, so their clients reconnect to live backends without a
+ * storm. Stops as soon as the rule no longer holds (it answers again). */
+static bool down_step(struct drainer *d, struct pool *p, struct backend *b, int64_t now)
+{
+	if (!backend_down_close(b)) {
+		if (b->down_closing) {
+			b->down_closing = false;
+			atomic_store(&b->close_budget, 0);
+			log_info("backend %s/%s: no longer closing its connections (%s)",
+				 p->conf.name, b->conf.name, b->last.detail);
+		}
+		return false;
+	}
+	if (b->active == 0)
+		return false;
+	if (!b->down_closing) {
+		b->down_closing = true;
+		b->down_credit = 1; /* the first one goes now */
+		b->down_last_ms = now;
+		log_warn("backend %s/%s is down (%s): closing its %llu connections at %lld/s",
+			 p->conf.name, b->conf.name, b->last.detail, (unsigned long long)b->active,
+			 (long long)p->conf.down_close_rate);
+	}
+	b->down_closed += close_some(d->s->relay, b, p->conf.down_close_rate, &b->down_credit,
+				     &b->down_last_ms, now, END_BACKEND_DOWN);
+	return b->active > 0;
+}
+
 static bool orphans_step(struct drainer *d, int64_t now)
 {
 	for (size_t i = d->norph; i-- > 0;) {
 		struct orphan *o = &d->orph[i];
 		if (o->b->active > 0)
-			close_some(d->s->relay, o->b, o->rate, &o->credit, &o->last_ms, now);
+			close_some(d->s->relay, o->b, o->rate, &o->credit, &o->last_ms, now,
+				   END_DRAIN);
 		if (o->b->active > 0)
 			continue;
 		backend_unref(o->b);
@@ -101,10 +132,15 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 		struct pool *p = s->pools[i];
 		/* server_drain_done may remove p->be[j]: walk from the end. */
 		for (size_t j = p->nbe; j-- > 0;) {
-			if (j >= p->nbe || p->be[j]->state != BE_DRAIN)
+			if (j >= p->nbe)
 				continue;
-			busy |= drain_step(d, p, p->be[j], now);
+			if (p->be[j]->state == BE_DRAIN)
+				busy |= drain_step(d, p, p->be[j], now);
+			else
+				busy |= down_step(d, p, p->be[j], now);
 		}
+		if (p->conf.rebalance.enabled || p->rb.active)
+			busy |= rebalance_step(p, d->s->relay, now);
 	}
 	if (busy) {
 		struct timeval tv = {0, DRAIN_TICK_MS * 1000};

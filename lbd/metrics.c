@@ -65,6 +65,8 @@ SIMPLE(m_cfail, b->connect_failures)
 SIMPLE(m_htrans, b->health_changes)
 SIMPLE(m_strans, b->state_changes)
 SIMPLE(m_drain_closed, b->drain_forced)
+SIMPLE(m_down_closed, b->down_closed)
+SIMPLE(m_rb_closed, b->rb_closed)
 
 static void m_state(FILE *f, const char *name, const struct pool *p, const struct backend *b)
 {
@@ -242,6 +244,12 @@ char *metrics_render(const struct server *s, size_t *len)
 	each_backend(f, s, "lbd_backend_drain_closed", "gauge",
 		     "Connections closed by the deadline of the backend's last drain.",
 		     m_drain_closed);
+	each_backend(f, s, "lbd_backend_down_closed_total", "counter",
+		     "Connections closed because the backend was down (close_on_down).",
+		     m_down_closed);
+	each_backend(f, s, "lbd_backend_rebalance_closed_total", "counter",
+		     "Connections closed to spread the pool's connections again (rebalance).",
+		     m_rb_closed);
 	m_frontends(f, s);
 	if (fclose(f) != 0) /* a memory stream's only failure */
 		xmalloc_oom(0);

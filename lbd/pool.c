@@ -45,6 +45,21 @@ bool backend_is_up(const struct backend *b)
 	return b->health.known && b->health.up;
 }
 
+bool backend_down_close(const struct backend *b)
+{
+	if (!b->pool || !b->health.known || b->health.up || b->state == BE_DRAIN)
+		return false;
+	switch (b->pool->conf.close_on_down) {
+	case DOWN_CLOSE_ANY:
+		return true;
+	case DOWN_CLOSE_NEVER:
+		return false;
+	case DOWN_CLOSE_TRANSPORT:
+		break;
+	}
+	return check_result_transport_dead(&b->last);
+}
+
 void backend_ref(struct backend *b)
 {
 	atomic_fetch_add_explicit(&b->refs, 1, memory_order_relaxed);
@@ -85,6 +100,7 @@ void backend_set_state(struct backend *b, enum backend_state st)
 	atomic_store(&b->close_budget, 0); /* no close left over from a drain */
 	b->drain_started_ms = st == BE_DRAIN ? mono_ms() : 0;
 	b->drain_closing = false;
+	b->down_closing = false; /* the drainer looks again in the new state */
 	if (st == BE_DRAIN)
 		b->drain_forced = 0;
 	if (st != BE_DRAIN)
@@ -151,6 +167,10 @@ static void on_check(void *arg, const struct check_result *res)
 		/* The fail-safe tier follows tcp_ok: publish when it moves. */
 		if (p && !b->health.up && tcp_was != res->tcp_ok)
 			pool_recheck(p);
+		/* A down backend's transport may die (or come back) while its
+		 * health stays down: the drainer looks again. */
+		if (p && (backend_down_close(b) || b->down_closing))
+			notify(p, b);
 		return;
 	}
 	b->since_ms = mono_ms();
@@ -228,6 +248,9 @@ static void pool_conf_copy_settings(struct pool_conf *dst, const struct pool_con
 	dst->balance = src->balance;
 	dst->drain_timeout_ms = src->drain_timeout_ms;
 	dst->drain_close_rate = src->drain_close_rate;
+	dst->close_on_down = src->close_on_down;
+	dst->down_close_rate = src->down_close_rate;
+	dst->rebalance = src->rebalance;
 	dst->backends = NULL;
 	dst->nbackends = 0;
 	health_conf_copy(&dst->health, &src->health);
@@ -306,6 +329,9 @@ void pool_update(struct pool *p, const struct pool_conf *conf)
 	p->conf.balance = conf->balance;
 	p->conf.drain_timeout_ms = conf->drain_timeout_ms;
 	p->conf.drain_close_rate = conf->drain_close_rate;
+	p->conf.close_on_down = conf->close_on_down;
+	p->conf.down_close_rate = conf->down_close_rate;
+	p->conf.rebalance = conf->rebalance;
 	if (health_changed) {
 		health_conf_free(&p->conf.health);
 		health_conf_copy(&p->conf.health, &conf->health);

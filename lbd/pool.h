@@ -83,6 +83,16 @@ struct backend {
 	double close_credit;	  /* connections we may close now (rate limiter) */
 	int64_t close_last_ms;
 	uint64_t drain_forced; /* connections closed by the last drain deadline */
+	/* Down-close bookkeeping (lbd/drain.c, main loop only): closing the
+	 * connections of a backend down by pool_down_close's rule. */
+	bool down_closing;
+	double down_credit;
+	int64_t down_last_ms;
+	uint64_t down_closed; /* connections closed because the backend was down, ever */
+	/* Rebalance bookkeeping (lbd/rebalance.c, main loop only). */
+	uint64_t rb_quota;	  /* closes it may take in this round */
+	uint64_t rb_round_closed; /* closed in this round */
+	uint64_t rb_closed;	  /* closed by rebalance rounds, ever */
 	/* Counters read by the admin API and /metrics (main loop). */
 	uint64_t checks, check_fails[CHK_REASON_MAX];
 	uint64_t check_hist[CHECK_HIST_BUCKETS + 1]; /* latency, cumulative at export */
@@ -119,6 +129,13 @@ struct pool {
 	struct backend **be;
 	size_t nbe;
 	bool fail_safe;
+	/* Rebalance rounds (lbd/rebalance.c, main loop only). */
+	struct {
+		bool active;
+		int64_t started_ms, ended_ms, last_ms;
+		double credit;
+		bool short_of_it; /* the last round ended with its shares used up */
+	} rb;
 	_Atomic(struct pool_snap *) snap;
 	struct check_engine *eng;
 	struct epoch *ep; /* NULL: no worker threads (unit tests) */
@@ -174,6 +191,11 @@ static inline void backend_wcount_add(_Atomic uint64_t *c, uint64_t v)
 void backend_connect_time(struct backend *b, int id, int64_t usec);
 /* Any thread: sums b's per-worker counters. */
 void backend_counts_read(const struct backend *b, struct backend_counts *out);
+/* Whether b's established connections should be closed because b is down:
+ * by the pool's close_on_down, down by a dead transport (the default: see
+ * check_result_transport_dead), down for any reason, or never. Not while
+ * it drains (the drain owns its closes). Main thread. */
+bool backend_down_close(const struct backend *b);
 
 /* Any thread: a connect to b was refused or timed out. */
 void backend_connect_failed(struct backend *b);

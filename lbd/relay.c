@@ -34,6 +34,7 @@
 #include <event2/event_struct.h> /* events embedded in struct conn: one allocation */
 #include <event2/thread.h>
 #include <fcntl.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/err.h>
@@ -86,6 +87,7 @@ struct half {
 	bool bulk;	  /* the direction splices (when a pipe can be had) */
 	bool eof;	  /* src sent FIN */
 	bool shut;	  /* we passed the FIN on to dst */
+	uint64_t sent;	  /* bytes written to dst (the connection log) */
 };
 
 enum conn_phase { PH_HANDSHAKE, PH_CONNECTING, PH_RELAYING };
@@ -106,6 +108,8 @@ struct conn {
 	struct half c2b, b2c;
 	int64_t last_active_ms; /* the worker's coarse clock at the last read */
 	int64_t connect_us;	/* when the current connect() started */
+	int64_t start_ms;
+	uint8_t end; /* enum conn_end: why it ends, once known */
 	union {
 		struct sockaddr sa;
 		struct sockaddr_in in;
@@ -120,6 +124,7 @@ struct cmd {
 	struct listener *l;
 	struct frontend *fe;
 	struct backend *b; /* CLOSE_BACKEND: holds a reference */
+	enum conn_end why; /* CLOSE_BACKEND */
 };
 
 struct worker {
@@ -160,6 +165,7 @@ static _Thread_local char relay_buf[RELAY_CHUNK];
 
 static void conn_connect(struct conn *c);
 static void conn_update_events(struct conn *c);
+static void conn_rearm_timer(struct conn *c);
 static void conn_close(struct conn *c, bool rst);
 static void conn_timer_cb(evutil_socket_t fd, short what, void *arg);
 static void listener_accept(evutil_socket_t lfd, short what, void *arg);
@@ -218,7 +224,7 @@ static bool take_close(struct backend *b)
 	return false;
 }
 
-static void worker_close_backend(struct worker *w, struct backend *b)
+static void worker_close_backend(struct worker *w, struct backend *b, enum conn_end why)
 {
 	struct conn *c = w->conns, *next;
 
@@ -227,6 +233,7 @@ static void worker_close_backend(struct worker *w, struct backend *b)
 		if (c->be == b && c->phase == PH_RELAYING) {
 			if (!take_close(b))
 				return;
+			c->end = why;
 			conn_close(c, false);
 		}
 	}
@@ -234,8 +241,10 @@ static void worker_close_backend(struct worker *w, struct backend *b)
 
 static void worker_exit(struct worker *w)
 {
-	while (w->conns)
+	while (w->conns) {
+		w->conns->end = END_STOPPING;
 		conn_close(w->conns, false);
+	}
 	while (w->ls)
 		worker_unlisten(w, w->ls);
 	event_base_loopbreak(w->base);
@@ -261,7 +270,7 @@ static void worker_run_cmd(struct worker *w, struct cmd *c)
 		c->l->fe = c->fe;
 		break;
 	case CMD_CLOSE_BACKEND:
-		worker_close_backend(w, c->b);
+		worker_close_backend(w, c->b, c->why);
 		backend_unref(c->b);
 		break;
 	case CMD_EXIT:
@@ -542,7 +551,7 @@ static void reap_retired(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
-size_t relay_close_backend_conns(struct relay *r, struct backend *b, size_t n)
+size_t relay_close_backend_conns(struct relay *r, struct backend *b, size_t n, enum conn_end why)
 {
 	if (n == 0 || !r->w)
 		return 0;
@@ -551,7 +560,7 @@ size_t relay_close_backend_conns(struct relay *r, struct backend *b, size_t n)
 	atomic_store(&b->close_budget, (int64_t)n);
 	for (int i = 0; i < r->n; i++) {
 		backend_ref(b);
-		worker_send(&r->w[i], (struct cmd){.type = CMD_CLOSE_BACKEND, .b = b});
+		worker_send(&r->w[i], (struct cmd){.type = CMD_CLOSE_BACKEND, .b = b, .why = why});
 	}
 	return n;
 }
@@ -623,6 +632,11 @@ int relay_listeners_open(struct relay *r, const struct frontend_conf *conf, stru
 void relay_hold(struct relay *r)
 {
 	r->hold = true;
+}
+
+bool relay_holding(const struct relay *r)
+{
+	return r->hold;
 }
 
 void relay_release(struct relay *r)
@@ -734,9 +748,13 @@ static bool frontend_conf_equal(const struct frontend_conf *a, const struct fron
 	       a->connect_timeout_ms == b->connect_timeout_ms &&
 	       a->idle_timeout_ms == b->idle_timeout_ms && a->retries == b->retries &&
 	       a->freebind == b->freebind && SAME_STR(a->pool, b->pool) &&
-	       a->tls.verify == b->tls.verify && SAME_STR(a->tls.ca, b->tls.ca) &&
-	       SAME_STR(a->tls.cert, b->tls.cert) && SAME_STR(a->tls.key, b->tls.key) &&
-	       SAME_STR(a->tls.sni, b->tls.sni);
+	       a->fin_timeout_ms == b->fin_timeout_ms && a->user_timeout_ms == b->user_timeout_ms &&
+	       a->keepalive_idle_ms == b->keepalive_idle_ms &&
+	       a->keepalive_interval_ms == b->keepalive_interval_ms &&
+	       a->keepalive_count == b->keepalive_count &&
+	       a->log_connections == b->log_connections && a->tls.verify == b->tls.verify &&
+	       SAME_STR(a->tls.ca, b->tls.ca) && SAME_STR(a->tls.cert, b->tls.cert) &&
+	       SAME_STR(a->tls.key, b->tls.key) && SAME_STR(a->tls.sni, b->tls.sni);
 }
 #undef SAME_STR
 
@@ -852,6 +870,28 @@ static void conn_handshake_cb(evutil_socket_t fd, short what, void *arg)
 	conn_handshake(arg);
 }
 
+/* TCP keepalive on a relayed socket (client or backend side), so a peer that
+ * vanished is found on a quiet connection (a WATCH) without waiting for the
+ * idle timeout; on the backend side, TCP_USER_TIMEOUT also bounds how long
+ * written data may stay unacknowledged. Best effort: a failure changes
+ * nothing but the detection time. */
+static void sock_keepalive(const struct frontend_conf *conf, int fd, bool backend)
+{
+	if (conf->keepalive_idle_ms > 0) {
+		int on = 1, idle = (int)(conf->keepalive_idle_ms / 1000);
+		int intvl = (int)(conf->keepalive_interval_ms / 1000), cnt = conf->keepalive_count;
+		idle = idle > 0 ? idle : 1;
+		setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on));
+		setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+		setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
+		setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
+	}
+	if (backend && conf->user_timeout_ms > 0) {
+		unsigned ms = (unsigned)conf->user_timeout_ms;
+		setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ms, sizeof(ms));
+	}
+}
+
 static void conn_new(struct worker *w, struct frontend *fe, int fd, const struct sockaddr *sa,
 		     socklen_t salen)
 {
@@ -859,10 +899,12 @@ static void conn_new(struct worker *w, struct frontend *fe, int fd, const struct
 	int one = 1;
 
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	sock_keepalive(&fe->conf, fd, false);
 	c->w = w;
 	c->fe = fe;
 	c->cfd = fd;
 	c->bfd = -1;
+	c->start_ms = mono_ms();
 	c->c2b.pipe[0] = c->c2b.pipe[1] = -1;
 	c->b2c.pipe[0] = c->b2c.pipe[1] = -1;
 	if (salen <= sizeof(c->src))
@@ -960,11 +1002,64 @@ static void half_free(struct worker *w, struct half *h)
 
 /* Closes both sides. With rst, the sockets are reset rather than closed
  * gracefully, so a reset on one side reaches the other as a reset. */
+static const char *const end_names[END_MAX] = {
+    [END_NONE] = "unknown",
+    [END_CLIENT_FIN] = "client_fin",
+    [END_BACKEND_FIN] = "backend_fin",
+    [END_RESET] = "reset",
+    [END_IDLE] = "idle_timeout",
+    [END_FIN_TIMEOUT] = "fin_timeout",
+    [END_DRAIN] = "drain",
+    [END_BACKEND_DOWN] = "backend_down",
+    [END_REBALANCE] = "rebalance",
+    [END_STOPPING] = "stopping",
+    [END_NO_BACKEND] = "no_backend",
+    [END_TLS] = "tls_handshake",
+};
+
+const char *relay_end_name(enum conn_end e)
+{
+	return (unsigned)e < END_MAX ? end_names[e] : "unknown";
+}
+
+/* The connection log: one line per closed connection, as HAProxy's
+ * `option tcplog`: who, through what, to which backend, how long, bytes each
+ * way, and why it ended. */
+static void conn_log(const struct conn *c)
+{
+	char addr[INET6_ADDRSTRLEN + 8] = "-", host[INET6_ADDRSTRLEN] = "";
+	int64_t ms = mono_ms() - c->start_ms;
+
+	if (c->src.sa.sa_family == AF_INET &&
+	    inet_ntop(AF_INET, &c->src.in.sin_addr, host, sizeof(host)))
+		snprintf(addr, sizeof(addr), "%s:%u", host, ntohs(c->src.in.sin_port));
+	else if (c->src.sa.sa_family == AF_INET6 &&
+		 inet_ntop(AF_INET6, &c->src.in6.sin6_addr, host, sizeof(host)))
+		snprintf(addr, sizeof(addr), "[%s]:%u", host, ntohs(c->src.in6.sin6_port));
+	log_info("connection client=%s frontend=%s backend=%s/%s duration=%lld.%03llds "
+		 "to_backend=%llu to_client=%llu end=%s",
+		 addr, c->fe->conf.name, c->be && c->be->pool ? c->be->pool->conf.name : "-",
+		 c->be ? c->be->conf.name : "-", (long long)(ms / 1000), (long long)(ms % 1000),
+		 (unsigned long long)c->c2b.sent, (unsigned long long)c->b2c.sent,
+		 relay_end_name((enum conn_end)c->end));
+}
+
 static void conn_close(struct conn *c, bool rst)
 {
 	struct frontend *fe = c->fe;
 	struct worker *w = c->w;
 	struct linger lg = {1, 0};
+
+	/* A reset after a FIN is the reset's doing; a close we asked for
+	 * (drain, down, idle...) keeps its own reason. */
+	if (rst && (c->end == END_NONE || c->end == END_CLIENT_FIN || c->end == END_BACKEND_FIN))
+		c->end = END_RESET;
+	else if (c->end == END_NONE && c->phase == PH_HANDSHAKE)
+		c->end = END_TLS;
+	else if (c->end == END_NONE && c->phase == PH_CONNECTING)
+		c->end = END_NO_BACKEND;
+	if (fe->conf.log_connections)
+		conn_log(c);
 
 	event_del(&c->cev);
 	event_del(&c->bev);
@@ -999,6 +1094,7 @@ static void count_bytes(struct conn *c, const struct half *h, ssize_t w)
 {
 	if (w <= 0 || !c->be)
 		return;
+	((struct half *)h)->sent += (uint64_t)w;
 	struct backend_wcount *wc = backend_wcount(c->be, c->w->id);
 	backend_wcount_add(h == &c->c2b ? &wc->bytes_out : &wc->bytes_in, (uint64_t)w);
 }
@@ -1187,6 +1283,7 @@ fin:
 	if (h->eof && h->len == 0 && h->in_pipe == 0 && !h->shut) {
 		io_shut_wr(c, dst);
 		h->shut = true;
+		conn_rearm_timer(c); /* half-closed: the fin timeout may be sooner */
 	}
 	return 0;
 }
@@ -1219,6 +1316,10 @@ static void conn_relay_cb(evutil_socket_t fd, short what, void *arg)
 		conn_close(c, true);
 		return;
 	}
+	/* Who closed first: one read half runs per callback, so the first
+	 * EOF seen is the first one sent. */
+	if (c->end == END_NONE && (c->c2b.eof || c->b2c.eof))
+		c->end = c->c2b.eof ? END_CLIENT_FIN : END_BACKEND_FIN;
 	if (conn_done(c)) {
 		conn_close(c, false);
 		return;
@@ -1263,6 +1364,28 @@ static void conn_update_events(struct conn *c)
 	set_interest(c, &c->bev, c->bfd, &c->bwant, bw);
 }
 
+/* How long a relayed connection may stay quiet: the idle timeout, or the
+ * fin timeout once one direction is closed and the other is not (a peer
+ * that never finishes its half, HAProxy's client-fin/server-fin). */
+static int64_t conn_idle_limit(const struct conn *c)
+{
+	int64_t limit = c->fe->conf.idle_timeout_ms, fin = c->fe->conf.fin_timeout_ms;
+
+	if (fin > 0 && (c->c2b.shut || c->b2c.shut) && fin < limit)
+		limit = fin;
+	return limit;
+}
+
+static void conn_rearm_timer(struct conn *c)
+{
+	int64_t left = conn_idle_limit(c) - (mono_ms() - c->last_active_ms);
+
+	if (left < 0)
+		left = 0;
+	struct timeval tv = {left / 1000, (left % 1000) * 1000};
+	evtimer_add(&c->tev, &tv);
+}
+
 static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct conn *c = arg;
@@ -1281,15 +1404,14 @@ static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	/* Stamps come from the coarse clock, up to a tick behind: a connection
 	 * may be closed that much before a full idle_timeout. */
-	int64_t now = mono_ms();
-	int64_t idle = now - c->last_active_ms;
-	if (idle >= c->fe->conf.idle_timeout_ms) {
+	int64_t idle = mono_ms() - c->last_active_ms;
+	if (idle >= conn_idle_limit(c)) {
+		c->end =
+		    conn_idle_limit(c) < c->fe->conf.idle_timeout_ms ? END_FIN_TIMEOUT : END_IDLE;
 		conn_close(c, false);
 		return;
 	}
-	int64_t left = c->fe->conf.idle_timeout_ms - idle;
-	struct timeval tv = {left / 1000, (left % 1000) * 1000};
-	evtimer_add(&c->tev, &tv);
+	conn_rearm_timer(c);
 }
 
 static void conn_established(struct conn *c)
@@ -1371,6 +1493,7 @@ static void conn_connect(struct conn *c)
 		}
 		int one = 1;
 		setsockopt(c->bfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		sock_keepalive(&fe->conf, c->bfd, true);
 		c->phase = PH_CONNECTING;
 		c->connect_us = mono_us();
 		if (connect(c->bfd, (const struct sockaddr *)&a->ss, a->len) == 0) {

@@ -87,6 +87,8 @@ int relay_listeners_open(struct relay *r, const struct frontend_conf *conf, stru
  * their listeners but accept only after relay_release(). */
 void relay_hold(struct relay *r);
 void relay_release(struct relay *r);
+/* Between relay_hold and relay_release: frontends do not accept yet. */
+bool relay_holding(const struct relay *r);
 /* The listening sockets of fe, to hand over to a new lbd. */
 size_t relay_frontend_fds(const struct frontend *fe, int *fds, size_t max);
 
@@ -111,8 +113,28 @@ void frontend_retire(struct frontend *fe);
 /* At exit, after relay_stop. */
 void frontend_free(struct frontend *fe);
 
-/* Asks the workers to close up to n of b's connections (the drain deadline);
- * returns how many were asked for. They close asynchronously. */
-size_t relay_close_backend_conns(struct relay *r, struct backend *b, size_t n);
+/* Why a connection ended, as the connection log (frontends[].log_connections)
+ * says it. */
+enum conn_end {
+	END_NONE,	  /* not decided yet: conn_close works it out */
+	END_CLIENT_FIN,	  /* the client closed its side first */
+	END_BACKEND_FIN,  /* the backend closed its side first */
+	END_RESET,	  /* a reset or an error on either side */
+	END_IDLE,	  /* timeouts.idle */
+	END_FIN_TIMEOUT,  /* timeouts.fin: half-closed, the other side never finished */
+	END_DRAIN,	  /* a drain's deadline, or a removed backend's connections */
+	END_BACKEND_DOWN, /* the backend is down (pool close_on_down) */
+	END_REBALANCE,	  /* moved off a loaded backend (pool rebalance) */
+	END_STOPPING,	  /* lbd stopping or handing over */
+	END_NO_BACKEND,	  /* no backend could be connected to */
+	END_TLS,	  /* mode tls: the handshake failed or timed out */
+	END_MAX
+};
+const char *relay_end_name(enum conn_end e);
+
+/* Asks the workers to close up to n of b's connections (a drain deadline,
+ * a down backend, a rebalance: why); returns how many were asked for. They
+ * close asynchronously. */
+size_t relay_close_backend_conns(struct relay *r, struct backend *b, size_t n, enum conn_end why);
 
 #endif

@@ -97,7 +97,9 @@ static void on_pool_change(struct pool *p, struct backend *b, void *arg)
 {
 	struct server *s = arg;
 
-	if (b && b->state == BE_DRAIN && s->drain)
+	if (b && s->drain &&
+	    (b->state == BE_DRAIN || b->down_closing || backend_down_close(b) ||
+	     p->conf.rebalance.enabled))
 		drainer_kick(s->drain);
 }
 
@@ -651,7 +653,8 @@ static void close_at_rate(struct server *s, uint64_t left)
 		for (size_t j = 0; j < p->nbe && budget > 0; j++) {
 			uint64_t active = atomic_load(&p->be[j]->active);
 			size_t n = active < (uint64_t)budget ? (size_t)active : (size_t)budget;
-			budget -= (int64_t)relay_close_backend_conns(s->relay, p->be[j], n);
+			budget -=
+			    (int64_t)relay_close_backend_conns(s->relay, p->be[j], n, END_STOPPING);
 		}
 	}
 }

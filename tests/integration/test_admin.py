@@ -627,7 +627,13 @@ class TestDrain(AdminCase):
         self.assertEqual(lbctl(self.sock, "status", "--check"), (0, "", ""))
         m1.fail()
         self.lbd.log.wait(r"backend vip/master-1 is DOWN", T(5), proc=self.lbd)
-        self.assertEqual(lbctl(self.sock, "status", "--check")[0], 1)
+        # Every master down: lbd still serves (fail-safe), so --check (the
+        # pair's track_script) stays 0; --check-backends says no master is up.
+        self.assertEqual(lbctl(self.sock, "status", "--check"), (0, "", ""))
+        self.assertEqual(lbctl(self.sock, "status", "--check-backends")[0], 1)
+        self.assertEqual(lbctl(self.sock, "status", "--check", "--check-backends")[0], 2)
+        st = json.loads(lbctl(self.sock, "-o", "json", "status")[1])
+        self.assertEqual((st["serving"], st["not_serving"], st["ok"]), (True, None, False))
         # Help for every verb.
         for verb in ("pools", "pool", "backend", "status", "reload"):
             rc, out, err = lbctl(self.sock, verb, "--help")

@@ -49,13 +49,21 @@ BACKENDS = {"m1": NET + ".21", "m2": NET + ".22"}
 CLIENT = NET + ".100"
 PRIORITY = {"a": 150, "b": 100}
 
+# /readyz answers the status in the file argv[4] (200 when absent).
 BACKEND_PY = r'''
 import http.server, sys
-name, host, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+name, host, port, flag = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+def readyz():
+    try:
+        with open(flag) as f:
+            return int(f.read().strip() or 200)
+    except (OSError, ValueError):
+        return 200
 class H(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
-        body = (name + "\n").encode()
-        self.send_response(200)
+        st = readyz() if self.path == "/readyz" else 200
+        body = (name + "\n").encode() if st == 200 else b"[-]etcd failed\n"
+        self.send_response(st)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -103,14 +111,16 @@ def run(*argv, check=True):
     return r.stdout.decode(errors="replace")
 
 
-def netns_unavailable():
+def netns_unavailable(keepalived=True):
     """The system capability this machine lacks for the test, or None.
     (iproute2 and keepalived are packages make deps installs: their absence
-    fails in setUpClass, it is no reason to skip.)"""
+    fails in setUpClass, it is no reason to skip.) test_transport_death.py
+    uses it too, without keepalived."""
     if os.geteuid() != 0:
-        return "root (network namespaces, keepalived)"
+        return "root (network namespaces%s)" % (", keepalived" if keepalived else "")
     harness.require_binary("ip", "make deps installs iproute2")
-    harness.require_binary(KEEPALIVED, "make deps installs keepalived")
+    if keepalived:
+        harness.require_binary(KEEPALIVED, "make deps installs keepalived")
     probe = "lbdprobe%d" % os.getpid()
     r = subprocess.run(["ip", "netns", "add", probe], stdout=subprocess.PIPE,
                        stderr=subprocess.PIPE, timeout=10)
@@ -203,7 +213,13 @@ class PairTest(harness.TestCase):
             with open(script, "w") as f:
                 f.write(BACKEND_PY)
         return self.in_ns(name, "backend-" + name,
-                          [harness.PYTHON, script, name, BACKENDS[name], str(PORT)])
+                          [harness.PYTHON, script, name, BACKENDS[name], str(PORT),
+                           self.path(name + ".readyz")])
+
+    def set_readyz(self, status):
+        for b in BACKENDS:
+            with open(self.path(b + ".readyz"), "w") as f:
+                f.write(str(status))
 
     def lbd_config(self, role):
         d = self.path(role)
@@ -355,6 +371,40 @@ class PairTest(harness.TestCase):
         self.wait_probes_ok(prober, 0.0, 10, T(10), "the VIP to answer the client")
         served = {x[2] for x in self.probes(prober) if x[1]}
         self.assertEqual(served, set(BACKENDS), "both backends serve through the VIP")
+
+        # Every master answers /readyz 503 (an etcd election) for 8s while
+        # still serving: both lbds relay in fail-safe, so neither node may
+        # give up the VIP (its track_script asks whether lbd can serve, not
+        # whether the masters are ready): one holder throughout, no probe lost.
+        marks = {r: lbds[r].log.mark() for r in NODES}
+        ka_marks = {r: kas[r].log.mark() for r in NODES}
+        t_fail = time.monotonic()
+        self.set_readyz(503)
+        for r in NODES:
+            lbds[r].log.wait(r"pool masters: all backends failing health checks, fail-safe",
+                             T(10), since=marks[r], proc=lbds[r])
+        samples = []
+        while time.monotonic() - t_fail < 8.0:
+            samples.append(tuple(self.vip_holders()))
+            time.sleep(0.1)
+        self.set_readyz(200)
+        t_ok = time.monotonic()
+        for r in NODES:
+            lbds[r].log.wait(r"pool masters: fail-safe over", T(10), since=marks[r], proc=lbds[r])
+        during = [x for x in self.probes(prober, t_fail) if x[0] <= t_ok]
+        lost = [s for s in samples if s != (active,)]
+        fails = [x for x in during if not x[1]]
+        print("  [pair] every /readyz 503 for 8s: VIP on %s in %d of %d samples; %d probes ok, "
+              "%d failed" % (active, len(samples) - len(lost), len(samples),
+                              len(during) - len(fails), len(fails)),
+              file=sys.stderr, flush=True)
+        self.assertFalse(lost, "the VIP left %s while every master failed /readyz: %r"
+                         % (active, sorted(set(lost))))
+        self.assertFalse(fails, "connections failed through the VIP in fail-safe: %r" % fails[:5])
+        self.assertGreater(len(during), 50)
+        for r in NODES:
+            self.assertIsNone(kas[r].log.find(r"Entering FAULT STATE", since=ka_marks[r]),
+                              "keepalived %s went FAULT over the masters' /readyz" % r)
 
         # Kill the active lbd (no goodbye): its track_script fails, keepalived
         # goes FAULT and gives up the VIP, the standby takes it.

@@ -132,6 +132,32 @@ START_TEST(test_health_rise1_fall1)
 }
 END_TEST
 
+START_TEST(test_transport_dead_rule)
+{
+	struct check_result r = {0};
+	static const struct {
+		enum check_reason reason;
+		bool answered, dead;
+	} t[] = {
+	    {CHK_OK, true, false},
+	    {CHK_CONNECT_REFUSED, false, true},
+	    {CHK_CONNECT_TIMEOUT, false, true},
+	    {CHK_CONNECT_ERROR, false, true},
+	    {CHK_TIMEOUT, false, true},
+	    {CHK_TIMEOUT, true, false},
+	    {CHK_TLS_ERROR, true, false},
+	    {CHK_BAD_STATUS, true, false},
+	    {CHK_READ_ERROR, false, false},
+	    {CHK_INTERNAL, false, false},
+	};
+	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		r.reason = t[i].reason;
+		r.answered = t[i].answered;
+		ck_assert_msg(check_result_transport_dead(&r) == t[i].dead, "row %zu", i);
+	}
+}
+END_TEST
+
 START_TEST(test_reason_names)
 {
 	static const char *const want[CHK_REASON_MAX] = {
@@ -514,6 +540,8 @@ START_TEST(test_http_bad_status)
 	ck_assert_msg(r.reason == CHK_BAD_STATUS, "reason %s", check_reason_name(r.reason));
 	ck_assert_int_eq(r.status, 503);
 	ck_assert(r.tcp_ok);
+	ck_assert(r.answered);
+	ck_assert(!check_result_transport_dead(&r)); /* alive: its connections stay */
 	ck_assert_str_eq(r.detail, "readyz 503: [-]etcd failed: reason withheld");
 	srv_stop(s);
 }
@@ -616,6 +644,8 @@ START_TEST(test_http_silent_timeout)
 	ck_assert_int_ge(r.latency_us, 250000);
 	ck_assert_int_le(r.latency_us, 300000 + 1500000);
 	ck_assert_str_eq(r.detail, "timeout after 300ms (no answer)");
+	ck_assert(!r.answered);
+	ck_assert(check_result_transport_dead(&r)); /* not a byte: as good as dead */
 	srv_stop(s);
 }
 END_TEST
@@ -631,6 +661,7 @@ START_TEST(test_refused)
 		ck_assert_msg(r.reason == CHK_CONNECT_REFUSED, "type %zu: %s: %s", i,
 			      check_reason_name(r.reason), r.detail);
 		ck_assert(!r.tcp_ok);
+		ck_assert(check_result_transport_dead(&r));
 		ck_assert_str_eq(r.detail, "connect refused");
 	}
 }
@@ -948,6 +979,7 @@ static Suite *check_suite(void)
 	TCase *tc = tcase_create("health");
 
 	tcase_add_test(tc, test_health_first_result_decides);
+	tcase_add_test(tc, test_transport_dead_rule);
 	tcase_add_test(tc, test_health_rise2_fall3);
 	tcase_add_test(tc, test_health_rise_gt_fall);
 	tcase_add_test(tc, test_health_flapping);

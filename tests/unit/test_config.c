@@ -110,6 +110,8 @@ static const char full_yaml[] =
     "    balance: round_robin\n"
     "    drain_timeout: 1m\n"
     "    drain_close_rate: 50\n"
+    "    close_on_down: any\n"
+    "    down_close_rate: 20\n"
     "    backends:\n"
     "      - {name: m1, address: 192.0.2.11:6443, weight: 0}\n"
     "      - {name: m2, address: \"[2001:db8::2]:6443\", weight: 256}\n"
@@ -205,6 +207,8 @@ START_TEST(test_full_config)
 	ck_assert_int_eq(p->balance, BAL_ROUND_ROBIN);
 	ck_assert_int_eq(p->drain_timeout_ms, 60000);
 	ck_assert_int_eq(p->drain_close_rate, 50);
+	ck_assert_int_eq(p->close_on_down, DOWN_CLOSE_ANY);
+	ck_assert_int_eq(p->down_close_rate, 20);
 	ck_assert_int_eq(p->nbackends, 2);
 	ck_assert_str_eq(p->backends[0].name, "m1");
 	ck_assert_int_eq(p->backends[0].weight, 0);
@@ -294,9 +298,21 @@ START_TEST(test_defaults)
 	ck_assert_int_eq(fe->idle_timeout_ms, 3600000);
 	ck_assert_int_eq(fe->retries, 2);
 	ck_assert(!fe->freebind);
+	ck_assert_int_eq(fe->fin_timeout_ms, 30000);
+	ck_assert_int_eq(fe->user_timeout_ms, 20000);
+	ck_assert_int_eq(fe->keepalive_idle_ms, 30000);
+	ck_assert_int_eq(fe->keepalive_interval_ms, 10000);
+	ck_assert_int_eq(fe->keepalive_count, 3);
+	ck_assert(!fe->log_connections);
 	ck_assert_int_eq(p->balance, BAL_LEAST_CONN);
 	ck_assert_int_eq(p->drain_timeout_ms, 300000);
 	ck_assert_int_eq(p->drain_close_rate, 100);
+	ck_assert_int_eq(p->close_on_down, DOWN_CLOSE_TRANSPORT);
+	ck_assert_int_eq(p->down_close_rate, 100);
+	ck_assert(!p->rebalance.enabled);
+	ck_assert_int_eq(p->rebalance.rate, 10);
+	ck_assert_int_eq(p->rebalance.max_share_pct, 25);
+	ck_assert_int_eq(p->rebalance.tolerance_pct, 20);
 	ck_assert_int_eq(p->backends[0].weight, 1);
 	ck_assert_int_eq(p->health.type, HC_HTTPS);
 	ck_assert_str_eq(p->health.path, "/readyz");
