@@ -103,7 +103,9 @@ void pool_recheck(struct pool *p)
 			known_down++;
 	}
 	bool fail_safe = enabled > 0 && up == 0 && known_down > 0;
-	if (fail_safe && !p->fail_safe)
+	if (p->freeing)
+		; /* a pool taken apart at shutdown or reload is no news */
+	else if (fail_safe && !p->fail_safe)
 		log_warn("pool %s: all backends failing health checks, fail-safe: routing new "
 			 "connections to backends that still accept TCP",
 			 p->conf.name);
@@ -247,6 +249,7 @@ void pool_free(struct pool *p)
 {
 	if (!p)
 		return;
+	p->freeing = true;
 	while (p->nbe > 0)
 		pool_remove(p, p->be[p->nbe - 1]);
 	/* Workers may still hold the (empty) snapshot; frontends that name

@@ -95,6 +95,7 @@ struct pool {
 	struct backend **be;
 	size_t nbe;
 	bool fail_safe;
+	bool freeing; /* pool_free() is emptying it: no fail-safe news to log */
 	_Atomic(struct pool_snap *) snap;
 	struct check_engine *eng;
 	struct epoch *ep; /* NULL: no worker threads (unit tests) */
