@@ -104,6 +104,11 @@ int sockaddr_conf_parse(const char *text, struct sockaddr_conf *out, const char 
 		}
 		memcpy(host, text, hlen);
 		host[hlen] = '\0';
+		if (strcmp(host, "*") == 0) {
+			*why = "'*:PORT' is HAProxy's spelling: lbd's is ':PORT' (every address, "
+			       "IPv4 and IPv6)";
+			return -1;
+		}
 		if (hlen == 0)
 			sin->sin_addr.s_addr = htonl(INADDR_ANY);
 		else if (inet_pton(AF_INET, host, &sin->sin_addr) != 1) {

@@ -566,13 +566,39 @@ static void set_dur(struct ctx *c, const struct field *f, const struct ynode *v,
 	*dst = ms;
 }
 
+/* lbd's word for what an operator coming from HAProxy wrote, or NULL. */
+static const char *haproxy_word(const char *key, const char *word)
+{
+	static const struct {
+		const char *key, *haproxy, *lbd;
+	} words[] = {
+	    {"balance", "roundrobin", "round_robin"},
+	    {"balance", "static-rr", "round_robin"},
+	    {"balance", "leastconn", "least_conn"},
+	    {"balance", "source", "source_hash"},
+	    {"type", "tcp-check", "tcp"},
+	    {"type", "httpchk", "http or https"},
+	};
+
+	for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
+		if (!strcmp(key, words[i].key) && !strcasecmp(word, words[i].haproxy))
+			return words[i].lbd;
+	return NULL;
+}
+
 static void set_enum(struct ctx *c, const struct field *f, const struct ynode *v, const char *path,
 		     void *dst)
 {
 	const char *s = scalar(c, v, path, f->choices);
 
-	if (s && f->set_enum(s, dst) < 0)
-		cerr(c, v, path, "invalid %s '%s' (use %s)", f->key, Q(s), f->choices);
+	if (s && f->set_enum(s, dst) < 0) {
+		const char *lbd_word = haproxy_word(f->key, s);
+		if (lbd_word)
+			cerr(c, v, path, "invalid %s '%s' (use %s): HAProxy's %s is lbd's %s",
+			     f->key, Q(s), f->choices, Q(s), lbd_word);
+		else
+			cerr(c, v, path, "invalid %s '%s' (use %s)", f->key, Q(s), f->choices);
+	}
 }
 
 static int set_addr(struct ctx *c, const struct ynode *v, const char *path,
@@ -1318,7 +1344,6 @@ static void check_tls_pair(struct ctx *c, const struct tls_conf *t, const struct
 static void validate_pools(struct ctx *c, const struct ynode *root)
 {
 	const struct config *cfg = c->cfg;
-	char buf1[32], buf2[32];
 
 	for (size_t i = 0; i < cfg->npools; i++) {
 		const struct pool_conf *p = &cfg->pools[i];
@@ -1357,17 +1382,6 @@ static void validate_pools(struct ctx *c, const struct ynode *root)
 					     Q(be->addr.text), o->name ? Q(o->name) : "?",
 					     near(on, "address", pn)->line);
 			}
-		}
-		if (p->health.timeout_ms >= p->health.interval_ms) {
-			bool given = ynode_get(hn, "timeout") != NULL;
-			char *hpath = xasprintf("%s.health.timeout", path);
-
-			cerr(c, near(hn, given ? "timeout" : "interval", pn ? pn : root), hpath,
-			     "timeout (%s%s) must be shorter than interval (%s)",
-			     duration_format(p->health.timeout_ms, buf1, sizeof(buf1)),
-			     given ? "" : ", the default",
-			     duration_format(p->health.interval_ms, buf2, sizeof(buf2)));
-			free(hpath);
 		}
 		{
 			char *hpath = xasprintf("%s.health", path);
@@ -1485,11 +1499,28 @@ static void validate_gate(struct ctx *c, const struct ynode *root)
 	}
 }
 
+/*
+ * A check's timeout defaults to the smaller of 1s and its interval. A longer
+ * one given is fine, as in HAProxy: a probe never overlaps the next, which
+ * starts when it ends (lbd/check.c).
+ */
+static void health_defaults(struct config *cfg, const struct ynode *root)
+{
+	for (size_t i = 0; i < cfg->npools; i++) {
+		struct health_conf *h = &cfg->pools[i].health;
+		const struct ynode *hn = ynode_get(item(root, "pools", i), "health");
+
+		if (!ynode_get(hn, "timeout") && h->timeout_ms > h->interval_ms)
+			h->timeout_ms = h->interval_ms;
+	}
+}
+
 static void validate(struct ctx *c, const struct ynode *root)
 {
 	const struct config *cfg = c->cfg;
 	const struct ynode *an = ynode_get(root, "admin");
 
+	health_defaults(c->cfg, root);
 	validate_pools(c, root);
 	validate_frontends(c, root);
 	if (cfg->admin.listen && !cfg->admin.token_file)

@@ -437,15 +437,29 @@ START_TEST(test_bad_duration)
 }
 END_TEST
 
-START_TEST(test_timeout_not_below_interval)
+/* Issue 18: "interval: 1s" alone, or "interval: 200ms, timeout: 500ms" (HAProxy
+ * takes a timeout above inter) were refused. */
+START_TEST(test_timeout_default_and_above_interval)
 {
-	expect_errors(FRONTEND POOL "    health:\n      interval: 1s\n      timeout: 1s\n",
-		      "lbd.yaml:12:16: pools[0].health.timeout: timeout (1s) must be shorter than "
-		      "interval (1s)");
-	/* The default timeout (1s) against a short interval: point at the interval. */
-	expect_errors(FRONTEND POOL "    health:\n      interval: 500ms\n",
-		      "lbd.yaml:11:17: pools[0].health.timeout: timeout (1s, the default) must be "
-		      "shorter than interval (500ms)");
+	static const struct {
+		const char *health;
+		int64_t interval, timeout;
+	} cases[] = {
+	    {"      interval: 1s\n", 1000, 1000},
+	    {"      interval: 500ms\n", 500, 500},
+	    {"      interval: 5s\n", 5000, 1000},
+	    {"      interval: 200ms\n      timeout: 500ms\n", 200, 500},
+	    {"      interval: 1s\n      timeout: 1s\n", 1000, 1000},
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char *yaml = xasprintf(FRONTEND POOL "    health:\n%s", cases[i].health);
+		struct config *cfg = load_ok(yaml);
+		ck_assert_int_eq(cfg->pools[0].health.interval_ms, cases[i].interval);
+		ck_assert_int_eq(cfg->pools[0].health.timeout_ms, cases[i].timeout);
+		config_free(cfg);
+		free(yaml);
+	}
 }
 END_TEST
 
@@ -631,6 +645,26 @@ START_TEST(test_bad_balance)
 	expect_errors(FRONTEND POOL "    balance: rr\n",
 		      "lbd.yaml:10:14: pools[0].balance: invalid balance 'rr' (use least_conn, "
 		      "round_robin or source_hash)");
+}
+END_TEST
+
+/* Issue 18: what an operator coming from HAProxy writes gets lbd's word. */
+START_TEST(test_haproxy_hints)
+{
+	expect_errors(FRONTEND POOL "    balance: roundrobin\n",
+		      "lbd.yaml:10:14: pools[0].balance: invalid balance 'roundrobin' (use "
+		      "least_conn, round_robin or source_hash): HAProxy's roundrobin is lbd's "
+		      "round_robin");
+	expect_errors(FRONTEND POOL "    balance: source\n",
+		      "lbd.yaml:10:14: pools[0].balance: invalid balance 'source' (use least_conn, "
+		      "round_robin or source_hash): HAProxy's source is lbd's source_hash");
+	expect_errors(FRONTEND POOL "    balance: leastconn\n",
+		      "lbd.yaml:10:14: pools[0].balance: invalid balance 'leastconn' (use "
+		      "least_conn, round_robin or source_hash): HAProxy's leastconn is lbd's "
+		      "least_conn");
+	expect_errors("frontends:\n  - name: vip\n    listen: '*:6443'\n    pool: masters\n" POOL,
+		      "lbd.yaml:3:13: frontends[0].listen: invalid address '*:6443': '*:PORT' "
+		      "is HAProxy's spelling: lbd's is ':PORT' (every address, IPv4 and IPv6)");
 }
 END_TEST
 
@@ -908,7 +942,7 @@ int main(void)
 	tcase_add_test(bad, test_load_file_errors);
 	tcase_add_test(bad, test_unknown_key);
 	tcase_add_test(bad, test_bad_duration);
-	tcase_add_test(bad, test_timeout_not_below_interval);
+	tcase_add_test(good, test_timeout_default_and_above_interval);
 	tcase_add_test(bad, test_duplicate_pool);
 	tcase_add_test(bad, test_duplicate_backend);
 	tcase_add_test(bad, test_bad_backend_names);
@@ -917,6 +951,7 @@ int main(void)
 	tcase_add_test(bad, test_bad_addresses);
 	tcase_add_test(bad, test_weight_range);
 	tcase_add_test(bad, test_bad_balance);
+	tcase_add_test(bad, test_haproxy_hints);
 	tcase_add_test(bad, test_tls_mode_needs_cert);
 	tcase_add_test(bad, test_yaml_syntax_error);
 	tcase_add_test(bad, test_many_errors);
