@@ -172,6 +172,11 @@ static struct endpoint endpoint_of(const struct sockaddr_conf *a)
 	return e;
 }
 
+int sockaddr_conf_port(const struct sockaddr_conf *a)
+{
+	return ntohs(endpoint_of(a).port);
+}
+
 bool sockaddr_conf_same(const struct sockaddr_conf *a, const struct sockaddr_conf *b)
 {
 	struct endpoint x = endpoint_of(a), y = endpoint_of(b);

@@ -224,6 +224,8 @@ int sockaddr_conf_parse(const char *text, struct sockaddr_conf *out, const char 
  * address (192.0.2.1:P), since a connection to either reaches the same
  * socket. An IPv6 scope id counts. */
 bool sockaddr_conf_same(const struct sockaddr_conf *a, const struct sockaddr_conf *b);
+/* a's port, in host order. */
+int sockaddr_conf_port(const struct sockaddr_conf *a);
 void sockaddr_conf_copy(struct sockaddr_conf *dst, const struct sockaddr_conf *src);
 void sockaddr_conf_free(struct sockaddr_conf *a);
 

@@ -6,13 +6,16 @@
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/xmalloc.h"
 #include "lbd/check.h"
 #include "lbd/drain.h"
+#include "lbd/handover.h"
 #include "common/tls.h"
 
 struct pool *server_pool(const struct server *s, const char *name)
@@ -68,6 +71,48 @@ static void prepared_free(struct prepared *prep, size_t n)
 	}
 }
 
+/* Does a frontend of this lbd listen on a already? */
+static bool listening_on(const struct server *s, const struct sockaddr_conf *a)
+{
+	for (size_t i = 0; i < s->nfes; i++)
+		for (size_t j = 0; j < s->fes[i]->conf.nlisten; j++)
+			if (sockaddr_conf_same(&s->fes[i]->conf.listen[j], a))
+				return true;
+	return false;
+}
+
+/*
+ * Frontend sockets carry SO_REUSEPORT (one per worker), and the kernel would
+ * let a second lbd, or anything else that sets it, bind beside them and take
+ * half the VIP's connections. So before binding, ask the kernel once without
+ * SO_REUSEPORT: EADDRINUSE means another socket holds the address. Not asked
+ * for addresses this lbd already listens on (a reload) or was handed by the
+ * old lbd (a self-upgrade, the one overlap that is meant).
+ */
+static int probe_free(const struct frontend_conf *fc, const struct sockaddr_conf *a, char **err)
+{
+	int one = 1;
+	int fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	if (fd < 0)
+		return 0; /* relay_listeners_open() will say why */
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (a->ss.ss_family == AF_INET6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	if (fc->freebind)
+		setsockopt(fd, IPPROTO_IP, IP_FREEBIND, &one, sizeof(one));
+	int rc = bind(fd, (const struct sockaddr *)&a->ss, a->len);
+	int e = errno;
+	close(fd);
+	if (rc < 0 && e == EADDRINUSE) {
+		*err = xasprintf("%s: another process already listens there (frontend %s): "
+				 "is another lbd running? (ss -ltnp 'sport = :%d' shows which)",
+				 a->text, fc->name, sockaddr_conf_port(a));
+		return -1;
+	}
+	return 0;
+}
+
 static int prepare_listeners(struct server *s, const struct config *cfg, struct prepared *prep,
 			     char **err)
 {
@@ -85,6 +130,13 @@ static int prepare_listeners(struct server *s, const struct config *cfg, struct 
 		}
 		if (fe && same_listen(&fe->conf, fc))
 			continue;
+		for (size_t j = 0; !handover_inherited() && j < fc->nlisten; j++) {
+			if (!listening_on(s, &fc->listen[j]) &&
+			    probe_free(fc, &fc->listen[j], err) < 0) {
+				prepared_free(prep, i + 1);
+				return -1;
+			}
+		}
 		if (relay_listeners_open(s->relay, fc, &prep[i].ls, &prep[i].nls, err) < 0) {
 			prepared_free(prep, i + 1);
 			return -1;

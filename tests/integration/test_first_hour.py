@@ -263,5 +263,46 @@ class TestWithLbd(Case):
                           self.lbd.log.tail(since=mark))
 
 
+class TestSecondLbd(Case):
+    """Measured on main: a second lbd on the same address started silently
+    and the kernel split the VIP's connections between the two."""
+
+    def test_second_lbd_on_the_same_address_refuses_to_start(self):
+        holder = Holder()
+        self.addCleanup(holder.stop)
+        health = {"type": "tcp", "interval": "200ms", "timeout": "150ms", "rise": 1, "fall": 1}
+        cfg = self.lbd_config([("b1", holder.address)], health=health)
+        cfg["admin"] = {"socket": self.sock}
+        first = self.start_lbd(cfg)
+        listen = cfg["frontends"][0]["listen"][0]
+
+        cfg2 = self.lbd_config([("b1", holder.address)], health=health, listen=[listen])
+        cfg2["admin"] = {"socket": os.path.join(self.short, "second.sock")}
+        cfg2["state_dir"] = self.path("state2")
+        os.makedirs(cfg2["state_dir"], exist_ok=True)
+        path = self.write_config(cfg2, name="second.yaml")
+        second = self.spawn("second", [harness.LBD, "-c", path], cwd=harness.ROOT)
+        rc = second.wait(T(20))
+        self.assertNotEqual(rc, 0, second.log.tail())
+        self.assertIsNotNone(second.log.find(r"another process already listens"),
+                             second.log.tail())
+        self.assertIsNone(second.log.find(r"listening on %s" % re.escape(listen)))
+
+        # anything else holding the port with SO_REUSEPORT is refused too
+        other = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.addCleanup(other.close)
+        other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        other.bind((LOOPBACK, 0))
+        other.listen(4)
+        cfg3 = dict(cfg2, frontends=[dict(cfg2["frontends"][0], listen=[
+            harness.addr_text(LOOPBACK, other.getsockname()[1])])])
+        path = self.write_config(cfg3, name="third.yaml")
+        third = self.spawn("third", [harness.LBD, "-c", path], cwd=harness.ROOT)
+        self.assertNotEqual(third.wait(T(20)), 0, third.log.tail())
+        self.assertIsNotNone(third.log.find(r"another process already listens"),
+                             third.log.tail())
+        self.assertIsNone(first.poll())
+
+
 if __name__ == "__main__":
     unittest.main()
