@@ -29,6 +29,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <strings.h>
 
 #include "common/duration.h"
@@ -1131,6 +1133,48 @@ static const struct field top_fields[] = {
 /* ---- custom setters -------------------------------------------------------------------- */
 
 /* frontends[].listen: one address or a list of them, at least one. */
+/* Can this host open an IPv6 socket at all (a kernel booted with
+ * ipv6.disable=1 cannot)? */
+static bool have_ipv6(void)
+{
+	int fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	if (fd < 0)
+		return false;
+	close(fd);
+	return true;
+}
+
+/*
+ * ":PORT" means every address, IPv6 too: each one gets a "[::]:PORT" twin
+ * (same text, so logs and the API show what was written) unless the list
+ * names that already, or the host has no IPv6. fe->listen has room for it.
+ */
+static void add_ipv6_twins(struct frontend_conf *fe)
+{
+	size_t n = fe->nlisten;
+
+	for (size_t i = 0; i < n; i++) {
+		struct sockaddr_conf twin;
+		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&twin.ss;
+		bool have = false;
+
+		if (fe->listen[i].text[0] != ':' || !have_ipv6())
+			continue;
+		memset(&twin, 0, sizeof(twin));
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_addr = in6addr_any;
+		sin6->sin6_port = htons((in_port_t)sockaddr_conf_port(&fe->listen[i]));
+		twin.len = sizeof(*sin6);
+		for (size_t j = 0; j < fe->nlisten; j++)
+			have = have || sockaddr_conf_same(&fe->listen[j], &twin);
+		if (have)
+			continue;
+		twin.text = xstrdup(fe->listen[i].text);
+		fe->listen[fe->nlisten++] = twin;
+	}
+}
+
 static void set_fe_listen(struct ctx *c, const struct ynode *v, const char *path, void *base)
 {
 	struct frontend_conf *fe = base;
@@ -1145,7 +1189,7 @@ static void set_fe_listen(struct ctx *c, const struct ynode *v, const char *path
 		cerr(c, v, path, "at least one listen address is required");
 		return;
 	}
-	fe->listen = xcalloc(cnt, sizeof(*fe->listen));
+	fe->listen = xcalloc(cnt * 2, sizeof(*fe->listen));
 	for (size_t i = 0; i < cnt; i++) {
 		char *ipath = v->kind == YNODE_SEQ ? xasprintf("%s[%zu]", path, i) : xstrdup(path);
 
@@ -1153,6 +1197,7 @@ static void set_fe_listen(struct ctx *c, const struct ynode *v, const char *path
 			fe->nlisten++;
 		free(ipath);
 	}
+	add_ipv6_twins(fe);
 }
 
 /* Is v a mapping whose keys are the user's (labels, node names)? Null: an empty one. */

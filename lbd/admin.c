@@ -796,7 +796,8 @@ static void h_status(struct admin_req *r, void *arg)
 		struct frontend *fe = s->fes[i];
 		json_t *ls = json_array();
 		for (size_t j = 0; j < fe->conf.nlisten; j++)
-			json_array_append_new(ls, json_string(fe->conf.listen[j].text));
+			if (j == 0 || strcmp(fe->conf.listen[j].text, fe->conf.listen[j - 1].text))
+				json_array_append_new(ls, json_string(fe->conf.listen[j].text));
 		json_array_append_new(
 		    fes,
 		    json_pack("{s:s,s:s,s:o,s:I,s:I,s:I,s:I,s:I}", "name", fe->conf.name, "pool",

@@ -304,5 +304,29 @@ class TestSecondLbd(Case):
         self.assertIsNone(first.poll())
 
 
+class TestListenEverywhere(Case):
+    """Measured on main: listen ":PORT" bound 0.0.0.0 only; ::1 was refused."""
+
+    def test_colon_port_listens_on_ipv4_and_ipv6(self):
+        if not harness.have_ipv6_loopback():
+            harness.skip_capability("IPv6 loopback", "the kernel has no ::1")
+        holder = Holder()
+        self.addCleanup(holder.stop)
+        port = harness.free_port()
+        cfg = self.lbd_config([("b1", holder.address)], listen=[":%d" % port],
+                              health={"type": "tcp", "interval": "200ms", "timeout": "150ms",
+                                      "rise": 1, "fall": 1})
+        cfg["admin"] = {"socket": self.sock}
+        self.start_lbd(cfg, wait_up=["vip/b1"])
+        for host in ("127.0.0.1", "::1"):
+            with self.subTest(host=host):
+                c = socket.create_connection((host, port), timeout=T(5))
+                self.addCleanup(c.close)
+        wait_for(lambda: api(self.sock, "GET", "/v1/pools/vip/backends/b1")[2]["total"] >= 2,
+                 T(10), "both connections relayed to b1")
+        st, _, body = api(self.sock, "GET", "/v1/status")
+        self.assertEqual(body["frontends"][0]["listen"], [":%d" % port])
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -5,6 +5,7 @@
 #include "tests/unit/unit.h"
 #include <netinet/in.h>
 #include <stdio.h>
+#include <sys/socket.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -286,8 +287,17 @@ START_TEST(test_defaults)
 	ck_assert_int_eq(cfg->metrics.request_timeout_ms, 10000);
 	ck_assert_int_eq(cfg->log.format, LOG_FMT_TEXT);
 	ck_assert_int_eq(cfg->log.level, LOG_LVL_INFO);
-	ck_assert_int_eq(fe->nlisten, 1);
+	/* ":6443" is every address: IPv4, and IPv6 where the host has it (issue 18) */
+	int v6 = socket(AF_INET6, SOCK_STREAM, 0);
+	ck_assert_int_eq(fe->nlisten, v6 >= 0 ? 2 : 1);
 	ck_assert_str_eq(fe->listen[0].text, ":6443");
+	ck_assert_int_eq(fe->listen[0].ss.ss_family, AF_INET);
+	if (v6 >= 0) {
+		close(v6);
+		ck_assert_str_eq(fe->listen[1].text, ":6443");
+		ck_assert_int_eq(fe->listen[1].ss.ss_family, AF_INET6);
+		ck_assert_int_eq(port_of(&fe->listen[1]), 6443);
+	}
 	ck_assert_int_eq(fe->mode, FE_MODE_TCP);
 	ck_assert_int_eq(fe->max_connections, 10000);
 	ck_assert_int_eq(fe->connect_timeout_ms, 3000);
