@@ -611,7 +611,7 @@ static int set_addr(struct ctx *c, const struct ynode *v, const char *path,
 	if (!s)
 		return -1;
 	sockaddr_conf_free(dst);
-	if (sockaddr_conf_parse(s, dst, &why) < 0) {
+	if (sockaddr_conf_resolve(s, dst, &why) < 0) {
 		cerr(c, v, path, "invalid address '%s': %s", Q(s), why);
 		return -1;
 	}

@@ -258,6 +258,28 @@ static void server_commit(struct server *s, struct config *cfg, struct prepared 
 
 /* Applies cfg with the overlay; with reset, an empty overlay is persisted
  * first. Returns SERR_OK, or an error with *err and nothing changed. */
+/* Says what each host name in cfg resolved to (at start and every reload). */
+static void log_resolved(const struct config *cfg)
+{
+	char buf[64];
+
+	for (size_t i = 0; i < cfg->nfrontends; i++)
+		for (size_t j = 0; j < cfg->frontends[i].nlisten; j++) {
+			const struct sockaddr_conf *a = &cfg->frontends[i].listen[j];
+			if (a->resolved)
+				log_info("frontend %s: %s resolves to %s", cfg->frontends[i].name,
+					 a->text, sockaddr_conf_numeric(a, buf, sizeof(buf)));
+		}
+	for (size_t i = 0; i < cfg->npools; i++)
+		for (size_t j = 0; j < cfg->pools[i].nbackends; j++) {
+			const struct backend_conf *b = &cfg->pools[i].backends[j];
+			if (b->addr.resolved)
+				log_info("backend %s/%s: %s resolves to %s", cfg->pools[i].name,
+					 b->name, b->addr.text,
+					 sockaddr_conf_numeric(&b->addr, buf, sizeof(buf)));
+		}
+}
+
 static enum server_err server_apply(struct server *s, struct config *cfg, bool reset, char **err)
 {
 	struct prepared *prep = xcalloc(cfg->nfrontends ? cfg->nfrontends : 1, sizeof(*prep));
@@ -269,6 +291,7 @@ static enum server_err server_apply(struct server *s, struct config *cfg, bool r
 		free(prep);
 		return SERR_CONFIG;
 	}
+	log_resolved(cfg);
 	state_copy(&st, &s->st);
 	if (reset) {
 		state_clear(&st);
@@ -502,9 +525,20 @@ enum server_err server_backend_add(struct server *s, const char *pool, const cha
 		*err = xasprintf("bad weight %d: must be 0..256", weight);
 		return SERR_INVALID;
 	}
-	if (sockaddr_conf_parse(address, &bc.addr, &why) < 0) {
+	if (sockaddr_conf_resolve(address, &bc.addr, &why) < 0) {
 		*err = xasprintf("bad address '%s': %s", address, why);
 		return SERR_INVALID;
+	}
+	if (bc.addr.resolved) {
+		/* A runtime edit keeps the address the name has now: the state
+		 * file and a restart then mean the same backend, whatever DNS
+		 * says later (add it again to resolve again). */
+		char num[64];
+		sockaddr_conf_numeric(&bc.addr, num, sizeof(num));
+		log_info("admin: backend %s/%s: %s resolves to %s", pool, name, address, num);
+		xfree(&bc.addr.text);
+		bc.addr.text = xstrdup(num);
+		bc.addr.resolved = false;
 	}
 	if (addr_unspecified(&bc.addr)) {
 		*err = xasprintf("bad address '%s': a backend needs a host, not the any address",

@@ -328,5 +328,88 @@ class TestListenEverywhere(Case):
         self.assertEqual(body["frontends"][0]["listen"], [":%d" % port])
 
 
+class Named:
+    """A TCP backend on 127.0.0.1 that says its name on every connection."""
+
+    def __init__(self, name):
+        self.name = name
+        self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.lsock.bind((LOOPBACK, 0))
+        self.lsock.listen(64)
+        self.port = self.lsock.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.lsock.accept()
+            except OSError:
+                return
+            try:
+                c.sendall(("%s\n" % self.name).encode())
+            except OSError:
+                pass
+            c.close()
+
+    def stop(self):
+        self.lsock.close()
+
+
+class TestHostNames(Case):
+    """Measured on main: "localhost:6443" was "not an IP address" in the
+    config and in lbctl backend add."""
+
+    def test_names_resolved_at_start_reload_and_backend_add(self):
+        if socket.getaddrinfo("localhost", None, socket.AF_INET)[0][4][0] != "127.0.0.1":
+            harness.skip_capability("localhost resolving to 127.0.0.1")
+        a, b = Named("a"), Named("b")
+        self.addCleanup(a.stop)
+        self.addCleanup(b.stop)
+        port = harness.free_port()
+        cfg = self.lbd_config([("a", "localhost:%d" % a.port)], listen=["localhost:%d" % port],
+                              health={"type": "tcp", "interval": "200ms", "timeout": "150ms",
+                                      "rise": 1, "fall": 1})
+        cfg["admin"] = {"socket": self.sock}
+        lbd = self.start_lbd(cfg, wait_up=["vip/a"])
+        self.assertIsNotNone(lbd.log.find(r"backend vip/a: localhost:%d resolves to "
+                                          r"127\.0\.0\.1:%d" % (a.port, a.port)))
+        self.assertIsNotNone(lbd.log.find(r"frontend vip: localhost:%d resolves to" % port))
+
+        def through_vip():
+            with socket.create_connection((LOOPBACK, port), timeout=T(5)) as c:
+                return c.makefile("rb").readline().decode().strip()
+        self.assertEqual(through_vip(), "a")
+
+        # lbctl backend add with a name: lbd resolves it and keeps the address
+        rc, out, err = lbctl("-o", "json", "backend", "add", "vip", "b", "localhost:%d" % b.port,
+                             sock=self.sock)
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(json.loads(out)["address"], "127.0.0.1:%d" % b.port)
+        lbd.log.wait(r"backend vip/b is UP", T(10), proc=lbd)
+        rc, _, err = lbctl("backend", "add", "vip", "c", "nonexistent.invalid:6443",
+                           sock=self.sock)
+        self.assertEqual(rc, 1)
+        self.assertIn("cannot resolve 'nonexistent.invalid'", err)
+
+        # a reload whose name does not resolve is refused: the old addresses stay
+        bad = json.loads(json.dumps(cfg))
+        bad["pools"][0]["backends"][0]["address"] = "nonexistent.invalid:%d" % a.port
+        self.write_config(bad)
+        rc, out, err = lbctl("reload", sock=self.sock)
+        self.assertEqual(rc, 1, out + err)
+        self.assertRegex(err, r"lbd\.yaml:\d+:\d+: .*cannot resolve 'nonexistent\.invalid'")
+        st, _, be = api(self.sock, "GET", "/v1/pools/vip/backends/a")
+        self.assertEqual(be["address"], "localhost:%d" % a.port)
+        seen = {through_vip() for _ in range(6)}
+        self.assertEqual(seen, {"a", "b"})
+
+        # and lbd -t names the place
+        rc, out = self.lbd_check(self.path("lbd.yaml"))
+        self.assertEqual(rc, 1, out)
+        self.assertRegex(out, r"lbd\.yaml:\d+:\d+: pools\[0\]\.backends\[0\]\.address: "
+                              r"invalid address 'nonexistent\.invalid:\d+': cannot resolve")
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -585,7 +585,7 @@ START_TEST(test_bad_addresses)
 		      "  - name: vip\n"
 		      "    listen:\n"
 		      "      - :65536\n"
-		      "      - localhost:6443\n"
+		      "      - 'bad host:6443'\n"
 		      "      - 10.0.0.1\n"
 		      "      - ::1:6443\n"
 		      "      - '[::1'\n"
@@ -594,7 +594,7 @@ START_TEST(test_bad_addresses)
 		      "    pool: masters\n" POOL,
 		      "lbd.yaml:4:9: frontends[0].listen[0]: invalid address ':65536': port out of "
 		      "range\n"
-		      "lbd.yaml:5:9: frontends[0].listen[1]: invalid address 'localhost:6443': not "
+		      "lbd.yaml:5:9: frontends[0].listen[1]: invalid address 'bad host:6443': not "
 		      "an IP address\n"
 		      "lbd.yaml:6:9: frontends[0].listen[2]: invalid address '10.0.0.1': missing "
 		      "port\n"
@@ -655,6 +655,45 @@ START_TEST(test_bad_balance)
 	expect_errors(FRONTEND POOL "    balance: rr\n",
 		      "lbd.yaml:10:14: pools[0].balance: invalid balance 'rr' (use least_conn, "
 		      "round_robin or source_hash)");
+}
+END_TEST
+
+/* Issue 18: host names in backend and listen addresses, resolved at load;
+ * one that does not resolve is an error at its place. */
+START_TEST(test_host_names)
+{
+	struct config *cfg = load_ok("frontends:\n  - name: vip\n    listen: localhost:6443\n"
+				     "    pool: masters\n"
+				     "pools:\n  - name: masters\n    backends:\n"
+				     "      - {name: m1, address: 'localhost:7001'}\n"
+				     "      - {name: m2, address: '10.0.0.2:7001'}\n");
+	const struct sockaddr_conf *l = &cfg->frontends[0].listen[0];
+	const struct sockaddr_conf *b = &cfg->pools[0].backends[0].addr;
+	char buf[64];
+
+	ck_assert(l->resolved);
+	ck_assert_str_eq(l->text, "localhost:6443");
+	ck_assert(b->resolved);
+	ck_assert_str_eq(b->text, "localhost:7001");
+	ck_assert_int_eq(port_of(b), 7001);
+	sockaddr_conf_numeric(b, buf, sizeof(buf));
+	ck_assert_msg(!strcmp(buf, "127.0.0.1:7001") || !strcmp(buf, "[::1]:7001"), "%s", buf);
+	ck_assert(!cfg->pools[0].backends[1].addr.resolved);
+	config_free(cfg);
+
+	char *err =
+	    errors_of(FRONTEND POOL "      - {name: m2, address: 'nonexistent.invalid:6443'}\n");
+	ck_assert_ptr_nonnull(err);
+	ck_assert_msg(
+	    strstr(err,
+		   "lbd.yaml:10:29: pools[0].backends[1].address: invalid address "
+		   "'nonexistent.invalid:6443': cannot resolve 'nonexistent.invalid': ") == err,
+	    "%s", err);
+	free(err);
+	/* a bad IP stays a bad IP, not a name */
+	expect_errors(FRONTEND POOL "      - {name: m2, address: '10.0.0.256:6443'}\n",
+		      "lbd.yaml:10:29: pools[0].backends[1].address: invalid address "
+		      "'10.0.0.256:6443': not an IP address");
 }
 END_TEST
 
@@ -962,6 +1001,7 @@ int main(void)
 	tcase_add_test(bad, test_weight_range);
 	tcase_add_test(bad, test_bad_balance);
 	tcase_add_test(bad, test_haproxy_hints);
+	tcase_add_test(good, test_host_names);
 	tcase_add_test(bad, test_tls_mode_needs_cert);
 	tcase_add_test(bad, test_yaml_syntax_error);
 	tcase_add_test(bad, test_many_errors);
