@@ -566,8 +566,9 @@ enum server_err server_backend_add(struct server *s, const char *pool, const cha
 		bc.weight = weight;
 		pool_add(p, &bc, st);
 		pool_recheck(p);
-		log_info("admin: backend %s/%s added at %s, weight %d, %s", pool, name,
-			 bc.addr.text, weight, backend_state_name(st));
+		log_kv(LOG_LVL_INFO, LOG_KV("pool", pool, "backend", name, "reason", "added"),
+		       "admin: backend %s/%s added at %s, weight %d, %s", pool, name, bc.addr.text,
+		       weight, backend_state_name(st));
 		if (st == BE_DRAIN)
 			drainer_kick(s->drain);
 	}
@@ -656,7 +657,8 @@ enum server_err server_backend_remove(struct server *s, const char *pool, const 
 	rc = persist(s, pool, name, NULL, err);
 	if (rc != SERR_OK)
 		return rc;
-	log_info("admin: backend %s/%s removed", pool, name);
+	log_kv(LOG_LVL_INFO, LOG_KV("pool", pool, "backend", name, "reason", "removed"),
+	       "admin: backend %s/%s removed", pool, name);
 	remove_now(s, p, b);
 	return SERR_OK;
 }
@@ -673,8 +675,11 @@ void server_drain_done(struct server *s, struct backend *b)
 	if (b->remove_when_drained) {
 		if (persist(s, pool, name, NULL, &err) != SERR_OK)
 			free(err);
-		log_info("backend %s/%s: drained%s; removed", pool, name,
-			 b->drain_forced ? " (deadline)" : "");
+		log_kv(LOG_LVL_INFO,
+		       LOG_KV("pool", pool, "backend", name, "reason",
+			      b->drain_forced ? "drained at the deadline" : "drained"),
+		       "backend %s/%s: drained%s; removed", pool, name,
+		       b->drain_forced ? " (deadline)" : "");
 		remove_now(s, p, b);
 		return;
 	}
@@ -683,8 +688,11 @@ void server_drain_done(struct server *s, struct backend *b)
 	want.remove_when_drained = false;
 	if (persist(s, pool, name, &want, &err) != SERR_OK)
 		free(err);
-	log_info("backend %s/%s: drained%s; now disabled", pool, name,
-		 b->drain_forced ? " (deadline)" : "");
+	log_kv(LOG_LVL_INFO,
+	       LOG_KV("pool", pool, "backend", name, "reason",
+		      b->drain_forced ? "drained at the deadline" : "drained"),
+	       "backend %s/%s: drained%s; now disabled", pool, name,
+	       b->drain_forced ? " (deadline)" : "");
 	backend_set_state(b, BE_DISABLED);
 }
 

@@ -411,5 +411,30 @@ class TestHostNames(Case):
                               r"invalid address 'nonexistent\.invalid:\d+': cannot resolve")
 
 
+class TestJsonLog(Case):
+    """Measured on main: a JSON log line had only ts, level and msg."""
+
+    def test_backend_down_line_has_pool_backend_and_reason(self):
+        holder = Holder()
+        self.addCleanup(holder.stop)
+        dead = harness.free_port()
+        cfg = self.lbd_config([("b1", holder.address),
+                               ("b2", harness.addr_text(LOOPBACK, dead))],
+                              health={"type": "tcp", "interval": "200ms", "timeout": "150ms",
+                                      "rise": 1, "fall": 1})
+        cfg["admin"] = {"socket": self.sock}
+        cfg["log"] = {"format": "json", "level": "info"}
+        lbd = self.start_lbd(cfg, wait_listening=False)
+        line = lbd.log.wait(r'"msg":"backend vip/b2 is DOWN', T(10), proc=lbd)
+        j = json.loads(line)
+        self.assertEqual((j["pool"], j["backend"], j["state"]), ("vip", "b2", "down"))
+        self.assertTrue(j["reason"])
+        self.assertEqual(j["level"], "warn")
+        # every line is still one JSON object
+        for l in lbd.log.lines():
+            if l.startswith("{"):
+                json.loads(l)
+
+
 if __name__ == "__main__":
     unittest.main()
