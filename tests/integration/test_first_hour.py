@@ -436,5 +436,36 @@ class TestJsonLog(Case):
                 json.loads(l)
 
 
+class TestGateRelease(Case):
+    """Measured on main: `gate release` of a lease not held had no
+    idempotent form (exit 1, "holds no lease")."""
+
+    def test_release_ignore_not_found(self):
+        holder = Holder()
+        self.addCleanup(holder.stop)
+        tokens = self.path("gate-tokens")
+        with open(tokens, "w") as f:
+            f.write("* admin-token-for-the-test\n")
+        os.chmod(tokens, 0o600)
+        cfg = self.lbd_config([("b1", holder.address)],
+                              health={"type": "tcp", "interval": "200ms", "timeout": "150ms",
+                                      "rise": 1, "fall": 1})
+        cfg["admin"] = {"socket": self.sock}
+        cfg["gate"] = {"tokens_file": tokens, "quorum": {"pool": "vip"}}
+        lbd = self.start_lbd(cfg, wait_up=["vip/b1"])
+        wait_for(lambda: lbd.poll() is None and
+                 api(self.sock, "GET", "/v1/gate/leases")[0] == 200, T(15), "the gate serving")
+        rc, out, err = lbctl("gate", "release", "--node", "worker-9", sock=self.sock)
+        self.assertEqual(rc, 1, out + err)
+        self.assertIn("holds no lease", err)
+        rc, out, err = lbctl("gate", "release", "--node", "worker-9", "--ignore-not-found",
+                             sock=self.sock)
+        self.assertEqual(rc, 0, out + err)
+        rc, out, err = lbctl("-o", "json", "gate", "release", "--node", "worker-9",
+                             "--ignore-not-found", sock=self.sock)
+        self.assertEqual(rc, 0, out + err)
+        self.assertEqual(json.loads(out)["node"], "worker-9")
+
+
 if __name__ == "__main__":
     unittest.main()
