@@ -27,6 +27,26 @@ static int usage_err(const char *verb, const char *msg)
 	return EXIT_USAGE;
 }
 
+/* An argument verb does not take; "did you mean" one of known (NULL-ended). */
+static int bad_arg(const char *verb, const char *arg, const char *const *known)
+{
+	size_t n = 0;
+	char word[64];
+
+	while (known[n])
+		n++;
+	snprintf(word, sizeof(word), "%s", arg);
+	const char *guess = lbctl_suggest(word, known, n);
+	if (guess)
+		fprintf(stderr,
+			"lbctl %s: unknown argument '%s'; did you mean %s? (see lbctl %s --help)\n",
+			verb, arg, guess, verb);
+	else
+		fprintf(stderr, "lbctl %s: unknown argument '%s' (see lbctl %s --help)\n", verb,
+			arg, verb);
+	return EXIT_USAGE;
+}
+
 /* Parses only --help (and -h) from argv; returns 1 if help was asked for,
  * -1 on an unknown option, 0 otherwise. Options of a verb are handled by the
  * verb itself. */
@@ -599,7 +619,8 @@ int cmd_status(int argc, char **argv, const struct lbctl_opts *o)
 		if (!strcmp(argv[i], "--check"))
 			check = true;
 		else
-			return usage_err("status", "unknown argument");
+			return bad_arg("status", argv[i],
+				       (const char *const[]){"--check", "--help", NULL});
 	}
 	if (check) {
 		if (lbctl_call(o, "GET", "/v1/status", NULL, 2000, &r, &err) < 0) {
@@ -713,7 +734,8 @@ int cmd_reload(int argc, char **argv, const struct lbctl_opts *o)
 		if (!strcmp(argv[i], "--reset"))
 			reset = true;
 		else
-			return usage_err("reload", "unknown argument");
+			return bad_arg("reload", argv[i],
+				       (const char *const[]){"--reset", "--help", NULL});
 	}
 	json_t *body = json_pack("{s:b}", "reset", reset);
 	int rc = call(o, "POST", "/v1/reload", body, 0, &r);

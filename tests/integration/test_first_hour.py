@@ -148,6 +148,7 @@ class TestCliWithoutLbd(Case):
                            (["gate", "acquire", "--ndoe", "n"], "did you mean --node"),
                            (["gate", "release", "--node", "n", "--ignore-not-fund"],
                             "did you mean --ignore-not-found"),
+                           (["status", "--chek"], "did you mean --check"),
                            (["--sockt", "x", "pools"], "did you mean --socket")):
             with self.subTest(args=args):
                 rc, out, err = lbctl(*args, sock=nosock)
