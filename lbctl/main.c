@@ -104,8 +104,10 @@ int lbctl_bad_option(const char *verb, char **argv, const struct option *lo)
 	snprintf(help, sizeof(help), "see %s --help", who);
 	if (optopt) {
 		for (const struct option *x = lo; x->name; x++)
-			if (x->val == optopt && x->has_arg == required_argument) {
-				fprintf(stderr, "%s: --%s needs a value (%s)\n", who, x->name,
+			if (x->val == optopt) {
+				fprintf(stderr, "%s: --%s %s (%s)\n", who, x->name,
+					x->has_arg == required_argument ? "needs a value"
+									: "takes no value",
 					help);
 				return EXIT_USAGE;
 			}
@@ -307,6 +309,7 @@ int main(int argc, char **argv)
 			if (n < 0)
 				return EXIT_USAGE;
 			optind = 0; /* glibc: the verb's getopt starts afresh */
+			opterr = 1; /* and says what it does not know, unless it asks */
 			return v->fn(n, argv + vi, &o);
 		}
 	}
