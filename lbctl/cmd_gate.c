@@ -323,9 +323,19 @@ static int gate_acquire(int argc, char **argv, const struct lbctl_opts *o)
 		case 'R':
 			a.reason = optarg;
 			break;
-		case 'T':
+		case 'T': {
+			int64_t ms;
+			if (duration_parse(optarg, &ms) < 0 || ms <= 0) {
+				fprintf(
+				    stderr,
+				    "lbctl gate acquire: --ttl takes a duration (\"30m\", \"2h\"), "
+				    "not '%s'\n",
+				    optarg);
+				return EXIT_USAGE;
+			}
 			a.ttl = optarg;
 			break;
+		}
 		case 'H':
 			a.holder = optarg;
 			break;

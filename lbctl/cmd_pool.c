@@ -441,6 +441,10 @@ static int parse_bopts(int argc, char **argv, struct bopts *b)
 			b->has_weight = true;
 			break;
 		case 's':
+			if (strcmp(optarg, "enabled") && strcmp(optarg, "drain") &&
+			    strcmp(optarg, "disabled"))
+				return usage_err("backend",
+						 "--state takes enabled, drain or disabled");
 			b->state = optarg;
 			break;
 		case 'd':

@@ -310,7 +310,16 @@ int main(int argc, char **argv)
 				return EXIT_USAGE;
 			optind = 0; /* glibc: the verb's getopt starts afresh */
 			opterr = 1; /* and says what it does not know, unless it asks */
-			return v->fn(n, argv + vi, &o);
+			int rc = v->fn(n, argv + vi, &o);
+			if (rc == EXIT_USAGE && o.json) {
+				/* the words went to stderr; a script gets the outcome too */
+				json_t *j =
+				    json_pack("{s:s,s:s,s:i}", "error", "usage error (see stderr)",
+					      "verb", name, "exit", EXIT_USAGE);
+				lbctl_print_json(j, stdout);
+				json_decref(j);
+			}
+			return rc;
 		}
 	}
 	const char *names[sizeof(verbs) / sizeof(verbs[0])];

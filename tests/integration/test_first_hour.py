@@ -158,7 +158,14 @@ class TestCliWithoutLbd(Case):
         rc, _, err = lbctl("gate", "watch", "--node", "n", "--role", "boss", sock=nosock)
         self.assertEqual(rc, 2, err)
         self.assertIn("master or worker", err)
-        rc, _, err = lbctl("gate", "acquire", "--node", "n", "--role", "boss", sock=nosock)
+        rc, out, err = lbctl("-o", "json", "gate", "acquire", "--node", "n", "--role", "boss",
+                             sock=nosock)
+        self.assertEqual(rc, 2, err)
+        self.assertEqual(json.loads(out)["exit"], 2)  # -o json: the outcome as JSON too
+        rc, _, err = lbctl("gate", "acquire", "--node", "n", "--ttl", "soon", sock=nosock)
+        self.assertEqual(rc, 2, err)
+        rc, _, err = lbctl("backend", "add", "p", "n", "192.0.2.1:1", "--state", "up",
+                           sock=nosock)
         self.assertEqual(rc, 2, err)
         # --cacert is a global option, documented in --help
         rc, out, _ = lbctl("--help")
