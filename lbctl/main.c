@@ -153,7 +153,8 @@ static void usage(FILE *f)
 	for (const struct verb *v = verbs; v->name; v++)
 		fprintf(f, "    %-10s %s\n", v->name, v->summary);
 	fprintf(f, "\nGLOBAL OPTIONS (before or after the verb)\n"
-		   "    -o, --output json   machine-readable output\n"
+		   "    -o, --output json   machine-readable output; an error is then also\n"
+		   "                        {\"error\": ...} on stdout (the text stays on stderr)\n"
 		   "    --socket PATH       lbd admin socket (default /run/lbd/admin.sock,\n"
 		   "                        or $LBD_SOCKET)\n"
 		   "    --url URL           lbd admin TCP/TLS listener instead of the socket\n"
