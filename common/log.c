@@ -62,7 +62,49 @@ static size_t json_escape(char *buf, size_t len, size_t off, const char *s)
 	return off;
 }
 
+/* Appends ,"key":"value" for each pair of kv whose value is not NULL. */
+static size_t json_fields(char *buf, size_t len, size_t off, const char *const *kv)
+{
+	char clean[512];
+
+	for (size_t i = 0; kv && kv[i]; i += 2) {
+		const char *k = kv[i], *v = kv[i + 1];
+		if (!v)
+			continue;
+		if (!text_is_clean(v)) {
+			text_clean_buf(clean, sizeof(clean), v, strlen(v));
+			v = clean;
+		}
+		if (off + strlen(k) + 8 >= len)
+			break;
+		off += (size_t)snprintf(buf + off, len - off, ",\"%s\":\"", k);
+		off = json_escape(buf, len, off, v);
+		if (off + 2 < len)
+			buf[off++] = '"';
+	}
+	return off;
+}
+
 void log_vmsg(enum log_level lvl, const char *fmt, va_list ap)
+{
+	log_vkv(lvl, NULL, fmt, ap);
+}
+
+void log_kv(enum log_level lvl, const char *const *kv, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	log_vkv(lvl, kv, fmt, ap);
+	va_end(ap);
+}
+
+const char *log_u64(char buf[24], unsigned long long v)
+{
+	snprintf(buf, 24, "%llu", v);
+	return buf;
+}
+
+void log_vkv(enum log_level lvl, const char *const *kv, const char *fmt, va_list ap)
 {
 	char raw[2048], clean[2048], line[4200], ts[40];
 	const char *msg = raw;
@@ -90,7 +132,9 @@ void log_vmsg(enum log_level lvl, const char *fmt, va_list ap)
 				       "{\"ts\":\"%s\",\"level\":\"%s\",\"msg\":\"", ts,
 				       level_names[lvl]);
 		off = json_escape(line, sizeof(line), off, msg);
-		off += (size_t)snprintf(line + off, sizeof(line) - off, "\"}\n");
+		line[off++] = '"';
+		off = json_fields(line, sizeof(line) - 3, off, kv);
+		off += (size_t)snprintf(line + off, sizeof(line) - off, "}\n");
 	} else {
 		off = (size_t)snprintf(line, sizeof(line), "%s %s[%d] %s: %s\n", ts, log_ident,
 				       (int)getpid(), level_names[lvl], msg);

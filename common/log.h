@@ -6,6 +6,19 @@
  * The formatted message goes through text.h's cleaner first: a line is one
  * line of valid UTF-8 whatever a quoted outside text held (\n, ESC, bad bytes).
  * fatal() is for start-up errors and impossible states only; it exits 1.
+ *
+ * Structured fields: log_kv() adds key/value pairs beside "msg" in a JSON
+ * line, so Loki or Elasticsearch can filter on them without parsing the
+ * message; a text line is the message alone (which names them already):
+ *
+ *   log_kv(LOG_LVL_WARN, LOG_KV("pool", p, "backend", b, "reason", why),
+ *          "backend %s/%s is DOWN: %s", p, b, why);
+ *   -> {"ts":"...","level":"warn","msg":"backend m/m1 is DOWN: ...",
+ *       "pool":"m","backend":"m1","reason":"..."}
+ *
+ * The keys in use: pool, backend, frontend, node, reason, lease, fence,
+ * holder, role, state. A pair whose value is NULL is left out. Values are
+ * cleaned as the message is. Never "ts", "level" or "msg".
  */
 #ifndef LBD_LOG_H
 #define LBD_LOG_H
@@ -28,6 +41,15 @@ void log_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 void log_vmsg(enum log_level lvl, const char *fmt, va_list ap)
     __attribute__((format(printf, 2, 0)));
+
+/* kv: key, value, key, value, ..., NULL (LOG_KV builds one in place). */
+#define LOG_KV(...) ((const char *const[]){__VA_ARGS__, NULL})
+void log_kv(enum log_level lvl, const char *const *kv, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void log_vkv(enum log_level lvl, const char *const *kv, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
+/* A number as a field value: buf must outlive the log_kv() call. */
+const char *log_u64(char buf[24], unsigned long long v);
 
 /*
  * A trouble that every request can meet (an unreadable tokens file) must not

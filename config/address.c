@@ -1,16 +1,20 @@
 /*
- * address.c - "IP:PORT", "[IPv6]:PORT" and ":PORT" to a sockaddr.
+ * address.c - "IP:PORT", "[IPv6]:PORT", ":PORT" and "NAME:PORT" to a sockaddr.
  *
- * Numeric only: a name would need DNS at start-up, and a load balancer whose
- * config means something different depending on the resolver is a surprise
- * nobody wants at 3am. Shared by the config loader and the admin API, as is
- * the rule for names (also a matter of what a string may be).
+ * sockaddr_conf_parse() is numeric only. sockaddr_conf_resolve() takes host
+ * names too, as HAProxy does ("master-2.example.internal:6443"): resolved
+ * when the config is loaded (at start and at every reload, which lbd logs),
+ * never behind the operator's back in between. Shared by the config loader
+ * and the admin API, as is the rule for names (also a matter of what a
+ * string may be).
  */
 #include "config/config.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
+#include <netdb.h>
 #include <netinet/in.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "common/xmalloc.h"
@@ -104,6 +108,11 @@ int sockaddr_conf_parse(const char *text, struct sockaddr_conf *out, const char 
 		}
 		memcpy(host, text, hlen);
 		host[hlen] = '\0';
+		if (strcmp(host, "*") == 0) {
+			*why = "'*:PORT' is HAProxy's spelling: lbd's is ':PORT' (every address, "
+			       "IPv4 and IPv6)";
+			return -1;
+		}
 		if (hlen == 0)
 			sin->sin_addr.s_addr = htonl(INADDR_ANY);
 		else if (inet_pton(AF_INET, host, &sin->sin_addr) != 1) {
@@ -120,6 +129,88 @@ int sockaddr_conf_parse(const char *text, struct sockaddr_conf *out, const char 
 	out->ss = ss;
 	out->len = len;
 	return 0;
+}
+
+/* A DNS name: labels of a-z A-Z 0-9 - _ between dots, at most 253 bytes. */
+static bool host_name_ok(const char *h, size_t len)
+{
+	if (len == 0 || len > 253 || h[0] == '.' || h[0] == '-')
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if (!isalnum((unsigned char)h[i]) && h[i] != '-' && h[i] != '.' && h[i] != '_')
+			return false;
+	return true;
+}
+
+int sockaddr_conf_resolve(const char *text, struct sockaddr_conf *out, const char **why)
+{
+	static __thread char buf[400];
+	const char *dummy, *colon;
+	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res, *pick;
+	in_port_t port;
+	char host[254];
+
+	if (!why)
+		why = &dummy;
+	if (sockaddr_conf_parse(text, out, why) == 0)
+		return 0;
+	colon = text && text[0] != '[' ? strrchr(text, ':') : NULL;
+	if (!colon || !host_name_ok(text, (size_t)(colon - text)))
+		return -1;
+	if (strspn(text, "0123456789.") == (size_t)(colon - text))
+		return -1; /* "10.0.0.256": a bad IP, not a name (getaddrinfo would
+			    * take "1.2.3" as 1.2.0.3) */
+	if (parse_port(colon + 1, &port, why) < 0)
+		return -1;
+	memcpy(host, text, (size_t)(colon - text));
+	host[colon - text] = '\0';
+	int rc = getaddrinfo(host, NULL, &hints, &res);
+	if (rc != 0) {
+		snprintf(buf, sizeof(buf), "cannot resolve '%s': %s", host,
+			 rc == EAI_SYSTEM ? "system error" : gai_strerror(rc));
+		*why = buf;
+		return -1;
+	}
+	pick = NULL;
+	for (struct addrinfo *ai = res; ai && !pick; ai = ai->ai_next)
+		if (ai->ai_family == AF_INET)
+			pick = ai;
+	for (struct addrinfo *ai = res; ai && !pick; ai = ai->ai_next)
+		if (ai->ai_family == AF_INET6)
+			pick = ai;
+	if (!pick || pick->ai_addrlen > sizeof(out->ss)) {
+		freeaddrinfo(res);
+		snprintf(buf, sizeof(buf), "cannot resolve '%s': no IPv4 or IPv6 address", host);
+		*why = buf;
+		return -1;
+	}
+	memset(out, 0, sizeof(*out));
+	memcpy(&out->ss, pick->ai_addr, pick->ai_addrlen);
+	out->len = pick->ai_addrlen;
+	if (out->ss.ss_family == AF_INET)
+		((struct sockaddr_in *)&out->ss)->sin_port = port;
+	else
+		((struct sockaddr_in6 *)&out->ss)->sin6_port = port;
+	freeaddrinfo(res);
+	out->text = xstrdup(text);
+	out->resolved = true;
+	return 0;
+}
+
+const char *sockaddr_conf_numeric(const struct sockaddr_conf *a, char *buf, size_t len)
+{
+	char ip[INET6_ADDRSTRLEN] = "?";
+
+	if (a->ss.ss_family == AF_INET6) {
+		const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)&a->ss;
+		inet_ntop(AF_INET6, &sin6->sin6_addr, ip, sizeof(ip));
+		snprintf(buf, len, "[%s]:%d", ip, ntohs(sin6->sin6_port));
+	} else {
+		const struct sockaddr_in *sin = (const struct sockaddr_in *)&a->ss;
+		inet_ntop(AF_INET, &sin->sin_addr, ip, sizeof(ip));
+		snprintf(buf, len, "%s:%d", ip, ntohs(sin->sin_port));
+	}
+	return buf;
 }
 
 void sockaddr_conf_copy(struct sockaddr_conf *dst, const struct sockaddr_conf *src)
@@ -165,6 +256,11 @@ static struct endpoint endpoint_of(const struct sockaddr_conf *a)
 		}
 	}
 	return e;
+}
+
+int sockaddr_conf_port(const struct sockaddr_conf *a)
+{
+	return ntohs(endpoint_of(a).port);
 }
 
 bool sockaddr_conf_same(const struct sockaddr_conf *a, const struct sockaddr_conf *b)

@@ -29,6 +29,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <strings.h>
 
 #include "common/duration.h"
@@ -584,13 +586,39 @@ static void set_dur(struct ctx *c, const struct field *f, const struct ynode *v,
 	*dst = ms;
 }
 
+/* lbd's word for what an operator coming from HAProxy wrote, or NULL. */
+static const char *haproxy_word(const char *key, const char *word)
+{
+	static const struct {
+		const char *key, *haproxy, *lbd;
+	} words[] = {
+	    {"balance", "roundrobin", "round_robin"},
+	    {"balance", "static-rr", "round_robin"},
+	    {"balance", "leastconn", "least_conn"},
+	    {"balance", "source", "source_hash"},
+	    {"type", "tcp-check", "tcp"},
+	    {"type", "httpchk", "http or https"},
+	};
+
+	for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
+		if (!strcmp(key, words[i].key) && !strcasecmp(word, words[i].haproxy))
+			return words[i].lbd;
+	return NULL;
+}
+
 static void set_enum(struct ctx *c, const struct field *f, const struct ynode *v, const char *path,
 		     void *dst)
 {
 	const char *s = scalar(c, v, path, f->choices);
 
-	if (s && f->set_enum(s, dst) < 0)
-		cerr(c, v, path, "invalid %s '%s' (use %s)", f->key, Q(s), f->choices);
+	if (s && f->set_enum(s, dst) < 0) {
+		const char *lbd_word = haproxy_word(f->key, s);
+		if (lbd_word)
+			cerr(c, v, path, "invalid %s '%s' (use %s): HAProxy's %s is lbd's %s",
+			     f->key, Q(s), f->choices, Q(s), lbd_word);
+		else
+			cerr(c, v, path, "invalid %s '%s' (use %s)", f->key, Q(s), f->choices);
+	}
 }
 
 static int set_addr(struct ctx *c, const struct ynode *v, const char *path,
@@ -601,7 +629,7 @@ static int set_addr(struct ctx *c, const struct ynode *v, const char *path,
 	if (!s)
 		return -1;
 	sockaddr_conf_free(dst);
-	if (sockaddr_conf_parse(s, dst, &why) < 0) {
+	if (sockaddr_conf_resolve(s, dst, &why) < 0) {
 		cerr(c, v, path, "invalid address '%s': %s", Q(s), why);
 		return -1;
 	}
@@ -1165,6 +1193,48 @@ static const struct field top_fields[] = {
 /* ---- custom setters -------------------------------------------------------------------- */
 
 /* frontends[].listen: one address or a list of them, at least one. */
+/* Can this host open an IPv6 socket at all (a kernel booted with
+ * ipv6.disable=1 cannot)? */
+static bool have_ipv6(void)
+{
+	int fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	if (fd < 0)
+		return false;
+	close(fd);
+	return true;
+}
+
+/*
+ * ":PORT" means every address, IPv6 too: each one gets a "[::]:PORT" twin
+ * (same text, so logs and the API show what was written) unless the list
+ * names that already, or the host has no IPv6. fe->listen has room for it.
+ */
+static void add_ipv6_twins(struct frontend_conf *fe)
+{
+	size_t n = fe->nlisten;
+
+	for (size_t i = 0; i < n; i++) {
+		struct sockaddr_conf twin;
+		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&twin.ss;
+		bool have = false;
+
+		if (fe->listen[i].text[0] != ':' || !have_ipv6())
+			continue;
+		memset(&twin, 0, sizeof(twin));
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_addr = in6addr_any;
+		sin6->sin6_port = htons((in_port_t)sockaddr_conf_port(&fe->listen[i]));
+		twin.len = sizeof(*sin6);
+		for (size_t j = 0; j < fe->nlisten; j++)
+			have = have || sockaddr_conf_same(&fe->listen[j], &twin);
+		if (have)
+			continue;
+		twin.text = xstrdup(fe->listen[i].text);
+		fe->listen[fe->nlisten++] = twin;
+	}
+}
+
 static void set_fe_listen(struct ctx *c, const struct ynode *v, const char *path, void *base)
 {
 	struct frontend_conf *fe = base;
@@ -1179,7 +1249,7 @@ static void set_fe_listen(struct ctx *c, const struct ynode *v, const char *path
 		cerr(c, v, path, "at least one listen address is required");
 		return;
 	}
-	fe->listen = xcalloc(cnt, sizeof(*fe->listen));
+	fe->listen = xcalloc(cnt * 2, sizeof(*fe->listen));
 	for (size_t i = 0; i < cnt; i++) {
 		char *ipath = v->kind == YNODE_SEQ ? xasprintf("%s[%zu]", path, i) : xstrdup(path);
 
@@ -1187,6 +1257,7 @@ static void set_fe_listen(struct ctx *c, const struct ynode *v, const char *path
 			fe->nlisten++;
 		free(ipath);
 	}
+	add_ipv6_twins(fe);
 }
 
 /* Is v a mapping whose keys are the user's (labels, node names)? Null: an empty one. */
@@ -1378,7 +1449,6 @@ static void check_tls_pair(struct ctx *c, const struct tls_conf *t, const struct
 static void validate_pools(struct ctx *c, const struct ynode *root)
 {
 	const struct config *cfg = c->cfg;
-	char buf1[32], buf2[32];
 
 	for (size_t i = 0; i < cfg->npools; i++) {
 		const struct pool_conf *p = &cfg->pools[i];
@@ -1417,17 +1487,6 @@ static void validate_pools(struct ctx *c, const struct ynode *root)
 					     Q(be->addr.text), o->name ? Q(o->name) : "?",
 					     near(on, "address", pn)->line);
 			}
-		}
-		if (p->health.timeout_ms >= p->health.interval_ms) {
-			bool given = ynode_get(hn, "timeout") != NULL;
-			char *hpath = xasprintf("%s.health.timeout", path);
-
-			cerr(c, near(hn, given ? "timeout" : "interval", pn ? pn : root), hpath,
-			     "timeout (%s%s) must be shorter than interval (%s)",
-			     duration_format(p->health.timeout_ms, buf1, sizeof(buf1)),
-			     given ? "" : ", the default",
-			     duration_format(p->health.interval_ms, buf2, sizeof(buf2)));
-			free(hpath);
 		}
 		{
 			char *hpath = xasprintf("%s.health", path);
@@ -1545,11 +1604,28 @@ static void validate_gate(struct ctx *c, const struct ynode *root)
 	}
 }
 
+/*
+ * A check's timeout defaults to the smaller of 1s and its interval. A longer
+ * one given is fine, as in HAProxy: a probe never overlaps the next, which
+ * starts when it ends (lbd/check.c).
+ */
+static void health_defaults(struct config *cfg, const struct ynode *root)
+{
+	for (size_t i = 0; i < cfg->npools; i++) {
+		struct health_conf *h = &cfg->pools[i].health;
+		const struct ynode *hn = ynode_get(item(root, "pools", i), "health");
+
+		if (!ynode_get(hn, "timeout") && h->timeout_ms > h->interval_ms)
+			h->timeout_ms = h->interval_ms;
+	}
+}
+
 static void validate(struct ctx *c, const struct ynode *root)
 {
 	const struct config *cfg = c->cfg;
 	const struct ynode *an = ynode_get(root, "admin");
 
+	health_defaults(c->cfg, root);
 	validate_pools(c, root);
 	validate_frontends(c, root);
 	if (cfg->admin.listen && !cfg->admin.token_file)

@@ -23,11 +23,13 @@ enum balance { BAL_LEAST_CONN, BAL_ROUND_ROBIN, BAL_SOURCE_HASH };
 enum fe_mode { FE_MODE_TCP, FE_MODE_TLS };
 enum health_type { HC_HTTPS, HC_HTTP, HC_TCP };
 
-/* A socket address written as "IP:PORT", "[IPv6]:PORT" or ":PORT" (any, IPv4). */
+/* A socket address written as "IP:PORT", "[IPv6]:PORT", ":PORT" (any) or
+ * "NAME:PORT" (a host name, resolved when the config is loaded). */
 struct sockaddr_conf {
 	char *text; /* as written in the file */
 	struct sockaddr_storage ss;
 	socklen_t len;
+	bool resolved; /* text names a host; ss is what it resolved to */
 };
 
 /* For checks (lbd as a TLS client): verify the server against ca (or the
@@ -238,11 +240,22 @@ const char *config_name_check(const char *name);
 
 /* Address helpers, shared with the admin API (which validates addresses too). */
 int sockaddr_conf_parse(const char *text, struct sockaddr_conf *out, const char **why);
+/*
+ * As sockaddr_conf_parse, and "NAME:PORT" too: the name is resolved now
+ * (getaddrinfo; it may block on DNS), its first IPv4 address taken, else
+ * its first IPv6 one, and out->resolved set. *why says why a name does not
+ * resolve (a per-thread buffer, valid until the next call).
+ */
+int sockaddr_conf_resolve(const char *text, struct sockaddr_conf *out, const char **why);
+/* a's address as numbers, "192.0.2.1:6443" or "[2001:db8::1]:6443", into buf. */
+const char *sockaddr_conf_numeric(const struct sockaddr_conf *a, char *buf, size_t len);
 /* true if a and b are the same endpoint: family, address and port, with an
  * IPv4-mapped IPv6 address ([::ffff:192.0.2.1]:P) the same as its IPv4
  * address (192.0.2.1:P), since a connection to either reaches the same
  * socket. An IPv6 scope id counts. */
 bool sockaddr_conf_same(const struct sockaddr_conf *a, const struct sockaddr_conf *b);
+/* a's port, in host order. */
+int sockaddr_conf_port(const struct sockaddr_conf *a);
 void sockaddr_conf_copy(struct sockaddr_conf *dst, const struct sockaddr_conf *src);
 void sockaddr_conf_free(struct sockaddr_conf *a);
 

@@ -380,7 +380,8 @@ static int refuse1(json_t **out, const char *node, const char *why)
 	*out = json_pack("{s:b,s:[s]}", "granted", 0, "reasons", why);
 	if (!*out)
 		return error_json(out, 500, "internal error: a refusal that is not UTF-8");
-	log_info("gate: refused a lease to %s: %s", node, why);
+	log_kv(LOG_LVL_INFO, LOG_KV("node", node, "reason", why), "gate: refused a lease to %s: %s",
+	       node, why);
 	return 409;
 }
 
@@ -404,9 +405,14 @@ static int renew(struct gate *g, const struct gate_ask *a, int64_t now, json_t *
 
 	lease_table_copy(&after, &g->table);
 	struct gate_lease *r = lease_table_renew(&after, a->node, now, a->ttl_ms, a->reason);
-	if (gate_lease_stale(lease_table_find_const(&g->table, a->node), now))
-		log_info("gate: %s takes its stale lease of %s back (fence %llu)", r->holder,
-			 a->node, (unsigned long long)r->fence);
+	if (gate_lease_stale(lease_table_find_const(&g->table, a->node), now)) {
+		char fence[24];
+		log_kv(LOG_LVL_INFO,
+		       LOG_KV("node", a->node, "holder", r->holder, "fence",
+			      log_u64(fence, r->fence), "reason", "stale lease taken back"),
+		       "gate: %s takes its stale lease of %s back (fence %llu)", r->holder, a->node,
+		       (unsigned long long)r->fence);
+	}
 	rc = gate_store_put(g->store, &after, r, &err);
 	if (rc == 0) {
 		lease_table_free(&g->table);
@@ -438,9 +444,12 @@ static int grant(struct gate *g, const struct gate_ask *a, enum gate_role role,
 	gate_decide(g->conf, in, &g->table, &req, &d);
 	if (!d.granted) {
 		*out = json_pack("{s:b,s:o}", "granted", 0, "reasons", texts_json(&d.reasons));
-		log_info("gate: refused %s lease to %s: %zu reason(s), first: %s",
-			 gate_role_name(role), a->node, d.reasons.n,
-			 d.reasons.n ? d.reasons.v[0] : "?");
+		log_kv(LOG_LVL_INFO,
+		       LOG_KV("node", a->node, "role", gate_role_name(role), "reason",
+			      d.reasons.n ? d.reasons.v[0] : NULL),
+		       "gate: refused %s lease to %s: %zu reason(s), first: %s",
+		       gate_role_name(role), a->node, d.reasons.n,
+		       d.reasons.n ? d.reasons.v[0] : "?");
 		gate_decision_free(&d);
 		return 409;
 	}
@@ -464,9 +473,15 @@ static int grant(struct gate *g, const struct gate_ask *a, enum gate_role role,
 		lease_table_free(&g->table);
 		g->table = after;
 		added = lease_table_find(&g->table, a->node);
-		log_info("gate: granted %s lease %s-%d to %s for %s (fence %llu): %s",
-			 gate_role_name(role), gate_role_name(role), added->slot, a->node,
-			 added->holder, (unsigned long long)added->fence, added->reason);
+		char lease[48], fence[24];
+		snprintf(lease, sizeof(lease), "%s-%d", gate_role_name(role), added->slot);
+		log_kv(LOG_LVL_INFO,
+		       LOG_KV("node", a->node, "role", gate_role_name(role), "lease", lease,
+			      "fence", log_u64(fence, added->fence), "holder", added->holder,
+			      "reason", added->reason),
+		       "gate: granted %s lease %s to %s for %s (fence %llu): %s",
+		       gate_role_name(role), lease, a->node, added->holder,
+		       (unsigned long long)added->fence, added->reason);
 		*out =
 		    json_pack("{s:b,s:o}", "granted", 1, "lease", gate_lease_to_json(added, now));
 		rc = 201;
@@ -635,9 +650,13 @@ int gate_release(struct gate *g, const char *who, const char *node, const char *
 	rc = gate_store_del(g->store, &after, l, &err);
 	if (rc == 0) {
 		/* l is in the table freed next: log from its copy in was. */
-		log_info("gate: %s released the lease of %s (held by %s)",
-			 who ? (strcmp(who, "*") ? who : "admin") : "admin socket", node,
-			 json_string_value(json_object_get(was, "holder")));
+		log_kv(LOG_LVL_INFO,
+		       LOG_KV("node", node, "holder",
+			      json_string_value(json_object_get(was, "holder")), "reason",
+			      "released"),
+		       "gate: %s released the lease of %s (held by %s)",
+		       who ? (strcmp(who, "*") ? who : "admin") : "admin socket", node,
+		       json_string_value(json_object_get(was, "holder")));
 		lease_table_free(&g->table);
 		g->table = after;
 		*out = json_pack("{s:o}", "released", was);
@@ -860,11 +879,14 @@ static void outcomes_tick(struct gate *g)
 		if (gate_store_del(g->store, &after, l, &err) == 0) {
 			lease_table_free(&g->table);
 			g->table = after;
-			log_info("gate: released the lease of %s: %s", nodes.v[i], why.v[i]);
+			log_kv(LOG_LVL_INFO, LOG_KV("node", nodes.v[i], "reason", why.v[i]),
+			       "gate: released the lease of %s: %s", nodes.v[i], why.v[i]);
 		} else {
 			lease_table_free(&after);
-			log_warn("gate: could not release the lease of %s: %s", nodes.v[i],
-				 err ? err : "conflict");
+			log_kv(LOG_LVL_WARN,
+			       LOG_KV("node", nodes.v[i], "reason", err ? err : "conflict"),
+			       "gate: could not release the lease of %s: %s", nodes.v[i],
+			       err ? err : "conflict");
 			xfree(&err);
 		}
 	}

@@ -7,6 +7,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include "common/log.h"
 #include "common/text.h"
@@ -58,6 +62,54 @@ static char *read_token(const char *path, char **err)
 	}
 	buf[n] = '\0';
 	return xstrdup(buf);
+}
+
+/*
+ * Why the admin socket at path cannot be reached, with what to do next, or
+ * NULL when it answers a connect (then the fault lies past the socket).
+ * Asked only after a failed call, so a working lbctl pays nothing for it.
+ */
+static char *socket_diagnosis(const char *path)
+{
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	struct stat sb;
+	int fd, e;
+
+	if (stat(path, &sb) < 0) {
+		if (errno == EACCES)
+			return xasprintf("%s: permission denied on a directory above it: use root "
+					 "or the lbd group (sudo lbctl ...)",
+					 path);
+		if (errno == ENOENT || errno == ENOTDIR)
+			return xasprintf("%s does not exist: is lbd running? systemctl status lbd "
+					 "(or give its admin.socket with --socket)",
+					 path);
+		return xasprintf("%s: %s", path, strerror(errno));
+	}
+	if (!S_ISSOCK(sb.st_mode))
+		return xasprintf("%s is not a socket but a %s: give lbd's admin.socket with "
+				 "--socket",
+				 path, S_ISDIR(sb.st_mode) ? "directory" : "file");
+	if (strlen(path) >= sizeof(sun.sun_path))
+		return xasprintf("%s: path longer than a unix socket allows (%zu bytes)", path,
+				 sizeof(sun.sun_path) - 1);
+	memcpy(sun.sun_path, path, strlen(path) + 1);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return NULL;
+	e = connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0 ? errno : 0;
+	close(fd);
+	if (e == EACCES || e == EPERM)
+		return xasprintf("%s: permission denied: use root or the lbd group (sudo lbctl "
+				 "...)",
+				 path);
+	if (e == ECONNREFUSED)
+		return xasprintf("%s: nothing listens on it (a stale socket left by an lbd that "
+				 "stopped): is lbd running? systemctl status lbd",
+				 path);
+	if (e)
+		return xasprintf("%s: %s", path, strerror(e));
+	return NULL;
 }
 
 char *lbctl_escape(const char *s)
@@ -117,8 +169,8 @@ int lbctl_call(const struct lbctl_opts *o, const char *method, const char *path,
 	curl_easy_setopt(c, CURLOPT_URL, url);
 	if (!o->url)
 		curl_easy_setopt(c, CURLOPT_UNIX_SOCKET_PATH, o->socket);
-	else if (getenv("LBD_CACERT"))
-		curl_easy_setopt(c, CURLOPT_CAINFO, getenv("LBD_CACERT"));
+	else if (o->cacert || getenv("LBD_CACERT"))
+		curl_easy_setopt(c, CURLOPT_CAINFO, o->cacert ? o->cacert : getenv("LBD_CACERT"));
 	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
 	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms ? timeout_ms : 5000L);
@@ -137,6 +189,13 @@ int lbctl_call(const struct lbctl_opts *o, const char *method, const char *path,
 	curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
 	CURLcode cc = curl_easy_perform(c);
 	if (cc != CURLE_OK) {
+		char *diag = o->url ? NULL : socket_diagnosis(o->socket);
+		if (diag) {
+			*err = xasprintf("cannot reach lbd: %s", diag);
+			free(diag);
+			free(sink.buf);
+			goto out;
+		}
 		char *why = ebuf[0] ? text_clean(ebuf, strlen(ebuf), TEXT_NO_LIMIT)
 				    : xstrdup(curl_easy_strerror(cc));
 		*err = xasprintf("cannot reach lbd at %s: %s", lbctl_target(o), why);
@@ -181,4 +240,27 @@ const char *lbctl_resp_error(const struct lbctl_resp *r)
 	if (json_is_string(e))
 		return json_string_value(e);
 	return r->body && r->body[0] ? r->body : "no answer body";
+}
+
+void lbctl_print_json(const json_t *j, FILE *f)
+{
+	char *s = j ? json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER | LBCTL_JSON_REAL) : NULL;
+
+	fprintf(f, "%s\n", s ? s : "null");
+	free(s);
+}
+
+void lbctl_print_error(const struct lbctl_opts *o, const char *prefix, const char *msg, long status)
+{
+	fprintf(stderr, "%s: %s", prefix, msg);
+	if (status)
+		fprintf(stderr, " (HTTP %ld)", status);
+	fputc('\n', stderr);
+	if (!o->json)
+		return;
+	json_t *j = json_pack("{s:s%}", "error", msg, strlen(msg));
+	if (j && status)
+		json_object_set_new(j, "status", json_integer(status));
+	lbctl_print_json(j, stdout);
+	json_decref(j);
 }

@@ -68,7 +68,7 @@ static void usage(FILE *f)
 		"    lbctl gate acquire --node N [--role master|worker] [--holder H]\n"
 		"                       [--reason TEXT] [--ttl D]\n"
 		"                       [--wait] [--timeout D]\n"
-		"    lbctl gate release --node N\n"
+		"    lbctl gate release --node N [--ignore-not-found]\n"
 		"    lbctl gate watch --node N [--reboot-required FILE]\n"
 		"                     [--sentinel FILE] [--boot-id-file FILE] [--interval D]\n\n"
 		"DESCRIPTION\n"
@@ -77,12 +77,16 @@ static void usage(FILE *f)
 		"    acquire  asks for a lease; refused: prints every reason and exits 3;\n"
 		"             --wait asks again every 5s until --timeout (default 30m), exit 4.\n"
 		"    release  gives a lease back (a node token: only its own; admin: any).\n"
+		"             --ignore-not-found: a node that holds no lease is not an\n"
+		"             error (exit 0), so a script may release twice.\n"
 		"    watch    the kured companion loop (see packaging/kured/). Defaults:\n"
 		"             --reboot-required /var/run/reboot-required,\n"
 		"             --sentinel /var/run/gated-reboot-required,\n"
 		"             --boot-id-file /proc/sys/kernel/random/boot_id, --interval 10s.\n\n"
 		"    A node talks to the gate listener: lbctl --url https://LBD:PORT\n"
-		"    --token-file /etc/lbd/gate-token gate ...\n\n"
+		"    --token-file /etc/lbd/gate-token [--cacert CA] gate ...\n"
+		"    On an lbd whose config has no gate: section, every verb says that the\n"
+		"    gate is not enabled (exit 1).\n\n"
 		"EXIT STATUS\n"
 		"    0 ok, 1 error, 2 usage, 3 refused by the gate, 4 timed out\n");
 }
@@ -112,9 +116,38 @@ static void print_lease(json_t *l, FILE *f)
 		json_string_value(json_object_get(l, "reason")));
 }
 
-static int fail_resp(const char *what, struct lbctl_resp *r)
+/* An lbd without a gate: section has no /v1/gate routes (an older one says
+ * "no such route"). */
+static bool gate_missing(const struct lbctl_resp *r)
 {
-	fprintf(stderr, "lbctl gate %s: %ld %s\n", what, r->status, lbctl_resp_error(r));
+	const char *e = lbctl_resp_error(r);
+	return r->status == 404 &&
+	       (!strncmp(e, "no such route", 13) || !strncmp(e, "the gate is not enabled", 23));
+}
+
+static int fail_resp(const struct lbctl_opts *o, const char *what, struct lbctl_resp *r)
+{
+	char prefix[64];
+
+	snprintf(prefix, sizeof(prefix), "lbctl gate %s", what);
+	if (gate_missing(r))
+		lbctl_print_error(o, prefix,
+				  "the gate is not enabled on this lbd (its config has no gate: "
+				  "section; see docs/gate.md)",
+				  r->status);
+	else
+		lbctl_print_error(o, prefix, lbctl_resp_error(r), r->status);
+	return EXIT_ERROR;
+}
+
+/* A failed call (lbd not reached). */
+static int fail_call(const struct lbctl_opts *o, const char *what, char *err)
+{
+	char prefix[64];
+
+	snprintf(prefix, sizeof(prefix), "lbctl gate%s%s", *what ? " " : "", what);
+	lbctl_print_error(o, prefix, err, 0);
+	free(err);
 	return EXIT_ERROR;
 }
 
@@ -132,27 +165,39 @@ static void print_decision(json_t *d, const char *role)
 	    printf("      %s\n", json_string_value(v));
 }
 
-static int gate_status(const struct lbctl_opts *o)
+static int gate_status(int argc, char **argv, const struct lbctl_opts *o)
 {
+	static const struct option lo[] = {
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
+	};
 	struct lbctl_resp r = {0};
 	char *err = NULL;
 	json_t *v, *in;
 	size_t i;
 	const char *k;
+	int ch;
 
-	if (gate_call(o, "GET", "/v1/gate/status", NULL, &r, &err) < 0) {
-		fprintf(stderr, "lbctl gate status: %s\n", err);
-		free(err);
-		return EXIT_ERROR;
+	while ((ch = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+		if (ch == 'h') {
+			usage(stdout);
+			return EXIT_OK;
+		}
+		return lbctl_bad_option("gate status", argv, lo);
 	}
+	if (optind < argc) {
+		fprintf(stderr, "lbctl gate status: takes no arguments (see lbctl gate --help)\n");
+		return EXIT_USAGE;
+	}
+	if (gate_call(o, "GET", "/v1/gate/status", NULL, &r, &err) < 0)
+		return fail_call(o, "status", err);
 	if (r.status != 200 || !r.json) {
-		int rc = fail_resp("status", &r);
+		int rc = fail_resp(o, "status", &r);
 		lbctl_resp_free(&r);
 		return rc;
 	}
 	if (o->json) {
-		json_dumpf(r.json, stdout, JSON_INDENT(2));
-		printf("\n");
+		lbctl_print_json(r.json, stdout);
 		lbctl_resp_free(&r);
 		return EXIT_OK;
 	}
@@ -219,10 +264,8 @@ static int acquire_once(const struct lbctl_opts *o, const struct ask *a, bool qu
 	if (a->release_on_outcomes)
 		json_object_set_new(body, "release_on_outcomes", json_true());
 	if (gate_call(o, "POST", "/v1/gate/leases", body, &r, &err) < 0) {
-		fprintf(stderr, "lbctl gate: %s\n", err);
-		free(err);
 		json_decref(body);
-		return EXIT_ERROR;
+		return fail_call(o, quiet ? "" : "acquire", err);
 	}
 	json_decref(body);
 	if ((r.status == 200 || r.status == 201) && r.json) {
@@ -234,12 +277,12 @@ static int acquire_once(const struct lbctl_opts *o, const struct ask *a, bool qu
 			print_reasons(r.json);
 		rc = EXIT_REFUSED;
 	} else {
-		rc = fail_resp("acquire", &r);
+		rc = fail_resp(o, "acquire", &r);
+		lbctl_resp_free(&r);
+		return rc;
 	}
-	if (o->json && r.json && !quiet) {
-		json_dumpf(r.json, stdout, JSON_INDENT(2));
-		printf("\n");
-	}
+	if (o->json && r.json && !quiet)
+		lbctl_print_json(r.json, stdout);
 	lbctl_resp_free(&r);
 	return rc;
 }
@@ -269,7 +312,10 @@ static int gate_acquire(int argc, char **argv, const struct lbctl_opts *o)
 			break;
 		case 'r':
 			if (strcmp(optarg, "master") != 0 && strcmp(optarg, "worker") != 0) {
-				fprintf(stderr, "lbctl gate acquire: --role: master or worker\n");
+				fprintf(
+				    stderr,
+				    "lbctl gate acquire: --role takes master or worker, not '%s'\n",
+				    optarg);
 				return EXIT_USAGE;
 			}
 			a.role = optarg;
@@ -277,9 +323,19 @@ static int gate_acquire(int argc, char **argv, const struct lbctl_opts *o)
 		case 'R':
 			a.reason = optarg;
 			break;
-		case 'T':
+		case 'T': {
+			int64_t ms;
+			if (duration_parse(optarg, &ms) < 0 || ms <= 0) {
+				fprintf(
+				    stderr,
+				    "lbctl gate acquire: --ttl takes a duration (\"30m\", \"2h\"), "
+				    "not '%s'\n",
+				    optarg);
+				return EXIT_USAGE;
+			}
 			a.ttl = optarg;
 			break;
+		}
 		case 'H':
 			a.holder = optarg;
 			break;
@@ -296,7 +352,7 @@ static int gate_acquire(int argc, char **argv, const struct lbctl_opts *o)
 			usage(stdout);
 			return EXIT_OK;
 		default:
-			return EXIT_USAGE;
+			return lbctl_bad_option("gate acquire", argv, lo);
 		}
 	}
 	if (!a.node) {
@@ -333,15 +389,12 @@ static int release(const struct lbctl_opts *o, const char *node, bool missing_ok
 
 	snprintf(path, sizeof(path), "/v1/gate/leases/%s", esc);
 	free(esc);
-	if (gate_call(o, "DELETE", path, NULL, &r, &err) < 0) {
-		fprintf(stderr, "lbctl gate release: %s\n", err);
-		free(err);
-		return EXIT_ERROR;
-	}
-	if (r.status == 200 || (r.status == 404 && missing_ok))
+	if (gate_call(o, "DELETE", path, NULL, &r, &err) < 0)
+		return fail_call(o, "release", err);
+	if (r.status == 200 || (r.status == 404 && missing_ok && !gate_missing(&r)))
 		rc = EXIT_OK;
 	else
-		rc = fail_resp("release", &r);
+		rc = fail_resp(o, "release", &r);
 	lbctl_resp_free(&r);
 	return rc;
 }
@@ -350,29 +403,38 @@ static int gate_release(int argc, char **argv, const struct lbctl_opts *o)
 {
 	static const struct option lo[] = {
 	    {"node", required_argument, NULL, 'n'},
+	    {"ignore-not-found", no_argument, NULL, 'i'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
 	const char *node = NULL;
+	bool missing_ok = false;
 	int ch;
 
 	while ((ch = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
 		if (ch == 'n') {
 			node = optarg;
+		} else if (ch == 'i') {
+			missing_ok = true;
 		} else if (ch == 'h') {
 			usage(stdout);
 			return EXIT_OK;
 		} else {
-			return EXIT_USAGE;
+			return lbctl_bad_option("gate release", argv, lo);
 		}
 	}
 	if (!node) {
 		fprintf(stderr, "lbctl gate release: --node is required\n");
 		return EXIT_USAGE;
 	}
-	int rc = release(o, node, false);
-	if (rc == EXIT_OK && !o->json)
-		printf("released the lease of %s\n", node);
+	int rc = release(o, node, missing_ok);
+	if (rc == EXIT_OK && o->json) {
+		json_t *j = json_pack("{s:s,s:b}", "node", node, "released", 1);
+		lbctl_print_json(j, stdout);
+		json_decref(j);
+	} else if (rc == EXIT_OK) {
+		printf("released the lease of %s (or it held none)\n", node);
+	}
 	return rc;
 }
 
@@ -490,6 +552,13 @@ static int gate_watch(int argc, char **argv, const struct lbctl_opts *o)
 			node = optarg;
 			break;
 		case 'r':
+			if (strcmp(optarg, "master") != 0 && strcmp(optarg, "worker") != 0) {
+				fprintf(
+				    stderr,
+				    "lbctl gate watch: --role takes master or worker, not '%s'\n",
+				    optarg);
+				return EXIT_USAGE;
+			}
 			role = optarg;
 			break;
 		case 'q':
@@ -512,7 +581,7 @@ static int gate_watch(int argc, char **argv, const struct lbctl_opts *o)
 			usage(stdout);
 			return EXIT_OK;
 		default:
-			return EXIT_USAGE;
+			return lbctl_bad_option("gate watch", argv, lo);
 		}
 	}
 	if (!node) {
@@ -598,15 +667,19 @@ int cmd_gate(int argc, char **argv, const struct lbctl_opts *o)
 		return sub ? EXIT_OK : EXIT_USAGE;
 	}
 	optind = 0;
+	opterr = 0;
 	if (strcmp(sub, "status") == 0)
-		return gate_status(o);
+		return gate_status(argc - 1, argv + 1, o);
 	if (strcmp(sub, "acquire") == 0)
 		return gate_acquire(argc - 1, argv + 1, o);
 	if (strcmp(sub, "release") == 0)
 		return gate_release(argc - 1, argv + 1, o);
 	if (strcmp(sub, "watch") == 0)
 		return gate_watch(argc - 1, argv + 1, o);
-	fprintf(stderr, "lbctl gate: unknown command '%s' (status, acquire, release, watch)\n",
-		sub);
+	static const char *const subs[] = {"status", "acquire", "release", "watch"};
+	const char *guess = lbctl_suggest(sub, subs, sizeof(subs) / sizeof(subs[0]));
+	fprintf(stderr,
+		"lbctl gate: unknown command '%s'%s%s%s (status, acquire, release, watch)\n", sub,
+		guess ? "; did you mean '" : "", guess ? guess : "", guess ? "'?" : "");
 	return EXIT_USAGE;
 }

@@ -27,6 +27,26 @@ static int usage_err(const char *verb, const char *msg)
 	return EXIT_USAGE;
 }
 
+/* An argument verb does not take; "did you mean" one of known (NULL-ended). */
+static int bad_arg(const char *verb, const char *arg, const char *const *known)
+{
+	size_t n = 0;
+	char word[64];
+
+	while (known[n])
+		n++;
+	snprintf(word, sizeof(word), "%s", arg);
+	const char *guess = lbctl_suggest(word, known, n);
+	if (guess)
+		fprintf(stderr,
+			"lbctl %s: unknown argument '%s'; did you mean %s? (see lbctl %s --help)\n",
+			verb, arg, guess, verb);
+	else
+		fprintf(stderr, "lbctl %s: unknown argument '%s' (see lbctl %s --help)\n", verb,
+			arg, verb);
+	return EXIT_USAGE;
+}
+
 /* Parses only --help (and -h) from argv; returns 1 if help was asked for,
  * -1 on an unknown option, 0 otherwise. Options of a verb are handled by the
  * verb itself. */
@@ -46,14 +66,17 @@ static int call(const struct lbctl_opts *o, const char *method, const char *path
 	char *err = NULL;
 
 	if (lbctl_call(o, method, path, body, timeout_ms, r, &err) < 0) {
-		fprintf(stderr, "lbctl: %s\n", err);
+		lbctl_print_error(o, "lbctl", err, 0);
 		free(err);
 		return EXIT_ERROR;
 	}
 	if (r->status >= 400) {
-		if (o->json && r->json)
-			fprintf(stdout, "%s\n", r->body);
-		fprintf(stderr, "lbctl: %s (HTTP %ld)\n", lbctl_resp_error(r), r->status);
+		if (o->json && r->json) {
+			lbctl_print_json(r->json, stdout);
+			fprintf(stderr, "lbctl: %s (HTTP %ld)\n", lbctl_resp_error(r), r->status);
+		} else {
+			lbctl_print_error(o, "lbctl", lbctl_resp_error(r), r->status);
+		}
 		json_t *errs = r->json ? json_object_get(r->json, "errors") : NULL;
 		for (size_t i = 0; json_is_array(errs) && i < json_array_size(errs); i++)
 			fprintf(stderr, "  %s\n", json_string_value(json_array_get(errs, i)));
@@ -65,9 +88,13 @@ static int call(const struct lbctl_opts *o, const char *method, const char *path
 
 static void print_json(const json_t *j)
 {
-	char *s = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-	printf("%s\n", s ? s : "null");
-	free(s);
+	lbctl_print_json(j, stdout);
+}
+
+/* "1 connection", "2 connections" */
+static const char *conns(long long n)
+{
+	return n == 1 ? "connection" : "connections";
 }
 
 static const char *jstr(const json_t *o, const char *k)
@@ -235,8 +262,10 @@ static void backend_help(void)
 	       "    Runtime edits: lbd validates each one, writes it to its state file\n"
 	       "    (fsync'd) and only then applies it; it survives a reload and a restart\n"
 	       "    (see lbctl reload --reset and docs/admin-api.md).\n\n"
-	       "    add      ADDR is IP:PORT or [IPv6]:PORT. The backend takes traffic once\n"
-	       "             its health checks pass. --weight 0..256 (default 1).\n"
+	       "    add      ADDR is IP:PORT, [IPv6]:PORT or HOST:PORT (lbd resolves the\n"
+	       "             name now and keeps the address it gets). The backend takes\n"
+	       "             traffic once its health checks pass. --weight 0..256\n"
+	       "             (default 1).\n"
 	       "    remove   at once (its connections are closed at the pool's\n"
 	       "             drain_close_rate), or with --drain: drain first, remove when\n"
 	       "             drained or at the pool's drain_timeout.\n"
@@ -249,7 +278,8 @@ static void backend_help(void)
 	       "OPTIONS\n"
 	       "    --wait         drain, remove --drain: wait until drained (or removed),\n"
 	       "                   showing connections and time left\n"
-	       "    --timeout D    with --wait: give up after D (\"90s\", \"5m\"); exit 4\n\n"
+	       "    --timeout D    with --wait: give up after D (\"90s\", \"5m\"); exit 4;\n"
+	       "                   0 = never (the default)\n\n"
 	       "EXIT STATUS\n"
 	       "    0 done (drained), 1 error (refused edit, lbd unreachable), 2 usage,\n"
 	       "    4 --wait timed out (the drain goes on in lbd)\n");
@@ -278,9 +308,9 @@ static void print_backend(const struct lbctl_opts *o, const json_t *b, const cha
 	}
 	char why[300];
 	backend_why(b, why, sizeof(why));
-	printf("%s/%s: %s; %s, weight %lld, %s, %lld connections%s%s\n", pool, jstr(b, "name"),
-	       what, jstr(b, "state"), jint(b, "weight"), jstr(b, "health"), jint(b, "active"),
-	       strcmp(why, "-") ? "; " : "", strcmp(why, "-") ? why : "");
+	printf("%s/%s: %s; %s, weight %lld, %s, %lld %s%s%s\n", pool, jstr(b, "name"), what,
+	       jstr(b, "state"), jint(b, "weight"), jstr(b, "health"), jint(b, "active"),
+	       conns(jint(b, "active")), strcmp(why, "-") ? "; " : "", strcmp(why, "-") ? why : "");
 }
 
 static int64_t now_ms(void)
@@ -331,9 +361,9 @@ static int wait_drained(const struct lbctl_opts *o, const char *pool, const char
 			if (o->json)
 				print_json(r.json);
 			else if (forced)
-				printf("%s%s/%s: drained at the deadline: %lld connections closed; "
+				printf("%s%s/%s: drained at the deadline: %lld %s closed; "
 				       "now disabled\n",
-				       tty ? "\n" : "", pool, name, forced);
+				       tty ? "\n" : "", pool, name, forced, conns(forced));
 			else
 				printf("%s%s/%s: drained: no connections left; now disabled\n",
 				       tty ? "\n" : "", pool, name);
@@ -356,8 +386,8 @@ static int wait_drained(const struct lbctl_opts *o, const char *pool, const char
 			char dl[32];
 			fmt_secs(secs, dl, sizeof(dl));
 			FILE *out = o->json ? stderr : stdout;
-			fprintf(out, "%s%s/%s: draining, %lld connections left, %s%s",
-				tty ? "\r" : "", pool, name, left,
+			fprintf(out, "%s%s/%s: draining, %lld %s left, %s%s", tty ? "\r" : "", pool,
+				name, left, conns(left),
 				closing ? "deadline passed, closing them" : dl,
 				closing ? "" : " until the deadline");
 			fprintf(out, tty ? "    " : "\n");
@@ -368,9 +398,10 @@ static int wait_drained(const struct lbctl_opts *o, const char *pool, const char
 		lbctl_resp_free(&r);
 		if (timeout_ms > 0 && now - start >= timeout_ms) {
 			fprintf(stderr,
-				"%slbctl: %s/%s: not drained after %llds (%lld connections "
+				"%slbctl: %s/%s: not drained after %llds (%lld %s "
 				"left); the drain goes on in lbd\n",
-				tty ? "\n" : "", pool, name, (long long)(timeout_ms / 1000), left);
+				tty ? "\n" : "", pool, name, (long long)(timeout_ms / 1000), left,
+				conns(left));
 			rc = EXIT_TIMEOUT;
 			break;
 		}
@@ -384,8 +415,8 @@ struct bopts {
 	int weight;
 	bool has_weight;
 	const char *state;
-	bool drain, wait;
-	int64_t timeout_ms;
+	bool drain, wait, has_timeout;
+	int64_t timeout_ms; /* 0: never give up */
 };
 
 static int parse_bopts(int argc, char **argv, struct bopts *b)
@@ -401,7 +432,7 @@ static int parse_bopts(int argc, char **argv, struct bopts *b)
 	memset(b, 0, sizeof(*b));
 	optind = 1;
 	opterr = 0;
-	while ((ch = getopt_long(argc, argv, "+", lo, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "+h", lo, NULL)) != -1) {
 		switch (ch) {
 		case 'w':
 			b->weight = (int)strtol(optarg, &end, 10);
@@ -410,6 +441,10 @@ static int parse_bopts(int argc, char **argv, struct bopts *b)
 			b->has_weight = true;
 			break;
 		case 's':
+			if (strcmp(optarg, "enabled") && strcmp(optarg, "drain") &&
+			    strcmp(optarg, "disabled"))
+				return usage_err("backend",
+						 "--state takes enabled, drain or disabled");
 			b->state = optarg;
 			break;
 		case 'd':
@@ -419,11 +454,16 @@ static int parse_bopts(int argc, char **argv, struct bopts *b)
 			b->wait = true;
 			break;
 		case 'T':
-			if (duration_parse(optarg, &b->timeout_ms) < 0 || b->timeout_ms <= 0)
-				return usage_err("backend", "--timeout takes a duration (90s, 5m)");
+			/* a bare 0 is "never", as for node drain and kubectl */
+			if (!strcmp(optarg, "0"))
+				b->timeout_ms = 0;
+			else if (duration_parse(optarg, &b->timeout_ms) < 0 || b->timeout_ms < 0)
+				return usage_err("backend",
+						 "--timeout takes a duration (90s, 5m; 0 = never)");
+			b->has_timeout = true;
 			break;
 		default:
-			return usage_err("backend", "unknown option");
+			return lbctl_bad_option("backend", argv, lo);
 		}
 	}
 	return 0;
@@ -480,9 +520,16 @@ static int backend_do(const char *sub, int npos, char **pos, const struct bopts 
 		method = "PATCH";
 		path = backend_path(pos[0], pos[1]);
 	} else {
-		return usage_err("backend", "unknown subcommand");
+		static const char *const subs[] = {"add",    "remove",	"drain",
+						   "enable", "disable", "weight"};
+		const char *guess = lbctl_suggest(sub, subs, sizeof(subs) / sizeof(subs[0]));
+		fprintf(stderr,
+			"lbctl backend: unknown subcommand '%s'%s%s%s (see lbctl backend --help)\n",
+			sub, guess ? "; did you mean '" : "", guess ? guess : "",
+			guess ? "'?" : "");
+		return EXIT_USAGE;
 	}
-	if (bo->timeout_ms && !bo->wait) {
+	if (bo->has_timeout && !bo->wait) {
 		json_decref(body);
 		free(path);
 		return usage_err("backend", "--timeout goes with --wait");
@@ -586,7 +633,8 @@ int cmd_status(int argc, char **argv, const struct lbctl_opts *o)
 		else if (!strcmp(argv[i], "--check-backends") && !check)
 			check = backends = true;
 		else
-			return usage_err("status", "unknown argument");
+			return bad_arg("status", argv[i],
+				       (const char *const[]){"--check", "--help", NULL});
 	}
 	if (check) {
 		if (lbctl_call(o, "GET", "/v1/status", NULL, 2000, &r, &err) < 0) {
@@ -706,7 +754,8 @@ int cmd_reload(int argc, char **argv, const struct lbctl_opts *o)
 		if (!strcmp(argv[i], "--reset"))
 			reset = true;
 		else
-			return usage_err("reload", "unknown argument");
+			return bad_arg("reload", argv[i],
+				       (const char *const[]){"--reset", "--help", NULL});
 	}
 	json_t *body = json_pack("{s:b}", "reset", reset);
 	int rc = call(o, "POST", "/v1/reload", body, 0, &r);

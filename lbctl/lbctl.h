@@ -9,7 +9,9 @@
 #ifndef LBD_LBCTL_H
 #define LBD_LBCTL_H
 
+#include <getopt.h>
 #include <stdbool.h>
+#include <stddef.h>
 
 enum lbctl_exit {
 	EXIT_OK = 0,
@@ -24,9 +26,17 @@ struct lbctl_opts {
 	const char *socket;	/* --socket PATH (admin unix socket), default /run/lbd/admin.sock */
 	const char *url;	/* --url https://host:port (admin TCP listener) */
 	const char *token_file; /* --token-file PATH */
+	const char *cacert;	/* --cacert FILE (else $LBD_CACERT): CA of an https --url */
 	const char *kubeconfig; /* --kubeconfig PATH */
 	const char *context;	/* --context NAME */
 };
+
+/* The candidate nearest to word (a typo: a letter or two off, or a prefix
+ * of three letters or more), or NULL: "did you mean". */
+const char *lbctl_suggest(const char *word, const char *const *cands, size_t n);
+/* After getopt_long (opterr = 0) returned '?': says which option was wrong
+ * (with a "did you mean --x" from lo) on stderr, returns EXIT_USAGE. */
+int lbctl_bad_option(const char *verb, char **argv, const struct option *lo);
 
 /* Each takes the words after its verb (argv[0] is the verb itself). */
 int cmd_pools(int argc, char **argv, const struct lbctl_opts *o);

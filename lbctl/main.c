@@ -2,7 +2,7 @@
  * lbctl - the command line of lbd: pool edits, drain, nodes, the gate, and
  * the upgrade orchestrator. Global options come before the verb:
  *
- *   lbctl [-o json] [--socket PATH | --url URL --token-file F]
+ *   lbctl [-o json] [--socket PATH | --url URL --token-file F [--cacert F]]
  *         [--kubeconfig F] [--context C] VERB ...
  *
  * Each verb lives in its own cmd_*.c and is listed in verbs[] below.
@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "common/version.h"
+#include "lbctl/client.h"
 #include "lbctl/lbctl.h"
 
 struct verb {
@@ -23,8 +24,107 @@ struct verb {
 
 static int cmd_version(int argc, char **argv, const struct lbctl_opts *o)
 {
-	printf("lbctl %s\n", lbd_version);
+	if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+		printf("NAME\n    lbctl version - which lbctl this is\n\n"
+		       "SYNOPSIS\n    lbctl [-o json] version\n    lbctl --version\n\n"
+		       "DESCRIPTION\n"
+		       "    lbctl's version and the commit it was built from. lbd's own: lbd\n"
+		       "    --version, or lbctl status (the running one).\n\n"
+		       "EXIT STATUS\n    0 ok, 2 usage\n");
+		return EXIT_OK;
+	}
+	if (argc > 1) {
+		fprintf(stderr, "lbctl version: takes no arguments (see lbctl version --help)\n");
+		return EXIT_USAGE;
+	}
+	if (o->json) {
+		json_t *j = json_pack("{s:s}", "version", lbd_version);
+		lbctl_print_json(j, stdout);
+		json_decref(j);
+	} else {
+		printf("lbctl %s\n", lbd_version);
+	}
 	return EXIT_OK;
+}
+
+/* ---- did you mean --------------------------------------------------------------------- */
+
+/* Edit distance (insert, delete, substitute, swap two neighbours), capped at 9. */
+static int distance(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b);
+	int d[40][40];
+
+	if (la > 39 || lb > 39)
+		return 9;
+	for (size_t i = 0; i <= la; i++)
+		d[i][0] = (int)i;
+	for (size_t j = 0; j <= lb; j++)
+		d[0][j] = (int)j;
+	for (size_t i = 1; i <= la; i++)
+		for (size_t j = 1; j <= lb; j++) {
+			int sub = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
+			int del = d[i - 1][j] + 1, ins = d[i][j - 1] + 1;
+			int best = sub < del ? sub : del;
+			best = best < ins ? best : ins;
+			if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
+			    d[i - 2][j - 2] + 1 < best)
+				best = d[i - 2][j - 2] + 1;
+			d[i][j] = best;
+		}
+	return d[la][lb];
+}
+
+const char *lbctl_suggest(const char *word, const char *const *cands, size_t n)
+{
+	const char *best = NULL;
+	int bestd = 3;
+
+	for (size_t i = 0; i < n; i++) {
+		if (!cands[i])
+			continue;
+		int d = distance(word, cands[i]);
+		/* a prefix of a longer word ("upg") is a fair guess too */
+		if (strlen(word) >= 3 && strncmp(cands[i], word, strlen(word)) == 0)
+			d = d < 1 ? d : 1;
+		if (d < bestd && (size_t)d * 3 <= strlen(cands[i]) + 1)
+			best = cands[i], bestd = d;
+	}
+	return best;
+}
+
+int lbctl_bad_option(const char *verb, char **argv, const struct option *lo)
+{
+	const char *arg = argv[optind - 1] ? argv[optind - 1] : "";
+	char who[64], help[80], word[64];
+	const char *names[64];
+	size_t n = 0;
+
+	snprintf(who, sizeof(who), "lbctl%s%s", *verb ? " " : "", verb);
+	snprintf(help, sizeof(help), "see %s --help", who);
+	if (optopt) {
+		for (const struct option *x = lo; x->name; x++)
+			if (x->val == optopt) {
+				fprintf(stderr, "%s: --%s %s (%s)\n", who, x->name,
+					x->has_arg == required_argument ? "needs a value"
+									: "takes no value",
+					help);
+				return EXIT_USAGE;
+			}
+		fprintf(stderr, "%s: unknown option '-%c' (%s)\n", who, optopt, help);
+		return EXIT_USAGE;
+	}
+	snprintf(word, sizeof(word), "%s", arg + strspn(arg, "-"));
+	word[strcspn(word, "=")] = '\0';
+	for (const struct option *x = lo; x->name && n < 64; x++)
+		names[n++] = x->name;
+	const char *s = lbctl_suggest(word, names, n);
+	if (s)
+		fprintf(stderr, "%s: unknown option '%s'; did you mean --%s? (%s)\n", who, arg, s,
+			help);
+	else
+		fprintf(stderr, "%s: unknown option '%s' (%s)\n", who, arg, help);
+	return EXIT_USAGE;
 }
 
 static const struct verb verbs[] = {
@@ -53,14 +153,18 @@ static void usage(FILE *f)
 	for (const struct verb *v = verbs; v->name; v++)
 		fprintf(f, "    %-10s %s\n", v->name, v->summary);
 	fprintf(f, "\nGLOBAL OPTIONS (before or after the verb)\n"
-		   "    -o, --output json   machine-readable output\n"
+		   "    -o, --output json   machine-readable output; an error is then also\n"
+		   "                        {\"error\": ...} on stdout (the text stays on stderr)\n"
 		   "    --socket PATH       lbd admin socket (default /run/lbd/admin.sock,\n"
 		   "                        or $LBD_SOCKET)\n"
 		   "    --url URL           lbd admin TCP/TLS listener instead of the socket\n"
 		   "    --token-file FILE   bearer token for --url\n"
+		   "    --cacert FILE       CA bundle to verify an https --url (default\n"
+		   "                        $LBD_CACERT, else the system's CAs)\n"
 		   "    --kubeconfig FILE   kubeconfig for node verbs (default $KUBECONFIG,\n"
 		   "                        ~/.kube/config)\n"
-		   "    --context NAME      kubeconfig context\n\n"
+		   "    --context NAME      kubeconfig context\n"
+		   "    --version           lbctl's version (as lbctl version)\n\n"
 		   "EXIT STATUS\n"
 		   "    0 ok, 1 error, 2 usage, 3 refused by the gate, 4 timed out\n");
 }
@@ -92,6 +196,9 @@ static int set_global(struct lbctl_opts *o, int ch, const char *val)
 	case 'C':
 		o->context = val;
 		break;
+	case 'A':
+		o->cacert = val;
+		break;
 	}
 	return 0;
 }
@@ -106,8 +213,9 @@ static int take_globals(struct lbctl_opts *o, int argc, char **argv)
 	static const struct {
 		const char *name;
 		int ch;
-	} g[] = {{"--output", 'o'},	{"-o", 'o'},	       {"--socket", 's'}, {"--url", 'u'},
-		 {"--token-file", 't'}, {"--kubeconfig", 'k'}, {"--context", 'C'}};
+	} g[] = {{"--output", 'o'},  {"-o", 'o'},	    {"--socket", 's'},
+		 {"--url", 'u'},     {"--token-file", 't'}, {"--kubeconfig", 'k'},
+		 {"--context", 'C'}, {"--cacert", 'A'}};
 	int out = 1;
 
 	for (int i = 1; i < argc; i++) {
@@ -155,17 +263,21 @@ int main(int argc, char **argv)
 	    {"token-file", required_argument, NULL, 't'},
 	    {"kubeconfig", required_argument, NULL, 'k'},
 	    {"context", required_argument, NULL, 'C'},
+	    {"cacert", required_argument, NULL, 'A'},
 	    {"help", no_argument, NULL, 'h'},
+	    {"version", no_argument, NULL, 'V'},
 	    {NULL, 0, NULL, 0},
 	};
 	int ch;
 
 	o.socket = getenv("LBD_SOCKET") ? getenv("LBD_SOCKET") : "/run/lbd/admin.sock";
-	if (argc == 2 && !strcmp(argv[1], "--version"))
-		return cmd_version(argc, argv, &o);
 	/* "+": stop at the verb; its own options are its business. */
+	opterr = 0;
 	while ((ch = getopt_long(argc, argv, "+o:h", longopts, NULL)) != -1) {
 		switch (ch) {
+		case 'V':
+			return cmd_version(1, argv, &o);
+		case 'A':
 		case 'o':
 		case 's':
 		case 'u':
@@ -179,8 +291,7 @@ int main(int argc, char **argv)
 			usage(stdout);
 			return EXIT_OK;
 		default:
-			usage(stderr);
-			return EXIT_USAGE;
+			return lbctl_bad_option("", argv, longopts);
 		}
 	}
 	if (optind >= argc) {
@@ -199,9 +310,28 @@ int main(int argc, char **argv)
 			if (n < 0)
 				return EXIT_USAGE;
 			optind = 0; /* glibc: the verb's getopt starts afresh */
-			return v->fn(n, argv + vi, &o);
+			opterr = 1; /* and says what it does not know, unless it asks */
+			int rc = v->fn(n, argv + vi, &o);
+			if (rc == EXIT_USAGE && o.json) {
+				/* the words went to stderr; a script gets the outcome too */
+				json_t *j =
+				    json_pack("{s:s,s:s,s:i}", "error", "usage error (see stderr)",
+					      "verb", name, "exit", EXIT_USAGE);
+				lbctl_print_json(j, stdout);
+				json_decref(j);
+			}
+			return rc;
 		}
 	}
-	fprintf(stderr, "lbctl: unknown verb '%s' (see lbctl --help)\n", name);
+	const char *names[sizeof(verbs) / sizeof(verbs[0])];
+	size_t n = 0;
+	for (const struct verb *v = verbs; v->name; v++)
+		names[n++] = v->name;
+	const char *s = lbctl_suggest(name, names, n);
+	if (s)
+		fprintf(stderr, "lbctl: unknown verb '%s'; did you mean '%s'? (see lbctl --help)\n",
+			name, s);
+	else
+		fprintf(stderr, "lbctl: unknown verb '%s' (see lbctl --help)\n", name);
 	return EXIT_USAGE;
 }

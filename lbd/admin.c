@@ -210,7 +210,9 @@ void admin_reply_json(struct admin_req *r, int status, json_t *body)
 {
 	/* body is NULL when a json_pack above failed (text that is not UTF-8
 	 * slipped through): a fixed answer, never an exit. */
-	char *s = body ? json_dumps(body, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
+	char *s =
+	    body ? json_dumps(body, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(12))
+		 : NULL;
 
 	if (!s) {
 		static const char fail[] = "{\"error\": \"internal error: the answer could not be "
@@ -476,6 +478,11 @@ static void dispatch(struct admin_req *r, const char *path)
 		allow_header(allowed, allow, sizeof(allow));
 		evhttp_add_header(evhttp_request_get_output_headers(r->req), "Allow", allow);
 		admin_error(r, 405, "method not allowed on %s (allowed: %s)", path, allow);
+		return;
+	}
+	if (!strncmp(path, "/v1/gate/", 9) || !strcmp(path, "/v1/gate")) {
+		/* The gate's routes exist only with a gate: section. */
+		admin_error(r, 404, "the gate is not enabled: lbd's config has no gate: section");
 		return;
 	}
 	admin_error(r, 404, "no such route: %s", path);
@@ -820,7 +827,8 @@ static void h_status(struct admin_req *r, void *arg)
 		struct frontend *fe = s->fes[i];
 		json_t *ls = json_array();
 		for (size_t j = 0; j < fe->conf.nlisten; j++)
-			json_array_append_new(ls, json_string(fe->conf.listen[j].text));
+			if (j == 0 || strcmp(fe->conf.listen[j].text, fe->conf.listen[j - 1].text))
+				json_array_append_new(ls, json_string(fe->conf.listen[j].text));
 		json_array_append_new(
 		    fes,
 		    json_pack("{s:s,s:s,s:o,s:I,s:I,s:I,s:I,s:I}", "name", fe->conf.name, "pool",
@@ -867,6 +875,23 @@ static void h_pool(struct admin_req *r, void *arg)
 		return;
 	}
 	admin_reply_json(r, 200, pool_json(s, p));
+}
+
+/* GET /v1/pools/{pool}/backends: the pool's backends as in GET /v1/pools/{pool}. */
+static void h_backends(struct admin_req *r, void *arg)
+{
+	struct server *s = admin_server(r);
+	struct pool *p = server_pool(s, admin_param(r, 0));
+
+	if (!p) {
+		admin_error(r, 404, "no pool '%s'", admin_param(r, 0));
+		return;
+	}
+	json_t *pj = pool_json(s, p);
+	json_t *o = json_pack("{s:s,s:O}", "pool", p->conf.name, "backends",
+			      json_object_get(pj, "backends"));
+	json_decref(pj);
+	admin_reply_json(r, 200, o);
 }
 
 static int serr_status(enum server_err e)
@@ -1146,6 +1171,7 @@ struct admin *admin_new(struct event_base *base, struct server *s, char **err)
 	admin_route(a, ADMIN_GET, "/v1/pools", h_pools, NULL);
 	admin_route(a, ADMIN_GET, "/v1/pools/{pool}", h_pool, NULL);
 	admin_route(a, ADMIN_POST, "/v1/pools/{pool}/backends", h_backend_add, NULL);
+	admin_route(a, ADMIN_GET, "/v1/pools/{pool}/backends", h_backends, NULL);
 	admin_route(a, ADMIN_GET, "/v1/pools/{pool}/backends/{name}", h_backend_get, NULL);
 	admin_route(a, ADMIN_PATCH, "/v1/pools/{pool}/backends/{name}", h_backend_patch, NULL);
 	admin_route(a, ADMIN_DELETE, "/v1/pools/{pool}/backends/{name}", h_backend_delete, NULL);

@@ -64,9 +64,12 @@ static bool drain_step(struct drainer *d, struct pool *p, struct backend *b, int
 		b->drain_closing = true;
 		b->close_credit = 1; /* the first one goes at the deadline */
 		b->close_last_ms = now;
-		log_warn("backend %s/%s: drain deadline passed; closing %llu connections at %lld/s",
-			 p->conf.name, b->conf.name, (unsigned long long)b->active,
-			 (long long)p->conf.drain_close_rate);
+		log_kv(LOG_LVL_WARN,
+		       LOG_KV("pool", p->conf.name, "backend", b->conf.name, "reason",
+			      "drain deadline"),
+		       "backend %s/%s: drain deadline passed; closing %llu connections at %lld/s",
+		       p->conf.name, b->conf.name, (unsigned long long)b->active,
+		       (long long)p->conf.drain_close_rate);
 	}
 	b->drain_forced += close_some(d->s->relay, b, p->conf.drain_close_rate, &b->close_credit,
 				      &b->close_last_ms, now, END_DRAIN);
@@ -163,8 +166,9 @@ void drainer_adopt(struct drainer *d, struct backend *b, int64_t rate)
 	backend_ref(b);
 	d->orph = xrealloc(d->orph, (d->norph + 1) * sizeof(*d->orph));
 	d->orph[d->norph++] = (struct orphan){b, rate, 1, mono_ms()};
-	log_info("backend %s: removed; closing its %llu connections at %lld/s", b->conf.name,
-		 (unsigned long long)b->active, (long long)rate);
+	log_kv(LOG_LVL_INFO, LOG_KV("backend", b->conf.name, "reason", "removed"),
+	       "backend %s: removed; closing its %llu connections at %lld/s", b->conf.name,
+	       (unsigned long long)b->active, (long long)rate);
 	drainer_kick(d);
 }
 

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/version.h"
 #include "common/xmalloc.h"
 #include "lbd/drain.h"
 #include "lbd/server.h"
@@ -190,6 +191,26 @@ static void m_frontends(FILE *f, const struct server *s)
 		fe_line(f, "lbd_frontend_connect_retries_total", s->fes[i], "", s->fes[i]->retried);
 }
 
+/* lbd_build_info{version="0.1.0-1",commit="g1a2b3c"} 1, from lbd_version
+ * ("0.1.0-1 (g1a2b3c)"; no commit when not built from git). */
+static void build_info(FILE *f)
+{
+	const char *open = strstr(lbd_version, " (");
+	size_t vlen = open ? (size_t)(open - lbd_version) : strlen(lbd_version);
+	char *version = xstrndup(lbd_version, vlen);
+	char *commit = xstrdup(open ? open + 2 : "");
+
+	commit[strcspn(commit, ")")] = '\0';
+	head(f, "lbd_build_info", "gauge", "Always 1; the labels say which build runs.");
+	fputs("lbd_build_info{version=\"", f);
+	esc(f, version);
+	fputs("\",commit=\"", f);
+	esc(f, commit);
+	fputs("\"} 1\n", f);
+	free(version);
+	free(commit);
+}
+
 char *metrics_render(const struct server *s, size_t *len)
 {
 	char *buf = NULL;
@@ -197,6 +218,7 @@ char *metrics_render(const struct server *s, size_t *len)
 
 	if (!f)
 		xmalloc_oom(0);
+	build_info(f);
 	head(f, "lbd_start_time_seconds", "gauge", "When lbd started, unix time.");
 	fprintf(f, "lbd_start_time_seconds %lld\n", (long long)s->started_wall);
 	head(f, "lbd_reloads_total", "counter", "Config reloads asked for.");

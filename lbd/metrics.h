@@ -3,6 +3,7 @@
  * counters, for GET /metrics on the admin socket and the metrics listener.
  *
  * Families (labels in braces):
+ *   lbd_build_info{version,commit}           always 1: which build runs
  *   lbd_start_time_seconds, lbd_reloads_total, lbd_reload_failures_total,
  *   lbd_runtime_edits
  *   lbd_pool_fail_safe{pool}

@@ -93,8 +93,11 @@ void backend_set_state(struct backend *b, enum backend_state st)
 {
 	if (b->state == st)
 		return;
-	log_info("backend %s/%s: %s -> %s", b->pool ? b->pool->conf.name : "-", b->conf.name,
-		 state_names[b->state], state_names[st]);
+	log_kv(LOG_LVL_INFO,
+	       LOG_KV("pool", b->pool ? b->pool->conf.name : NULL, "backend", b->conf.name, "state",
+		      state_names[st]),
+	       "backend %s/%s: %s -> %s", b->pool ? b->pool->conf.name : "-", b->conf.name,
+	       state_names[b->state], state_names[st]);
 	b->state = st;
 	b->state_changes++;
 	atomic_store(&b->close_budget, 0); /* no close left over from a drain */
@@ -126,15 +129,20 @@ void pool_recheck(struct pool *p)
 			known_down++;
 	}
 	bool fail_safe = enabled > 0 && up == 0 && known_down > 0;
-	if (fail_safe && !p->fail_safe)
-		log_warn("pool %s: all backends failing health checks, fail-safe: routing new "
-			 "connections to backends that still accept TCP",
-			 p->conf.name);
+	if (p->freeing)
+		; /* a pool taken apart at shutdown or reload is no news */
+	else if (fail_safe && !p->fail_safe)
+		log_kv(LOG_LVL_WARN, LOG_KV("pool", p->conf.name, "reason", "fail-safe"),
+		       "pool %s: all backends failing health checks, fail-safe: routing new "
+		       "connections to backends that still accept TCP",
+		       p->conf.name);
 	else if (!fail_safe && p->fail_safe && enabled > 0)
-		log_warn("pool %s: fail-safe over, %zu of %zu backends up", p->conf.name, up,
-			 enabled);
+		log_kv(LOG_LVL_WARN, LOG_KV("pool", p->conf.name, "reason", "fail-safe over"),
+		       "pool %s: fail-safe over, %zu of %zu backends up", p->conf.name, up,
+		       enabled);
 	else if (!fail_safe && p->fail_safe)
-		log_warn("pool %s: fail-safe over, no backend is enabled", p->conf.name);
+		log_kv(LOG_LVL_WARN, LOG_KV("pool", p->conf.name, "reason", "no backend enabled"),
+		       "pool %s: fail-safe over, no backend is enabled", p->conf.name);
 	p->fail_safe = fail_safe;
 	pool_publish(p);
 }
@@ -175,12 +183,11 @@ static void on_check(void *arg, const struct check_result *res)
 	}
 	b->since_ms = mono_ms();
 	b->health_changes++;
-	if (b->health.up)
-		log_info("backend %s/%s is UP: %s", p ? p->conf.name : "-", b->conf.name,
-			 res->detail);
-	else
-		log_warn("backend %s/%s is DOWN: %s", p ? p->conf.name : "-", b->conf.name,
-			 res->detail);
+	log_kv(b->health.up ? LOG_LVL_INFO : LOG_LVL_WARN,
+	       LOG_KV("pool", p ? p->conf.name : NULL, "backend", b->conf.name, "state",
+		      b->health.up ? "up" : "down", "reason", res->detail),
+	       "backend %s/%s is %s: %s", p ? p->conf.name : "-", b->conf.name,
+	       b->health.up ? "UP" : "DOWN", res->detail);
 	if (p) {
 		pool_recheck(p);
 		notify(p, b);
@@ -281,6 +288,7 @@ void pool_free(struct pool *p)
 {
 	if (!p)
 		return;
+	p->freeing = true;
 	while (p->nbe > 0)
 		pool_remove(p, p->be[p->nbe - 1]);
 	/* Workers may still hold the (empty) snapshot; frontends that name
@@ -344,7 +352,10 @@ void pool_update(struct pool *p, const struct pool_conf *conf)
 			if (strcmp(conf->backends[j].name, b->conf.name) == 0)
 				nc = &conf->backends[j];
 		if (!nc || !same_addr(&nc->addr, &b->conf.addr)) {
-			log_info("backend %s/%s: removed by reload", p->conf.name, b->conf.name);
+			log_kv(LOG_LVL_INFO,
+			       LOG_KV("pool", p->conf.name, "backend", b->conf.name, "reason",
+				      "reload"),
+			       "backend %s/%s: removed by reload", p->conf.name, b->conf.name);
 			pool_remove(p, b);
 		} else {
 			b->conf.weight = nc->weight;
@@ -363,8 +374,11 @@ void pool_update(struct pool *p, const struct pool_conf *conf)
 	}
 	for (size_t j = 0; j < conf->nbackends; j++) {
 		if (!pool_find(p, conf->backends[j].name)) {
-			log_info("backend %s/%s: added by reload", p->conf.name,
-				 conf->backends[j].name);
+			log_kv(LOG_LVL_INFO,
+			       LOG_KV("pool", p->conf.name, "backend", conf->backends[j].name,
+				      "reason", "reload"),
+			       "backend %s/%s: added by reload", p->conf.name,
+			       conf->backends[j].name);
 			pool_add(p, &conf->backends[j], BE_ENABLED);
 		}
 	}

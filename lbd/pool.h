@@ -136,6 +136,7 @@ struct pool {
 		double credit;
 		bool short_of_it; /* the last round ended with its shares used up */
 	} rb;
+	bool freeing; /* pool_free() is emptying it: no fail-safe news to log */
 	_Atomic(struct pool_snap *) snap;
 	struct check_engine *eng;
 	struct epoch *ep; /* NULL: no worker threads (unit tests) */

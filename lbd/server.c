@@ -6,13 +6,16 @@
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/xmalloc.h"
 #include "lbd/check.h"
 #include "lbd/drain.h"
+#include "lbd/handover.h"
 #include "common/tls.h"
 
 struct pool *server_pool(const struct server *s, const char *name)
@@ -68,6 +71,48 @@ static void prepared_free(struct prepared *prep, size_t n)
 	}
 }
 
+/* Does a frontend of this lbd listen on a already? */
+static bool listening_on(const struct server *s, const struct sockaddr_conf *a)
+{
+	for (size_t i = 0; i < s->nfes; i++)
+		for (size_t j = 0; j < s->fes[i]->conf.nlisten; j++)
+			if (sockaddr_conf_same(&s->fes[i]->conf.listen[j], a))
+				return true;
+	return false;
+}
+
+/*
+ * Frontend sockets carry SO_REUSEPORT (one per worker), and the kernel would
+ * let a second lbd, or anything else that sets it, bind beside them and take
+ * half the VIP's connections. So before binding, ask the kernel once without
+ * SO_REUSEPORT: EADDRINUSE means another socket holds the address. Not asked
+ * for addresses this lbd already listens on (a reload) or was handed by the
+ * old lbd (a self-upgrade, the one overlap that is meant).
+ */
+static int probe_free(const struct frontend_conf *fc, const struct sockaddr_conf *a, char **err)
+{
+	int one = 1;
+	int fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	if (fd < 0)
+		return 0; /* relay_listeners_open() will say why */
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (a->ss.ss_family == AF_INET6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	if (fc->freebind)
+		setsockopt(fd, IPPROTO_IP, IP_FREEBIND, &one, sizeof(one));
+	int rc = bind(fd, (const struct sockaddr *)&a->ss, a->len);
+	int e = errno;
+	close(fd);
+	if (rc < 0 && e == EADDRINUSE) {
+		*err = xasprintf("%s: another process already listens there (frontend %s): "
+				 "is another lbd running? (ss -ltnp 'sport = :%d' shows which)",
+				 a->text, fc->name, sockaddr_conf_port(a));
+		return -1;
+	}
+	return 0;
+}
+
 static int prepare_listeners(struct server *s, const struct config *cfg, struct prepared *prep,
 			     char **err)
 {
@@ -85,6 +130,13 @@ static int prepare_listeners(struct server *s, const struct config *cfg, struct 
 		}
 		if (fe && same_listen(&fe->conf, fc))
 			continue;
+		for (size_t j = 0; !handover_inherited() && j < fc->nlisten; j++) {
+			if (!listening_on(s, &fc->listen[j]) &&
+			    probe_free(fc, &fc->listen[j], err) < 0) {
+				prepared_free(prep, i + 1);
+				return -1;
+			}
+		}
 		if (relay_listeners_open(s->relay, fc, &prep[i].ls, &prep[i].nls, err) < 0) {
 			prepared_free(prep, i + 1);
 			return -1;
@@ -208,6 +260,28 @@ static void server_commit(struct server *s, struct config *cfg, struct prepared 
 
 /* Applies cfg with the overlay; with reset, an empty overlay is persisted
  * first. Returns SERR_OK, or an error with *err and nothing changed. */
+/* Says what each host name in cfg resolved to (at start and every reload). */
+static void log_resolved(const struct config *cfg)
+{
+	char buf[64];
+
+	for (size_t i = 0; i < cfg->nfrontends; i++)
+		for (size_t j = 0; j < cfg->frontends[i].nlisten; j++) {
+			const struct sockaddr_conf *a = &cfg->frontends[i].listen[j];
+			if (a->resolved)
+				log_info("frontend %s: %s resolves to %s", cfg->frontends[i].name,
+					 a->text, sockaddr_conf_numeric(a, buf, sizeof(buf)));
+		}
+	for (size_t i = 0; i < cfg->npools; i++)
+		for (size_t j = 0; j < cfg->pools[i].nbackends; j++) {
+			const struct backend_conf *b = &cfg->pools[i].backends[j];
+			if (b->addr.resolved)
+				log_info("backend %s/%s: %s resolves to %s", cfg->pools[i].name,
+					 b->name, b->addr.text,
+					 sockaddr_conf_numeric(&b->addr, buf, sizeof(buf)));
+		}
+}
+
 static enum server_err server_apply(struct server *s, struct config *cfg, bool reset, char **err)
 {
 	struct prepared *prep = xcalloc(cfg->nfrontends ? cfg->nfrontends : 1, sizeof(*prep));
@@ -219,6 +293,7 @@ static enum server_err server_apply(struct server *s, struct config *cfg, bool r
 		free(prep);
 		return SERR_CONFIG;
 	}
+	log_resolved(cfg);
 	state_copy(&st, &s->st);
 	if (reset) {
 		state_clear(&st);
@@ -452,9 +527,20 @@ enum server_err server_backend_add(struct server *s, const char *pool, const cha
 		*err = xasprintf("bad weight %d: must be 0..256", weight);
 		return SERR_INVALID;
 	}
-	if (sockaddr_conf_parse(address, &bc.addr, &why) < 0) {
+	if (sockaddr_conf_resolve(address, &bc.addr, &why) < 0) {
 		*err = xasprintf("bad address '%s': %s", address, why);
 		return SERR_INVALID;
+	}
+	if (bc.addr.resolved) {
+		/* A runtime edit keeps the address the name has now: the state
+		 * file and a restart then mean the same backend, whatever DNS
+		 * says later (add it again to resolve again). */
+		char num[64];
+		sockaddr_conf_numeric(&bc.addr, num, sizeof(num));
+		log_info("admin: backend %s/%s: %s resolves to %s", pool, name, address, num);
+		xfree(&bc.addr.text);
+		bc.addr.text = xstrdup(num);
+		bc.addr.resolved = false;
 	}
 	if (addr_unspecified(&bc.addr)) {
 		*err = xasprintf("bad address '%s': a backend needs a host, not the any address",
@@ -482,8 +568,9 @@ enum server_err server_backend_add(struct server *s, const char *pool, const cha
 		bc.weight = weight;
 		pool_add(p, &bc, st);
 		pool_recheck(p);
-		log_info("admin: backend %s/%s added at %s, weight %d, %s", pool, name,
-			 bc.addr.text, weight, backend_state_name(st));
+		log_kv(LOG_LVL_INFO, LOG_KV("pool", pool, "backend", name, "reason", "added"),
+		       "admin: backend %s/%s added at %s, weight %d, %s", pool, name, bc.addr.text,
+		       weight, backend_state_name(st));
 		if (st == BE_DRAIN)
 			drainer_kick(s->drain);
 	}
@@ -572,7 +659,8 @@ enum server_err server_backend_remove(struct server *s, const char *pool, const 
 	rc = persist(s, pool, name, NULL, err);
 	if (rc != SERR_OK)
 		return rc;
-	log_info("admin: backend %s/%s removed", pool, name);
+	log_kv(LOG_LVL_INFO, LOG_KV("pool", pool, "backend", name, "reason", "removed"),
+	       "admin: backend %s/%s removed", pool, name);
 	remove_now(s, p, b);
 	return SERR_OK;
 }
@@ -589,8 +677,11 @@ void server_drain_done(struct server *s, struct backend *b)
 	if (b->remove_when_drained) {
 		if (persist(s, pool, name, NULL, &err) != SERR_OK)
 			free(err);
-		log_info("backend %s/%s: drained%s; removed", pool, name,
-			 b->drain_forced ? " (deadline)" : "");
+		log_kv(LOG_LVL_INFO,
+		       LOG_KV("pool", pool, "backend", name, "reason",
+			      b->drain_forced ? "drained at the deadline" : "drained"),
+		       "backend %s/%s: drained%s; removed", pool, name,
+		       b->drain_forced ? " (deadline)" : "");
 		remove_now(s, p, b);
 		return;
 	}
@@ -599,8 +690,11 @@ void server_drain_done(struct server *s, struct backend *b)
 	want.remove_when_drained = false;
 	if (persist(s, pool, name, &want, &err) != SERR_OK)
 		free(err);
-	log_info("backend %s/%s: drained%s; now disabled", pool, name,
-		 b->drain_forced ? " (deadline)" : "");
+	log_kv(LOG_LVL_INFO,
+	       LOG_KV("pool", pool, "backend", name, "reason",
+		      b->drain_forced ? "drained at the deadline" : "drained"),
+	       "backend %s/%s: drained%s; now disabled", pool, name,
+	       b->drain_forced ? " (deadline)" : "");
 	backend_set_state(b, BE_DISABLED);
 }
 

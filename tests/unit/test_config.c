@@ -5,6 +5,7 @@
 #include "tests/unit/unit.h"
 #include <netinet/in.h>
 #include <stdio.h>
+#include <sys/socket.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -290,8 +291,17 @@ START_TEST(test_defaults)
 	ck_assert_int_eq(cfg->metrics.request_timeout_ms, 10000);
 	ck_assert_int_eq(cfg->log.format, LOG_FMT_TEXT);
 	ck_assert_int_eq(cfg->log.level, LOG_LVL_INFO);
-	ck_assert_int_eq(fe->nlisten, 1);
+	/* ":6443" is every address: IPv4, and IPv6 where the host has it (issue 18) */
+	int v6 = socket(AF_INET6, SOCK_STREAM, 0);
+	ck_assert_int_eq(fe->nlisten, v6 >= 0 ? 2 : 1);
 	ck_assert_str_eq(fe->listen[0].text, ":6443");
+	ck_assert_int_eq(fe->listen[0].ss.ss_family, AF_INET);
+	if (v6 >= 0) {
+		close(v6);
+		ck_assert_str_eq(fe->listen[1].text, ":6443");
+		ck_assert_int_eq(fe->listen[1].ss.ss_family, AF_INET6);
+		ck_assert_int_eq(port_of(&fe->listen[1]), 6443);
+	}
 	ck_assert_int_eq(fe->mode, FE_MODE_TCP);
 	ck_assert_int_eq(fe->max_connections, 10000);
 	ck_assert_int_eq(fe->connect_timeout_ms, 3000);
@@ -453,15 +463,29 @@ START_TEST(test_bad_duration)
 }
 END_TEST
 
-START_TEST(test_timeout_not_below_interval)
+/* Issue 18: "interval: 1s" alone, or "interval: 200ms, timeout: 500ms" (HAProxy
+ * takes a timeout above inter) were refused. */
+START_TEST(test_timeout_default_and_above_interval)
 {
-	expect_errors(FRONTEND POOL "    health:\n      interval: 1s\n      timeout: 1s\n",
-		      "lbd.yaml:12:16: pools[0].health.timeout: timeout (1s) must be shorter than "
-		      "interval (1s)");
-	/* The default timeout (1s) against a short interval: point at the interval. */
-	expect_errors(FRONTEND POOL "    health:\n      interval: 500ms\n",
-		      "lbd.yaml:11:17: pools[0].health.timeout: timeout (1s, the default) must be "
-		      "shorter than interval (500ms)");
+	static const struct {
+		const char *health;
+		int64_t interval, timeout;
+	} cases[] = {
+	    {"      interval: 1s\n", 1000, 1000},
+	    {"      interval: 500ms\n", 500, 500},
+	    {"      interval: 5s\n", 5000, 1000},
+	    {"      interval: 200ms\n      timeout: 500ms\n", 200, 500},
+	    {"      interval: 1s\n      timeout: 1s\n", 1000, 1000},
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char *yaml = xasprintf(FRONTEND POOL "    health:\n%s", cases[i].health);
+		struct config *cfg = load_ok(yaml);
+		ck_assert_int_eq(cfg->pools[0].health.interval_ms, cases[i].interval);
+		ck_assert_int_eq(cfg->pools[0].health.timeout_ms, cases[i].timeout);
+		config_free(cfg);
+		free(yaml);
+	}
 }
 END_TEST
 
@@ -577,7 +601,7 @@ START_TEST(test_bad_addresses)
 		      "  - name: vip\n"
 		      "    listen:\n"
 		      "      - :65536\n"
-		      "      - localhost:6443\n"
+		      "      - 'bad host:6443'\n"
 		      "      - 10.0.0.1\n"
 		      "      - ::1:6443\n"
 		      "      - '[::1'\n"
@@ -586,7 +610,7 @@ START_TEST(test_bad_addresses)
 		      "    pool: masters\n" POOL,
 		      "lbd.yaml:4:9: frontends[0].listen[0]: invalid address ':65536': port out of "
 		      "range\n"
-		      "lbd.yaml:5:9: frontends[0].listen[1]: invalid address 'localhost:6443': not "
+		      "lbd.yaml:5:9: frontends[0].listen[1]: invalid address 'bad host:6443': not "
 		      "an IP address\n"
 		      "lbd.yaml:6:9: frontends[0].listen[2]: invalid address '10.0.0.1': missing "
 		      "port\n"
@@ -647,6 +671,65 @@ START_TEST(test_bad_balance)
 	expect_errors(FRONTEND POOL "    balance: rr\n",
 		      "lbd.yaml:10:14: pools[0].balance: invalid balance 'rr' (use least_conn, "
 		      "round_robin or source_hash)");
+}
+END_TEST
+
+/* Issue 18: host names in backend and listen addresses, resolved at load;
+ * one that does not resolve is an error at its place. */
+START_TEST(test_host_names)
+{
+	struct config *cfg = load_ok("frontends:\n  - name: vip\n    listen: localhost:6443\n"
+				     "    pool: masters\n"
+				     "pools:\n  - name: masters\n    backends:\n"
+				     "      - {name: m1, address: 'localhost:7001'}\n"
+				     "      - {name: m2, address: '10.0.0.2:7001'}\n");
+	const struct sockaddr_conf *l = &cfg->frontends[0].listen[0];
+	const struct sockaddr_conf *b = &cfg->pools[0].backends[0].addr;
+	char buf[64];
+
+	ck_assert(l->resolved);
+	ck_assert_str_eq(l->text, "localhost:6443");
+	ck_assert(b->resolved);
+	ck_assert_str_eq(b->text, "localhost:7001");
+	ck_assert_int_eq(port_of(b), 7001);
+	sockaddr_conf_numeric(b, buf, sizeof(buf));
+	ck_assert_msg(!strcmp(buf, "127.0.0.1:7001") || !strcmp(buf, "[::1]:7001"), "%s", buf);
+	ck_assert(!cfg->pools[0].backends[1].addr.resolved);
+	config_free(cfg);
+
+	char *err =
+	    errors_of(FRONTEND POOL "      - {name: m2, address: 'nonexistent.invalid:6443'}\n");
+	ck_assert_ptr_nonnull(err);
+	ck_assert_msg(
+	    strstr(err,
+		   "lbd.yaml:10:29: pools[0].backends[1].address: invalid address "
+		   "'nonexistent.invalid:6443': cannot resolve 'nonexistent.invalid': ") == err,
+	    "%s", err);
+	free(err);
+	/* a bad IP stays a bad IP, not a name */
+	expect_errors(FRONTEND POOL "      - {name: m2, address: '10.0.0.256:6443'}\n",
+		      "lbd.yaml:10:29: pools[0].backends[1].address: invalid address "
+		      "'10.0.0.256:6443': not an IP address");
+}
+END_TEST
+
+/* Issue 18: what an operator coming from HAProxy writes gets lbd's word. */
+START_TEST(test_haproxy_hints)
+{
+	expect_errors(FRONTEND POOL "    balance: roundrobin\n",
+		      "lbd.yaml:10:14: pools[0].balance: invalid balance 'roundrobin' (use "
+		      "least_conn, round_robin or source_hash): HAProxy's roundrobin is lbd's "
+		      "round_robin");
+	expect_errors(FRONTEND POOL "    balance: source\n",
+		      "lbd.yaml:10:14: pools[0].balance: invalid balance 'source' (use least_conn, "
+		      "round_robin or source_hash): HAProxy's source is lbd's source_hash");
+	expect_errors(FRONTEND POOL "    balance: leastconn\n",
+		      "lbd.yaml:10:14: pools[0].balance: invalid balance 'leastconn' (use "
+		      "least_conn, round_robin or source_hash): HAProxy's leastconn is lbd's "
+		      "least_conn");
+	expect_errors("frontends:\n  - name: vip\n    listen: '*:6443'\n    pool: masters\n" POOL,
+		      "lbd.yaml:3:13: frontends[0].listen: invalid address '*:6443': '*:PORT' "
+		      "is HAProxy's spelling: lbd's is ':PORT' (every address, IPv4 and IPv6)");
 }
 END_TEST
 
@@ -924,7 +1007,7 @@ int main(void)
 	tcase_add_test(bad, test_load_file_errors);
 	tcase_add_test(bad, test_unknown_key);
 	tcase_add_test(bad, test_bad_duration);
-	tcase_add_test(bad, test_timeout_not_below_interval);
+	tcase_add_test(good, test_timeout_default_and_above_interval);
 	tcase_add_test(bad, test_duplicate_pool);
 	tcase_add_test(bad, test_duplicate_backend);
 	tcase_add_test(bad, test_bad_backend_names);
@@ -933,6 +1016,8 @@ int main(void)
 	tcase_add_test(bad, test_bad_addresses);
 	tcase_add_test(bad, test_weight_range);
 	tcase_add_test(bad, test_bad_balance);
+	tcase_add_test(bad, test_haproxy_hints);
+	tcase_add_test(good, test_host_names);
 	tcase_add_test(bad, test_tls_mode_needs_cert);
 	tcase_add_test(bad, test_yaml_syntax_error);
 	tcase_add_test(bad, test_many_errors);
