@@ -7,7 +7,9 @@ library): the page shows both backends UP; one master's /readyz then fails,
 and the SAME page - never reloaded - must show it DOWN with the check's
 reason within a few refreshes. A phone-sized screenshot is kept in the build
 dir (status-page-*.png) as an artifact. The metrics listener serves the page
-and the read-only routes it reads, never a mutation.
+and the read-only routes it reads, never a mutation. With a gate, the page
+shows a lease taken through the admin socket and what another master's
+request would get now (refused: one master at a time).
 
 Every wait is a bounded poll; Chromium and lbd are stopped by PID.
 """
@@ -116,7 +118,12 @@ class DevTools:
         return r.get("result", {}).get("value")
 
     def screenshot(self, path):
-        data = self.call("Page.captureScreenshot", {"format": "png"})["data"]
+        """The whole page, as tall as it is, at the phone's width."""
+        size = self.call("Page.getLayoutMetrics").get("cssContentSize") or {}
+        clip = {"x": 0, "y": 0, "width": size.get("width", 412),
+                "height": min(size.get("height", 915), 8000), "scale": 1}
+        data = self.call("Page.captureScreenshot", {"format": "png", "clip": clip,
+                                                    "captureBeyondViewport": True})["data"]
         with open(path, "wb") as f:
             f.write(base64.b64decode(data))
 
@@ -193,6 +200,44 @@ class StatusPageTest(harness.TestCase):
         urls = b.js("performance.getEntriesByType('resource').map(function (e) { return e.name; })")
         for u in urls:
             self.assertTrue(u.startswith("http://%s:%d/" % (LOOPBACK, self.mport)), u)
+
+    def test_page_shows_the_gate_leases_and_arithmetic(self):
+        masters = [self.start_apiserver("master-%d" % i) for i in (1, 2, 3)]
+        tokens = self.path("gate-tokens")
+        with open(tokens, "w") as f:
+            f.write("* admin-token-of-the-test\n")
+        os.chmod(tokens, 0o600)
+        self.mport = harness.free_port()
+        cfg = self.lbd_config(masters, extra={"metrics": {"listen": "%s:%d" % (LOOPBACK, self.mport)}})
+        cfg["gate"] = {"listen": "%s:%d" % (LOOPBACK, harness.free_port()), "tokens_file": tokens,
+                       "quorum": {"pool": "vip"}, "concurrency": {"masters": 1, "workers": 1}}
+        self.lbd = self.start_lbd(cfg, wait_up=["vip/master-%d" % i for i in (1, 2, 3)])
+        sock = cfg["admin"]["socket"]
+
+        def granted():
+            st, _, body = harness.admin_request(sock, "POST", "/v1/gate/leases",
+                                                {"node": "master-1", "role": "master",
+                                                 "reason": "kernel update"})
+            return st == 201 and body
+        wait_for(granted, T(20), "a master lease for master-1 (the gate process starting)")
+        b = self.browser()
+        b.open("http://%s:%d/" % (LOOPBACK, self.mport))
+        gate_js = """(function () {
+          var lease = document.querySelector('tr[data-lease="master-1"]');
+          var g = document.getElementById('gate');
+          return {lease: lease ? lease.textContent : null, text: g.textContent,
+                  on: !!document.querySelector('[data-gate="on"]')};
+        })()"""
+        v = wait_for(lambda: (lambda x: x if x and x["on"] and x["lease"] else None)(b.js(gate_js)),
+                     T(30), "the page shows master-1's lease")
+        self.assertIn("kernel update", v["lease"])
+        self.assertIn("master", v["lease"])
+        # What a request would get now: another master is refused (one master at a
+        # time), with the reasons and the arithmetic behind them.
+        self.assertIn("What a request would get now", v["text"])
+        self.assertRegex(v["text"], r"master-2\s*refused now")
+        self.assertIn("(any worker)", v["text"])
+        b.screenshot(self.artifact("gate"))
 
     def test_listeners_serve_the_page_and_only_read_only_routes(self):
         self.start()
