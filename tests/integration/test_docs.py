@@ -225,7 +225,9 @@ class TestPorts(unittest.TestCase):
                     port = int(port)
                     if "gate" in line.lower() and port not in (want["gate.listen"], 6443, 2379):
                         bad.append((f, line))
-                    if ("--url" in line or "admin" in line.lower()) and "gate" not in line.lower() \
+                    # lbctl --url, a plan's lbd.url, the admin listener's URL.
+                    if ("--url" in line or "url:" in line or "admin" in line.lower()) \
+                            and "gate" not in line.lower() \
                             and port not in (want["admin.listen"], 6443, 2379):
                         bad.append((f, line))
         self.assertEqual(bad, [])
