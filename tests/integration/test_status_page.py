@@ -5,7 +5,7 @@ headless Chromium opens GET / on that listener and is driven over the
 DevTools protocol on a pipe (--remote-debugging-pipe: no port, no websocket
 library): the page shows both backends UP; one master's /readyz then fails,
 and the SAME page - never reloaded - must show it DOWN with the check's
-reason within a few refreshes. A phone-sized screenshot is kept in the build
+reason within a few refreshes, and a drain's progress. A phone-sized screenshot is kept in the build
 dir (status-page-*.png) as an artifact. The metrics listener serves the page
 and the read-only routes it reads, never a mutation. With a gate, the page
 shows a lease taken through the admin socket and what another master's
@@ -20,6 +20,7 @@ import os
 import select
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -154,6 +155,7 @@ class StatusPageTest(harness.TestCase):
         self.mport = harness.free_port()
         cfg = self.lbd_config([m1, m2], extra={"metrics": {"listen": "%s:%d" % (LOOPBACK, self.mport)}})
         self.lbd = self.start_lbd(cfg, wait_up=["vip/master-1", "vip/master-2"])
+        self.vip_port = int(cfg["frontends"][0]["listen"][0].rsplit(":", 1)[1])
         return m1, m2
 
     def browser(self):
@@ -189,6 +191,23 @@ class StatusPageTest(harness.TestCase):
         self.assertGreater(v["refreshes"], first, "redrawn in place by a refresh")
         self.assertRegex(v["rows"]["master-1"]["why"], r"503", "the reason, as lbctl pools says it")
         self.assertEqual(v["rows"]["master-2"]["health"], "UP")
+        # Drain progress: a connection held open through the VIP (to master-2,
+        # the only backend up), then master-2 drained: the page counts it down.
+        c = socket.create_connection((LOOPBACK, self.vip_port), timeout=T(5))
+        self.addCleanup(c.close)
+        sock = self.path("admin.sock")
+        def active_on_master2():
+            bes = harness.admin_request(sock, "GET", "/v1/pools/vip")[2]["backends"]
+            return [x["active"] for x in bes if x["name"] == "master-2"] == [1]
+        wait_for(active_on_master2, T(10), "the held connection on master-2")
+        st, _, _ = harness.admin_request(sock, "PATCH", "/v1/pools/vip/backends/master-2",
+                                         {"state": "drain"})
+        self.assertEqual(st, 200)
+        drain_js = ("(function () { var r = document.querySelector('tr[data-backend=\"master-2\"] "
+                    "td[data-label=\"drain\"]'); return r ? r.textContent : ''; })()")
+        text = wait_for(lambda: (lambda t: t if "draining" in t else None)(b.js(drain_js)), T(30),
+                        "the page shows master-2 draining")
+        self.assertRegex(text, r"1 connection left")
         # The page was never reloaded: the same document redrew itself.
         self.assertEqual(b.js("performance.getEntriesByType('navigation').length"), 1)
         b.screenshot(self.artifact("down"))
