@@ -318,10 +318,10 @@ int main(int argc, char **argv)
 			int n = take_globals(&o, argc - vi, argv + vi);
 			if (n < 0)
 				return EXIT_USAGE;
-			optind = 0; /* glibc: the verb's getopt starts afresh */
 			if (getenv("LBCTL_PARSE_ONLY") &&
 			    strcmp(getenv("LBCTL_PARSE_ONLY"), "1") == 0)
 				return parse_only(v, n, argv + vi, &o);
+			optind = 0; /* glibc: the verb's getopt starts afresh */
 			return v->fn(n, argv + vi, &o);
 		}
 	}
