@@ -45,6 +45,8 @@ DEPS_PKGS := build-essential pkg-config libevent-dev libssl-dev libyaml-dev libj
 	etcd-server etcd-client clang libclang-rt-14-dev llvm
 # The package and the keepalived pair: make deb, lintian, systemd-analyze, test_pair.
 DEPS_PKGS += dpkg-dev lintian man-db systemd keepalived bash-completion adduser
+# The status page in a browser, the alert rules: test_status_page, test_monitoring.
+DEPS_PKGS += chromium prometheus
 
 # Layers (docs/architecture.md): liblow.a is everything below lbd/ and lbctl/;
 # the gate's and the orchestrator's tests link it alone, which proves that
@@ -65,6 +67,18 @@ UNIT_BINS  := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 # Keep the objects of test binaries: they are not throwaway intermediates.
 .SECONDARY:
 all: $(BUILD)/lbd $(BUILD)/lbctl
+
+# The status page (GET /, lbd/statuspage.h): lbd/status.html as a C string.
+LBD_OBJS   += $(BUILD)/obj/gen/statuspage.o
+$(BUILD)/gen/statuspage.c: lbd/status.html
+	@mkdir -p $(dir $@)
+	@{ echo '/* Generated from lbd/status.html by the Makefile: do not edit. */'; \
+	  echo '#include "lbd/statuspage.h"'; echo 'const char statuspage_html[] ='; \
+	  sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/^/"/' -e 's/$$/\\n"/' $<; \
+	  echo ';'; } > $@
+$(BUILD)/obj/gen/statuspage.o: $(BUILD)/gen/statuspage.c $(BUILD)/.flags
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
 
 # The version: the package's, and the commit when built from git. Only
 # common/version.o depends on it (through a stamp that changes with it).
@@ -130,7 +144,7 @@ deps:
 	export DEBIAN_FRONTEND=noninteractive; \
 	apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null \
 		|| { echo "deps: apt-get install failed"; exit 1; }; \
-	for s in nginx haproxy keepalived; do systemctl disable --now $$s >/dev/null 2>&1 || true; done
+	for s in nginx haproxy keepalived prometheus; do systemctl disable --now $$s >/dev/null 2>&1 || true; done
 
 run: deps all
 	@$(PY) scripts/demo.py --build $(BUILD)

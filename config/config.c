@@ -1729,3 +1729,89 @@ struct config *config_load(const char *path, struct config_errors *errs)
 	free(buf);
 	return cfg;
 }
+
+/* ---- the table, for the docs ------------------------------------------------------------ */
+
+static void dump_fields(FILE *f, const char *prefix, const struct field *fields);
+
+static void dump_line(FILE *f, const char *path, const char *type)
+{
+	fprintf(f, "%s\t%s\n", path, type);
+}
+
+static void dump_field(FILE *f, const char *path, const struct field *fd)
+{
+	char type[160];
+
+	switch (fd->type) {
+	case F_STR:
+		dump_line(f, path, "string");
+		break;
+	case F_INT:
+	case F_I64:
+		snprintf(type, sizeof(type), "integer %lld..%lld", (long long)fd->min,
+			 (long long)fd->max);
+		dump_line(f, path, type);
+		break;
+	case F_OCTAL:
+		dump_line(f, path, "file mode");
+		break;
+	case F_BOOL:
+		dump_line(f, path, "boolean");
+		break;
+	case F_DUR:
+		dump_line(f, path, "duration");
+		break;
+	case F_ENUM:
+		snprintf(type, sizeof(type), "one of %s", fd->choices);
+		dump_line(f, path, type);
+		break;
+	case F_ADDR:
+	case F_ADDRP:
+		dump_line(f, path, "address");
+		break;
+	case F_STRLIST:
+		dump_line(f, path, "list of strings");
+		break;
+	case F_SECTION:
+		dump_fields(f, path, fd->sub);
+		break;
+	case F_LIST: {
+		char *p = xasprintf("%s[]", path);
+		dump_fields(f, p, fd->sub);
+		free(p);
+		break;
+	}
+	case F_CUSTOM:
+		if (fd->custom == set_gate) {
+			dump_fields(f, path, gate_fields);
+		} else if (fd->custom == set_members) {
+			char *p = xasprintf("%s.NODE", path);
+			dump_fields(f, p, member_fields);
+			free(p);
+		} else if (fd->custom == set_per_label) {
+			char *p = xasprintf("%s.LABEL", path);
+			dump_line(f, p, "integer 1..1000");
+			free(p);
+		} else if (fd->custom == set_fe_listen) {
+			dump_line(f, path, "address or list of addresses");
+		} else {
+			dump_line(f, path, "custom");
+		}
+		break;
+	}
+}
+
+static void dump_fields(FILE *f, const char *prefix, const struct field *fields)
+{
+	for (const struct field *fd = fields; fd->key; fd++) {
+		char *path = *prefix ? xasprintf("%s.%s", prefix, fd->key) : xstrdup(fd->key);
+		dump_field(f, path, fd);
+		free(path);
+	}
+}
+
+void config_dump_keys(FILE *f)
+{
+	dump_fields(f, "", top_fields);
+}

@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/socket.h>
 
 #include "common/log.h"
@@ -270,5 +271,10 @@ const char *balance_name(enum balance b);
 const char *down_close_name(enum down_close d);
 int balance_parse(const char *s, enum balance *out);
 const char *health_type_name(enum health_type t);
+
+/* Every key of the config file's tables, one "path<TAB>type" line each
+ * (lists as "frontends[].name"; a user's key as NODE or LABEL): what
+ * `lbd --dump-config-keys` prints and docs/config.md is tested against. */
+void config_dump_keys(FILE *f);
 
 #endif

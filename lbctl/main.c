@@ -7,10 +7,14 @@
  *
  * Each verb lives in its own cmd_*.c and is listed in verbs[] below.
  */
+#include <ctype.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "common/version.h"
 #include "lbctl/client.h"
@@ -253,6 +257,122 @@ static int take_globals(struct lbctl_opts *o, int argc, char **argv)
 	return out;
 }
 
+/* The --help text of "VERB [SUB] --help", run in a child with no lbd to
+ * reach (a verb whose --help would still send a request gets nowhere). */
+static char *help_of(const struct verb *v, const char *sub, const struct lbctl_opts *o)
+{
+	struct lbctl_opts none = *o;
+	char *args[] = {(char *)v->name, (char *)(sub ? sub : "--help"), "--help", NULL};
+	char *buf = NULL;
+	size_t len = 0, got;
+	int fd[2];
+	pid_t pid;
+
+	if (pipe(fd) < 0 || (pid = fork()) < 0)
+		return NULL;
+	if (pid == 0) {
+		int null = open("/dev/null", O_RDWR);
+		dup2(fd[1], STDOUT_FILENO);
+		dup2(null, STDERR_FILENO);
+		dup2(null, STDIN_FILENO);
+		close(fd[0]);
+		none.socket = "/nonexistent/lbctl-parse-only", none.url = NULL;
+		none.kubeconfig = "/nonexistent/lbctl-parse-only";
+		alarm(5);
+		optind = 0;
+		int rc = v->fn(sub ? 3 : 2, args, &none);
+		fflush(stdout);
+		_exit(rc);
+	}
+	close(fd[1]);
+	FILE *f = fdopen(fd[0], "r");
+	char chunk[4096];
+	while (f && (got = fread(chunk, 1, sizeof(chunk), f)) > 0) {
+		buf = realloc(buf, len + got + 1);
+		if (!buf)
+			abort();
+		memcpy(buf + len, chunk, got);
+		len += got;
+	}
+	if (f)
+		fclose(f);
+	waitpid(pid, NULL, 0);
+	if (buf)
+		buf[len] = '\0';
+	return buf;
+}
+
+/* Does help name flag (up to a '=') as a word of its own? */
+static bool help_names(const char *help, const char *flag)
+{
+	size_t n = strcspn(flag, "=");
+
+	for (const char *p = help; p && (p = strstr(p, flag)) != NULL; p++) {
+		char before = p == help ? ' ' : p[-1], after = p[n];
+		if (strncmp(p, flag, n) == 0 && !isalnum((unsigned char)before) && before != '-' &&
+		    !isalnum((unsigned char)after) && after != '-')
+			return true;
+	}
+	return false;
+}
+
+/* Is sub one of the sub-verbs help's synopsis lines ("lbctl VERB SUB ...")
+ * name? -1 when the synopsis takes any word there (a PLAN, a NODE). */
+static int sub_known(const char *help, const char *verb, const char *sub)
+{
+	size_t vl = strlen(verb);
+	bool any = false;
+
+	for (const char *p = help; p && (p = strstr(p, verb)) != NULL; p += vl) {
+		bool after_lbctl = p - help >= 6 && strncmp(p - 6, "lbctl ", 6) == 0;
+		bool after_opts = p - help >= 2 && p[-1] == ' ' && p[-2] == ']';
+		if ((!after_lbctl && !after_opts) || p[vl] != ' ')
+			continue;
+		const char *w = p + vl + 1;
+		size_t wl = strspn(w, "abcdefghijklmnopqrstuvwxyz-");
+		if (isupper((unsigned char)w[0]))
+			return -1;
+		if (wl == 0 || w[0] == '-')
+			continue;
+		any = true;
+		if (wl == strlen(sub) && strncmp(w, sub, wl) == 0)
+			return 1;
+	}
+	return any ? 0 : -1;
+}
+
+/*
+ * LBCTL_PARSE_ONLY=1, for tests/integration/test_docs.py (a command shown
+ * in the docs must parse): the verb exists and every option after it is one
+ * that the verb's --help (or its sub-verb's) names. Nothing is run; 0 or 2.
+ */
+static int parse_only(const struct verb *v, int argc, char **argv, const struct lbctl_opts *o)
+{
+	const char *sub = argc > 1 && argv[1][0] != '-' ? argv[1] : NULL;
+	char *help = help_of(v, NULL, o), *subhelp = sub ? help_of(v, sub, o) : NULL;
+	int rc = EXIT_OK;
+
+	if (sub && help && sub_known(help, v->name, sub) == 0) {
+		fprintf(stderr, "lbctl: %s: unknown sub-verb '%s' (see lbctl %s --help)\n", v->name,
+			sub, v->name);
+		rc = EXIT_USAGE;
+	}
+	for (int i = 1; i < argc && rc == EXIT_OK; i++) {
+		if (strcmp(argv[i], "--") == 0)
+			break;
+		if (argv[i][0] != '-' || argv[i][1] == '\0')
+			continue;
+		if (!help_names(help, argv[i]) && !help_names(subhelp, argv[i])) {
+			fprintf(stderr, "lbctl: %s: unknown option '%s' (see lbctl %s --help)\n",
+				v->name, argv[i], v->name);
+			rc = EXIT_USAGE;
+		}
+	}
+	free(help);
+	free(subhelp);
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
 	struct lbctl_opts o = {0};
@@ -309,6 +429,9 @@ int main(int argc, char **argv)
 			int n = take_globals(&o, argc - vi, argv + vi);
 			if (n < 0)
 				return EXIT_USAGE;
+			if (getenv("LBCTL_PARSE_ONLY") &&
+			    strcmp(getenv("LBCTL_PARSE_ONLY"), "1") == 0)
+				return parse_only(v, n, argv + vi, &o);
 			optind = 0; /* glibc: the verb's getopt starts afresh */
 			opterr = 1; /* and says what it does not know, unless it asks */
 			int rc = v->fn(n, argv + vi, &o);

@@ -43,6 +43,7 @@
 #include "lbd/handover.h"
 #include "lbd/metrics.h"
 #include "lbd/server.h"
+#include "lbd/statuspage.h"
 
 #define ADMIN_MAX_TOKEN 4096
 
@@ -453,6 +454,19 @@ static bool token_ok(struct admin_req *r)
 
 /* ---- dispatch ------------------------------------------------------------------------- */
 
+/* The metrics listener has no token: it serves the status page and the
+ * read-only routes the page reads, never a mutation (their GET only). */
+static bool metrics_listener_route(const char *pattern)
+{
+	static const char *const ok[] = {"/metrics", "/", "/v1/status", "/v1/pools",
+					 "/v1/gate/status"};
+
+	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++)
+		if (strcmp(pattern, ok[i]) == 0)
+			return true;
+	return false;
+}
+
 static void dispatch(struct admin_req *r, const char *path)
 {
 	struct admin *a = r->a;
@@ -460,7 +474,7 @@ static void dispatch(struct admin_req *r, const char *path)
 
 	for (size_t i = 0; i < a->nroutes; i++) {
 		struct route *rt = &a->routes[i];
-		if (r->l->metrics_only && strcmp(rt->pattern, "/metrics") != 0)
+		if (r->l->metrics_only && !metrics_listener_route(rt->pattern))
 			continue;
 		if (!route_match(rt->pattern, path, NULL))
 			continue;
@@ -855,6 +869,12 @@ static void h_status(struct admin_req *r, void *arg)
 	admin_reply_json(r, 200, o);
 }
 
+static void h_page(struct admin_req *r, void *arg)
+{
+	admin_reply_text(r, 200, "text/html; charset=utf-8", statuspage_html,
+			 strlen(statuspage_html));
+}
+
 static void h_pools(struct admin_req *r, void *arg)
 {
 	struct server *s = admin_server(r);
@@ -1177,6 +1197,7 @@ struct admin *admin_new(struct event_base *base, struct server *s, char **err)
 	admin_route(a, ADMIN_DELETE, "/v1/pools/{pool}/backends/{name}", h_backend_delete, NULL);
 	admin_route(a, ADMIN_POST, "/v1/reload", h_reload, NULL);
 	admin_route(a, ADMIN_GET, "/metrics", h_metrics, NULL);
+	admin_route(a, ADMIN_GET, "/", h_page, NULL);
 
 	const struct admin_limits alim = ADMIN_LIMITS(cfg->admin),
 				  mlim = ADMIN_LIMITS(cfg->metrics);

@@ -10,7 +10,9 @@
  *     every route, each request needs "Authorization: Bearer <token>" with
  *     the token in admin.token_file (read at each request, so it can be
  *     rotated; compared in constant time);
- *   - metrics.listen, optional, plain TCP: GET /metrics only.
+ *   - metrics.listen, optional, plain TCP, no token: GET /metrics, the status
+ *     page GET / (statuspage.h) and the read-only routes it reads
+ *     (/v1/status, /v1/pools, /v1/gate/status); never a mutation.
  * Every answer closes its connection; a request must arrive whole within
  * ADMIN_REQUEST_TIMEOUT_S and ADMIN_MAX_BODY bytes, so a slow or huge client
  * cannot hold the API.

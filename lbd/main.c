@@ -142,6 +142,11 @@ int main(int argc, char **argv)
 		printf("lbd %s\n", lbd_version);
 		return 0;
 	}
+	/* Hidden: the config table's keys and types (tests/integration/test_docs.py). */
+	if (argc == 2 && strcmp(argv[1], "--dump-config-keys") == 0) {
+		config_dump_keys(stdout);
+		return 0;
+	}
 	handover_init(argc, argv);
 
 	while ((ch = getopt(argc, argv, "c:tFh")) != -1) {

@@ -54,11 +54,22 @@ DOC=$STAGE/usr/share/doc/lbd
 install -d -m 0755 "$DOC/examples"
 install -m 0644 "$PKG/copyright" "$DOC/copyright"
 gzip -9n -c "$CHANGELOG" >"$DOC/changelog.Debian.gz"
-gzip -9n -c "$ROOT/docs/deploy.md" >"$DOC/deploy.md.gz"
 gzip -9n -c "$ROOT/README.md" >"$DOC/README.md.gz"
+gzip -9n -c "$ROOT/SECURITY.md" >"$DOC/SECURITY.md.gz"
+# Every document under docs/ (the README, the man pages and lbctl's help
+# point at them), and every example config and plan.
+for f in "$ROOT"/docs/*.md; do
+	gzip -9n -c "$f" >"$DOC/$(basename "$f").gz"
+done
+for f in "$ROOT"/config/examples/*.yaml; do
+	install -m 0644 "$f" "$DOC/examples/$(basename "$f")"
+done
+# Monitoring: the alert rules (with their promtool tests) and the dashboard.
+install -m 0644 "$ROOT/packaging/prometheus/lbd-alerts.yml" "$DOC/examples/lbd-alerts.yml"
+install -m 0644 "$ROOT/packaging/prometheus/lbd-alerts.test.yml" "$DOC/examples/lbd-alerts.test.yml"
+install -m 0644 "$ROOT/packaging/grafana/lbd.json" "$DOC/examples/grafana-lbd.json"
 install -m 0644 "$ROOT/packaging/keepalived/keepalived.conf.tmpl" "$DOC/examples/keepalived.conf.tmpl"
 install -m 0644 "$ROOT/packaging/keepalived/README.md" "$DOC/examples/keepalived-README.md"
-install -m 0644 "$ROOT/config/examples/k3s-three-masters.yaml" "$DOC/examples/k3s-three-masters.yaml"
 install -m 0644 "$ROOT/packaging/kured/README.md" "$DOC/examples/kured-README.md"
 install -m 0644 "$ROOT/packaging/kured/lbd-gate-watch.env" "$DOC/examples/lbd-gate-watch.env"
 install -m 0644 "$ROOT/packaging/kured/gate-watch.yaml" "$DOC/examples/kured-gate-watch.yaml"

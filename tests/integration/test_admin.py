@@ -312,8 +312,8 @@ class TestApi(AdminCase):
                       if s.labels == {"pool": "vip", "backend": "a"}]
             self.assertEqual(active, [1.0])
             self.assertEqual(fams["lbd_backend_check_duration_seconds"].type, "histogram")
-        # The metrics listener serves /metrics only.
-        st, _, _ = harness.http_get(LOOPBACK, mport, "/v1/pools", tls=False)
+        # The metrics listener serves no mutation (test_status_page: what it serves).
+        st, _, _ = harness.http_get(LOOPBACK, mport, "/v1/reload", tls=False, method="POST")
         self.assertEqual(st, 404)
 
     def test_tcp_listener_needs_the_token(self):

@@ -100,6 +100,26 @@ class PackageTest(unittest.TestCase):
                      "./usr/share/doc/lbd/examples/keepalived.conf.tmpl",
                      "./usr/lib/lbd/seamless-restart"]:
             self.assertRegex(listing, r"(?m) %s$" % re.escape(path))
+        # Every document and example the docs, the man pages and lbctl's help
+        # point at: docs/*.md, every example config and plan, the monitoring
+        # files, and each /usr/share/doc/lbd path they name.
+        doc = "./usr/share/doc/lbd/"
+        want = [doc + f + ".gz" for f in os.listdir(os.path.join(ROOT, "docs")) if f.endswith(".md")]
+        want += [doc + "examples/" + f for f in os.listdir(os.path.join(ROOT, "config", "examples"))
+                 if f.endswith(".yaml")]
+        want += [doc + "examples/lbd-alerts.yml", doc + "examples/grafana-lbd.json",
+                 doc + "SECURITY.md.gz", doc + "README.md.gz"]
+        named = ""
+        for d in ("docs", "packaging/debian"):
+            for f in os.listdir(os.path.join(ROOT, d)):
+                if f.endswith((".md", ".8")):
+                    with open(os.path.join(ROOT, d, f)) as fh:
+                        named += fh.read().replace("\\-", "-")  # roff's hyphens
+        for path in sorted(set(want)):
+            self.assertRegex(listing, r"(?m) %s$" % re.escape(path))
+        # A path named as such: the file, its .gz (a document) or a directory.
+        for m in set(re.findall(r"/usr/share/doc/lbd/([\w./-]*\w)", named)):
+            self.assertRegex(listing, r"(?m) %s(\.gz|/)?$" % re.escape(doc + m), m)
         tmp = self.tmpdir()
         sh(["dpkg-deb", "-e", deb, tmp])
         with open(os.path.join(tmp, "conffiles")) as f:
