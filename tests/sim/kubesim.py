@@ -52,6 +52,11 @@ get and list; evict may also patch nodes, delete pods and create
 pods/eviction (what a drain needs); anything else is 403 Forbidden with the
 real apiserver's message. The --token and client certificates are admin.
 
+Dry run: dryRun=All (query, or DeleteOptions.dryRun) on PATCH, DELETE and
+pods/eviction checks as usual (PDBs, RBAC) and stores nothing. evictDelay
+(scenario): each eviction answers after that many seconds, outside the state
+lock; /sim/state's max_evictions_in_flight shows how many overlapped.
+
 API Priority and Fairness on demand: POST /sim/apf {"reject": N,
 "retryAfter": S, "match": "eviction"} makes the next N API requests whose
 path contains match answer 429 with Retry-After: S.
@@ -264,6 +269,9 @@ class State:
         self.tokens = {}  # extra bearer tokens -> "readonly" | "evict" | "admin"
         self.base_tokens = {}  # --extra-token: kept when a scenario is loaded
         self.apf = None  # {"reject": N, "retryAfter": S, "match": text}
+        self.evict_delay = 0.0  # seconds each eviction takes to answer
+        self.evictions_in_flight = 0
+        self.max_evictions_in_flight = 0
         self.timers = []  # (deadline, fn): node lifecycle and delayed readiness
         self.node_sim = {}  # node name -> {"gen", "down"}: a kubelet that is away
         self.pending = []  # (deadline, group, plural, ns, name, uid)
@@ -323,6 +331,8 @@ class State:
             self.node_grace = float(sc["nodeMonitorGracePeriod"])
         if "readyDelay" in sc:
             self.ready_delay = float(sc["readyDelay"])
+        self.evict_delay = float(sc.get("evictDelay", 0))
+        self.max_evictions_in_flight = 0
         self.tokens = dict(self.base_tokens, **(sc.get("tokens") or {}))
         for n in sc.get("nodes", []):
             self.add_node(n)
@@ -771,7 +781,8 @@ class State:
         pdbs = {"%s/%s" % k: v["status"] for k, v in self.table("policy", "poddisruptionbudgets").items()}
         leases = {"%s/%s" % k: {"spec": v["spec"], "resourceVersion": v["metadata"]["resourceVersion"]}
                   for k, v in self.table("coordination.k8s.io", "leases").items()}
-        return {"profile": self.profile, "nodes": nodes, "pods": pods, "pdbs": pdbs, "leases": leases,
+        return {"profile": self.profile, "max_evictions_in_flight": self.max_evictions_in_flight,
+                "nodes": nodes, "pods": pods, "pdbs": pdbs, "leases": leases,
                 "listeners": [{"address": l.address, "state": l.state} for l in self.listeners],
                 "pending_deletions": len(self.pending)}
 
@@ -1381,15 +1392,30 @@ class Handler(http.server.BaseHTTPRequestHandler):
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
         name = rest[1] if len(rest) > 1 else None
         sub = rest[2] if len(rest) > 2 else None
-        with LOCK:
-            STATE.refresh_pdbs()
-            return self.resource(res, ns, name, sub, q)
+        slow = sub == "eviction" and STATE.evict_delay > 0
+        if slow:
+            # A slow eviction answer, outside the lock: several clients'
+            # evictions can then be in flight at once (max_evictions_in_flight).
+            with LOCK:
+                STATE.evictions_in_flight += 1
+                STATE.max_evictions_in_flight = max(STATE.max_evictions_in_flight,
+                                                    STATE.evictions_in_flight)
+            time.sleep(STATE.evict_delay)
+        try:
+            with LOCK:
+                STATE.refresh_pdbs()
+                return self.resource(res, ns, name, sub, q)
+        finally:
+            if slow:
+                with LOCK:
+                    STATE.evictions_in_flight -= 1
 
     def wants_table(self):
         return "as=Table" in self.headers.get("Accept", "")
 
     def resource(self, res, ns, name, sub, q):
         m = self.command
+        self.dry_run = q.get("dryRun") == "All"
         verb = {"GET": "list" if name is None else "get", "HEAD": "get", "POST": "create",
                 "PUT": "update", "PATCH": "patch", "DELETE": "delete"}.get(m, m.lower())
         self.forbid(verb, res, sub, ns, name)
@@ -1428,6 +1454,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 raise ApiError(409, "Conflict",
                                'Operation cannot be fulfilled on %s "%s": Precondition failed: UID in precondition: %s, UID in object meta: %s'
                                % (qualified(res), name, pre, obj["metadata"]["uid"]))
+            if self.dry_run or "All" in (body.get("dryRun") or []):
+                return self.send_json(200, obj)
             if res.plural == "pods":
                 STATE.begin_delete(obj, None if grace is None else int(grace))
                 STATE.reap()
@@ -1551,6 +1579,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if new.get("spec", {}).get("unschedulable") is False:
                 new["spec"].pop("unschedulable")
             STATE.sync_taints(new)
+        if self.dry_run:
+            return self.send_json(200, new)  # validated, not stored
         STATE.put(res, new)
         return self.send_json(200, new)
 
@@ -1563,12 +1593,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
             raise bad_request("name in URL does not match name in Eviction object")
         opts = body.get("deleteOptions") or {}
         grace = opts.get("gracePeriodSeconds")
+        dry = self.dry_run or "All" in (opts.get("dryRun") or [])
         ok = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}
         if "deletionTimestamp" in pod["metadata"]:
             return self.send_json(201, ok)
         if pod["status"].get("phase") in ("Succeeded", "Failed") or not pod["spec"].get("nodeName"):
-            STATE.begin_delete(pod, grace)
-            STATE.reap()
+            if not dry:
+                STATE.begin_delete(pod, grace)
+                STATE.reap()
             return self.send_json(201, ok)
         lab = pod["metadata"].get("labels", {})
         pdbs = [b for (bns, _), b in STATE.table("policy", "poddisruptionbudgets").items()
@@ -1591,6 +1623,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                                             "message": "The disruption budget %s needs %d healthy pods and has %d currently"
                                             % (pdbs[0]["metadata"]["name"], st["desiredHealthy"],
                                                st["currentHealthy"])}]})
+        if dry:
+            return self.send_json(201, ok)  # the budget was checked; nothing changes
         STATE.begin_delete(pod, grace)
         STATE.reap()
         STATE.refresh_pdbs()
