@@ -314,12 +314,14 @@ void health_conf_copy(struct health_conf *dst, const struct health_conf *src)
 {
 	*dst = *src;
 	dst->path = dup_or_null(src->path);
+	dst->token_file = dup_or_null(src->token_file);
 	tls_conf_copy(&dst->tls, &src->tls);
 }
 
 void health_conf_free(struct health_conf *h)
 {
 	xfree(&h->path);
+	xfree(&h->token_file);
 	tls_conf_free(&h->tls);
 }
 
@@ -962,6 +964,7 @@ static const struct field health_fields[] = {
     INT(struct health_conf, "rise", rise, 1, 100),
     INT(struct health_conf, "fall", fall, 1, 100),
     SECTION(struct health_conf, "tls", tls, tls_fields),
+    STR(struct health_conf, "token_file", token_file),
     END_FIELDS,
 };
 
@@ -1491,6 +1494,10 @@ static void validate_pools(struct ctx *c, const struct ynode *root)
 		{
 			char *hpath = xasprintf("%s.health", path);
 			check_tls_pair(c, &p->health.tls, hn, hpath);
+			if (p->health.token_file && p->health.type == HC_TCP)
+				cerr(c, near(hn, "token_file", pn ? pn : root), hpath,
+				     "token_file needs an http or https check (a tcp check sends "
+				     "no request)");
 			free(hpath);
 		}
 	}

@@ -62,6 +62,7 @@ struct health_conf {
 	int rise;	       /* default 2 */
 	int fall;	       /* default 3 */
 	struct tls_conf tls;   /* verify defaults to true */
+	char *token_file;      /* bearer token sent with each probe (read at each probe) */
 };
 
 struct backend_conf {

@@ -27,6 +27,7 @@ struct kube {
 	struct kc_blob ca, cert, key;
 	int64_t timeout_ms;
 	int page_size;
+	bool dry_run;	      /* dryRun=All on every write */
 	int eviction_known;   /* 0 unknown, 1 known */
 	char eviction_gv[64]; /* "policy/v1", "policy/v1beta1", "" = unsupported */
 };
@@ -78,6 +79,31 @@ struct kube *kube_new(const struct kubeconfig *kc)
 	k->timeout_ms = 30000;
 	k->page_size = 500;
 	return k;
+}
+
+struct kube *kube_clone(const struct kube *k)
+{
+	struct kube *n = xcalloc(1, sizeof(*n));
+
+	n->curl = curl_easy_init();
+	n->server = xstrdup(k->server);
+	n->token = k->token ? xstrdup(k->token) : NULL;
+	n->tls_server_name = k->tls_server_name ? xstrdup(k->tls_server_name) : NULL;
+	n->insecure = k->insecure;
+	blob_copy(&n->ca, &k->ca);
+	blob_copy(&n->cert, &k->cert);
+	blob_copy(&n->key, &k->key);
+	n->timeout_ms = k->timeout_ms;
+	n->page_size = k->page_size;
+	n->dry_run = k->dry_run;
+	n->eviction_known = k->eviction_known;
+	memcpy(n->eviction_gv, k->eviction_gv, sizeof(n->eviction_gv));
+	return n;
+}
+
+void kube_set_dry_run(struct kube *k, bool on)
+{
+	k->dry_run = on;
 }
 
 void kube_free(struct kube **kp)
@@ -181,12 +207,35 @@ static void err_from_answer(struct kube_err *e, long status, const struct kube_b
 	json_decref(st);
 }
 
+/* Retry-After in seconds (the apiserver sends whole seconds), bounded; 0 if none. */
+static int retry_after(CURL *c)
+{
+#if LIBCURL_VERSION_NUM >= 0x075300
+	struct curl_header *h = NULL;
+
+	if (curl_easy_header(c, "Retry-After", 0, CURLH_HEADER, -1, &h) == CURLHE_OK && h &&
+	    h->value) {
+		char *end;
+		long v = strtol(h->value, &end, 10);
+		if (end != h->value && v > 0)
+			return v > 600 ? 600 : (int)v;
+	}
+#else
+	(void)c;
+#endif
+	return 0;
+}
+
 int kube_request(struct kube *k, const char *method, const char *path, json_t *body,
 		 const char *content_type, json_t **out, struct kube_err *e)
 {
 	struct curl_slist *hdrs = NULL;
 	struct kube_buf b = {0};
-	char *url = xasprintf("%s%s", k->server, path), *payload = NULL, *h;
+	bool write = strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0;
+	char *url = xasprintf(
+		 "%s%s%s", k->server, path,
+		 k->dry_run && write ? (strchr(path, '?') ? "&dryRun=All" : "?dryRun=All") : ""),
+	     *payload = NULL, *h;
 	char errbuf[CURL_ERROR_SIZE] = "";
 	long status = 0;
 	CURLcode rc;
@@ -262,6 +311,8 @@ int kube_request(struct kube *k, const char *method, const char *path, json_t *b
 	free(url);
 	if (status < 200 || status > 299) {
 		err_from_answer(e, status, &b);
+		if (e)
+			e->retry_after_s = retry_after(c);
 		free(b.data);
 		return -1;
 	}
@@ -513,6 +564,7 @@ void kube_pod_from_json(json_t *obj, struct kube_pod *p)
 	p->phase = jdup(st, "phase");
 	p->deleting = json_object_get(md, "deletionTimestamp") != NULL &&
 		      !json_is_null(json_object_get(md, "deletionTimestamp"));
+	p->deletion_ts = jdup(md, "deletionTimestamp");
 	p->mirror = json_object_get(json_object_get(md, "annotations"),
 				    "kubernetes.io/config.mirror") != NULL;
 	json_array_foreach(json_object_get(md, "ownerReferences"), i, ref)
@@ -554,6 +606,7 @@ void kube_pod_clear(struct kube_pod *p)
 	xfree(&p->phase);
 	xfree(&p->owner_kind);
 	xfree(&p->owner_name);
+	xfree(&p->deletion_ts);
 }
 
 void kube_pod_list_free(struct kube_pod_list *l)
@@ -575,10 +628,19 @@ static void add_pod(void *arg, json_t *item)
 int kube_pods_on_node(struct kube *k, const char *node, struct kube_pod_list *out,
 		      struct kube_err *e)
 {
+	return kube_pods_on_node_sel(k, node, NULL, out, e);
+}
+
+int kube_pods_on_node_sel(struct kube *k, const char *node, const char *label_selector,
+			  struct kube_pod_list *out, struct kube_err *e)
+{
 	char *sel = xasprintf("spec.nodeName=%s", node), *esel = esc(sel);
-	char *q = xasprintf("fieldSelector=%s&", esel);
+	char *elab = label_selector && *label_selector ? esc(label_selector) : NULL;
+	char *q = xasprintf("fieldSelector=%s&%s%s%s", esel, elab ? "labelSelector=" : "",
+			    elab ? elab : "", elab ? "&" : "");
 	int rc;
 
+	free(elab);
 	memset(out, 0, sizeof(*out));
 	rc = kube_list(k, "/api/v1/pods", q, add_pod, out, e);
 	free(sel);

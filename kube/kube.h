@@ -34,6 +34,7 @@ struct kube_err {
 	char reason[64];   /* Status.reason */
 	char cause[64];	   /* Status.details.causes[0].reason */
 	char message[512]; /* Status.message, or the transport error */
+	int retry_after_s; /* the Retry-After header (a 429 from Priority and Fairness), or 0 */
 };
 
 struct kube_node {
@@ -61,10 +62,11 @@ struct kube_pod {
 	char *phase;	  /* status.phase */
 	char *owner_kind; /* the controller ownerReference, or NULL (unmanaged) */
 	char *owner_name;
-	bool mirror;	/* annotation kubernetes.io/config.mirror */
-	bool empty_dir; /* any emptyDir volume */
-	bool deleting;	/* metadata.deletionTimestamp set */
-	bool ready;	/* condition Ready == True */
+	bool mirror;	   /* annotation kubernetes.io/config.mirror */
+	bool empty_dir;	   /* any emptyDir volume */
+	bool deleting;	   /* metadata.deletionTimestamp set */
+	bool ready;	   /* condition Ready == True */
+	char *deletion_ts; /* metadata.deletionTimestamp ("2026-01-02T03:04:05Z") or NULL */
 };
 
 struct kube_pod_list {
@@ -78,6 +80,12 @@ void kube_free(struct kube **k);
 /* Per-request timeout (default 30s) and list page size (default 500). */
 void kube_set_timeout(struct kube *k, int64_t ms);
 void kube_set_page_size(struct kube *k, int limit);
+/* A second client with k's server, credentials and settings, for another
+ * thread (drain evicts in parallel, one client per pod in flight). */
+struct kube *kube_clone(const struct kube *k);
+/* Server-side dry run: every PATCH, POST, PUT and DELETE carries dryRun=All,
+ * so the apiserver validates (PDBs, RBAC) and stores nothing. */
+void kube_set_dry_run(struct kube *k, bool on);
 
 /*
  * The generic call: method, path ("/api/v1/nodes"), optional JSON body and
@@ -102,6 +110,9 @@ void kube_node_from_json(json_t *obj, struct kube_node *n);
 /* Pods with spec.nodeName == node (all namespaces), following continue tokens. */
 int kube_pods_on_node(struct kube *k, const char *node, struct kube_pod_list *out,
 		      struct kube_err *e);
+/* The same, narrowed by a label selector ("app=web,tier!=db"; NULL: none). */
+int kube_pods_on_node_sel(struct kube *k, const char *node, const char *label_selector,
+			  struct kube_pod_list *out, struct kube_err *e);
 int kube_pod_get(struct kube *k, const char *ns, const char *name, struct kube_pod *out,
 		 struct kube_err *e);
 /* grace_s < 0: the pod's own terminationGracePeriodSeconds. */

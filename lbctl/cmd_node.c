@@ -26,8 +26,10 @@ static const char NODE_HELP[] =
     "    lbctl [--kubeconfig FILE] [--context NAME] [-o json] node list\n"
     "    lbctl ... node cordon NODE\n"
     "    lbctl ... node uncordon NODE\n"
-    "    lbctl ... node drain NODE [--ignore-daemonsets] [--delete-emptydir-data]\n"
-    "              [--force] [--grace-period S] [--timeout D] [--disable-eviction]\n\n"
+    "    lbctl ... node drain NODE... [--ignore-daemonsets] [--delete-emptydir-data]\n"
+    "              [--force] [--grace-period S] [--timeout D] [--disable-eviction]\n"
+    "              [--pod-selector SEL] [--dry-run[=client|server]]\n"
+    "              [--skip-wait-for-delete-timeout S]\n\n"
     "DESCRIPTION\n"
     "    Reads the kubeconfig as kubectl does: --kubeconfig, else the first file\n"
     "    of $KUBECONFIG (later ones are not merged), else ~/.kube/config;\n"
@@ -61,17 +63,21 @@ static const char CORDON_HELP[] =
 
 static const char DRAIN_HELP[] =
     "NAME\n"
-    "    lbctl node drain - cordon a node and evict its pods, as kubectl drain\n\n"
+    "    lbctl node drain - cordon nodes and evict their pods, as kubectl drain\n\n"
     "SYNOPSIS\n"
-    "    lbctl node drain NODE [OPTIONS]\n\n"
+    "    lbctl node drain NODE... [OPTIONS]\n\n"
     "DESCRIPTION\n"
-    "    Cordons NODE, then evicts its pods through the Eviction API, which\n"
-    "    honours PodDisruptionBudgets: an eviction refused with 429 is retried\n"
-    "    every 5s until --timeout. Waits until each pod is gone. Mirror (static)\n"
-    "    pods are skipped. Nothing is evicted if some pod is refused:\n"
+    "    Cordons every NODE, then drains them one after another: lists the\n"
+    "    node's pods once and evicts them all in parallel through the Eviction\n"
+    "    API, which honours PodDisruptionBudgets. An eviction refused with 429\n"
+    "    is retried after the answer's Retry-After, else every 5s, until\n"
+    "    --timeout. Waits until each pod is gone. A pod that arrives on the\n"
+    "    node after the listing is left alone, as kubectl leaves it. Mirror\n"
+    "    (static) pods are skipped. Nothing is evicted if some pod is refused:\n"
     "    DaemonSet pods without --ignore-daemonsets, pods with emptyDir volumes\n"
     "    without --delete-emptydir-data, pods without a controller without\n"
-    "    --force. The node stays cordoned whatever happens.\n\n"
+    "    --force. A node stays cordoned whatever happens. When a node cannot be\n"
+    "    drained the others still are, and the ones left are listed at the end.\n\n"
     "OPTIONS\n"
     "    --ignore-daemonsets     leave DaemonSet pods (never deleted)\n"
     "    --delete-emptydir-data  evict pods with emptyDir volumes (data lost)\n"
@@ -82,14 +88,30 @@ static const char DRAIN_HELP[] =
     "                            (default)\n"
     "    --disable-eviction      DELETE pods instead of evicting them: bypasses\n"
     "                            PodDisruptionBudgets\n"
-    "    --retry-interval D      wait between evictions refused by a PDB (5s)\n\n"
+    "    --retry-interval D      wait between evictions refused by a PDB (5s)\n"
+    "    --pod-selector SEL      only the pods matching this label selector\n"
+    "                            (\"app=web\", \"tier!=db,canary\")\n"
+    "    --dry-run[=client|server]\n"
+    "                            client (the default with no value): change\n"
+    "                            nothing, print what would be cordoned and\n"
+    "                            evicted; server: send the cordon and the\n"
+    "                            evictions with dryRun=All, so the apiserver\n"
+    "                            checks them (PDBs, rights) and stores nothing;\n"
+    "                            none: a real drain\n"
+    "    --skip-wait-for-delete-timeout S\n"
+    "                            do not wait for a pod that has been terminating\n"
+    "                            for more than S seconds (0: always wait)\n\n"
     "OUTPUT\n"
-    "    Progress as kubectl prints it. On timeout, the pods left and whether a\n"
-    "    PodDisruptionBudget blocks each. With -o json, progress goes to stderr\n"
-    "    and stdout gets {node, status: drained|refused|timeout|failed,\n"
-    "    evicted, skipped, error, left: [{namespace, name, pdbBlocked, reason}]}.\n\n"
+    "    Progress as kubectl prints it (\"node/N cordoned\", \"evicting pod NS/P\",\n"
+    "    \"pod/P evicted\", \"node/N drained\", with \" (dry run)\" or\n"
+    "    \" (server dry run)\" in a dry run). On timeout, the pods left and\n"
+    "    whether a PodDisruptionBudget blocks each. With -o json, progress goes\n"
+    "    to stderr and stdout gets {node, status: drained|refused|timeout|failed,\n"
+    "    evicted, skipped, error, left: [{namespace, name, pdbBlocked, reason}]}\n"
+    "    (an array of them for several nodes).\n\n"
     "EXIT STATUS\n"
-    "    0 drained, 1 refused or failed, 2 usage, 4 timed out\n";
+    "    0 every node drained, 1 a node refused or failed, 2 usage, 4 a node\n"
+    "    timed out (and none failed)\n";
 
 static bool wants_help(int argc, char **argv)
 {
@@ -209,29 +231,29 @@ static void drain_progress(void *arg, enum drain_event ev, const char *ns, const
 
 	switch (ev) {
 	case DRAIN_EV_CORDONED:
-		fprintf(f, "node/%s cordoned\n", name);
+		fprintf(f, "node/%s cordoned%s%s\n", name, msg ? " " : "", msg ? msg : "");
 		break;
 	case DRAIN_EV_ALREADY_CORDONED:
-		fprintf(f, "node/%s already cordoned\n", name);
+		fprintf(f, "node/%s already cordoned%s%s\n", name, msg ? " " : "", msg ? msg : "");
 		break;
 	case DRAIN_EV_WARNING:
 		fprintf(stderr, "Warning: %s\n", msg);
 		break;
 	case DRAIN_EV_EVICTING:
-		fprintf(f, "evicting pod %s/%s\n", ns, name);
+		fprintf(f, "evicting pod %s/%s%s%s\n", ns, name, msg ? " " : "", msg ? msg : "");
 		break;
 	case DRAIN_EV_DELETING:
-		fprintf(f, "deleting pod %s/%s\n", ns, name);
+		fprintf(f, "deleting pod %s/%s%s%s\n", ns, name, msg ? " " : "", msg ? msg : "");
 		break;
 	case DRAIN_EV_RETRY:
-		fprintf(stderr, "error when evicting pods/\"%s\" -n \"%s\" (will retry): %s\n",
-			name, ns, msg);
+		/* msg: "(will retry after 5s): why" */
+		fprintf(stderr, "error when evicting pods/\"%s\" -n \"%s\" %s\n", name, ns, msg);
 		break;
 	case DRAIN_EV_GONE:
 		fprintf(f, "pod/%s %s\n", name, msg);
 		break;
 	case DRAIN_EV_DRAINED:
-		fprintf(f, "node/%s drained\n", name);
+		fprintf(f, "node/%s drained%s%s\n", name, msg ? " " : "", msg ? msg : "");
 		break;
 	}
 	fflush(f);
@@ -252,9 +274,34 @@ static int parse_timeout(const char *s, int64_t *ms)
 	return -1;
 }
 
-static int node_drain(const struct lbctl_opts *lo, int argc, char **argv, bool json)
+static json_t *drain_json(const char *node, const struct drain_result *r)
 {
-	struct kube *k;
+	static const char *names[] = {"drained", "refused", "timeout", "failed"};
+	json_t *left = json_array();
+
+	for (size_t i = 0; i < r->nleft; i++)
+		json_array_append_new(left,
+				      json_pack("{s:s,s:s,s:b,s:s}", "namespace", r->left[i].ns,
+						"name", r->left[i].name, "pdbBlocked",
+						r->left[i].pdb_blocked, "reason", r->left[i].why));
+	return json_pack("{s:s,s:s,s:I,s:I,s:s?,s:o}", "node", node, "status", names[r->status],
+			 "evicted", (json_int_t)r->evicted, "skipped", (json_int_t)r->skipped,
+			 "error", r->error, "left", left);
+}
+
+/* r->error without drain's 'unable to drain node "N": ' (kubectl says it its own way). */
+static const char *drain_why(const char *node, const char *error)
+{
+	char *prefix = xasprintf("unable to drain node \"%s\": ", node);
+	size_t n = strlen(prefix);
+	const char *why = strncmp(error, prefix, n) == 0 ? error + n : error;
+
+	free(prefix);
+	return why;
+}
+
+static int parse_drain_opts(int argc, char **argv, struct drain_opts *o, bool *json)
+{
 	static const struct option longopts[] = {
 	    {"ignore-daemonsets", no_argument, NULL, 'd'},
 	    {"delete-emptydir-data", no_argument, NULL, 'e'},
@@ -263,96 +310,180 @@ static int node_drain(const struct lbctl_opts *lo, int argc, char **argv, bool j
 	    {"timeout", required_argument, NULL, 't'},
 	    {"disable-eviction", no_argument, NULL, 'x'},
 	    {"retry-interval", required_argument, NULL, 'r'},
+	    {"pod-selector", required_argument, NULL, 'p'},
+	    {"dry-run", optional_argument, NULL, 'n'},
+	    {"skip-wait-for-delete-timeout", required_argument, NULL, 's'},
 	    {"output", required_argument, NULL, 'o'},
 	    {NULL, 0, NULL, 0},
 	};
-	struct drain_opts o;
-	struct drain_result r;
-	const char *node = NULL;
 	char *end;
-	int ch, rc;
+	long v;
+	int ch;
 
-	drain_opts_init(&o);
 	optind = 0;
 	while ((ch = getopt_long(argc, argv, "o:", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'd':
-			o.ignore_daemonsets = true;
+			o->ignore_daemonsets = true;
 			break;
 		case 'e':
-			o.delete_emptydir_data = true;
+			o->delete_emptydir_data = true;
 			break;
 		case 'f':
-			o.force = true;
+			o->force = true;
 			break;
 		case 'x':
-			o.disable_eviction = true;
+			o->disable_eviction = true;
 			break;
 		case 'g':
-			o.grace_period_s = (int)strtol(optarg, &end, 10);
-			if (!*optarg || *end || o.grace_period_s < -1) {
+			o->grace_period_s = (int)strtol(optarg, &end, 10);
+			if (!*optarg || *end || o->grace_period_s < -1) {
 				fprintf(stderr, "lbctl: --grace-period takes seconds (-1: the "
 						"pod's own)\n");
-				return EXIT_USAGE;
+				return -1;
 			}
 			break;
 		case 't':
-			if (parse_timeout(optarg, &o.timeout_ms) < 0) {
+			if (parse_timeout(optarg, &o->timeout_ms) < 0) {
 				fprintf(stderr, "lbctl: --timeout takes a duration such as 90s "
 						"or 5m\n");
-				return EXIT_USAGE;
+				return -1;
 			}
 			break;
 		case 'r':
-			if (duration_parse(optarg, &o.retry_ms) < 0 || o.retry_ms <= 0) {
+			if (duration_parse(optarg, &o->retry_ms) < 0 || o->retry_ms <= 0) {
 				fprintf(stderr, "lbctl: --retry-interval takes a duration\n");
-				return EXIT_USAGE;
+				return -1;
 			}
-			if (o.poll_ms > o.retry_ms)
-				o.poll_ms = o.retry_ms;
+			if (o->poll_ms > o->retry_ms)
+				o->poll_ms = o->retry_ms;
+			break;
+		case 'p':
+			if (!*optarg || strpbrk(optarg, " \t\r\n")) {
+				fprintf(stderr, "lbctl: --pod-selector takes a label selector such "
+						"as app=web\n");
+				return -1;
+			}
+			o->pod_selector = optarg;
+			break;
+		case 'n':
+			if (!optarg || strcmp(optarg, "client") == 0)
+				o->dry_run = DRAIN_DRY_CLIENT;
+			else if (strcmp(optarg, "server") == 0)
+				o->dry_run = DRAIN_DRY_SERVER;
+			else if (strcmp(optarg, "none") == 0)
+				o->dry_run = DRAIN_DRY_NONE;
+			else {
+				fprintf(stderr,
+					"lbctl: invalid dry-run value (%s): must be "
+					"\"none\", \"server\", or \"client\"\n",
+					optarg);
+				return -1;
+			}
+			break;
+		case 's':
+			v = strtol(optarg, &end, 10);
+			if (!*optarg || *end || v < 0 || v > 86400 * 365) {
+				fprintf(stderr, "lbctl: --skip-wait-for-delete-timeout takes "
+						"seconds\n");
+				return -1;
+			}
+			o->skip_wait_for_delete_timeout_s = (int)v;
 			break;
 		case 'o':
-			json = strcmp(optarg, "json") == 0;
+			*json = strcmp(optarg, "json") == 0;
 			break;
 		default:
 			fputs(DRAIN_HELP, stderr);
-			return EXIT_USAGE;
+			return -1;
 		}
 	}
-	if (optind != argc - 1) {
-		fprintf(stderr, "lbctl: node drain takes exactly one NODE (see lbctl node drain "
+	if (optind >= argc) {
+		fprintf(stderr, "lbctl: node drain takes one NODE or more (see lbctl node drain "
 				"--help)\n");
-		return EXIT_USAGE;
+		return -1;
 	}
-	node = argv[optind];
+	return 0;
+}
+
+/*
+ * As kubectl drain: cordon every node first, then drain each in turn; a node
+ * that fails is reported ("continuing command...") and the others are still
+ * drained; the ones left are listed at the end.
+ */
+static int node_drain(const struct lbctl_opts *lo, int argc, char **argv, bool json)
+{
+	FILE *out = NULL;
+	struct drain_opts o;
+	struct kube *k;
+	json_t *results;
+	bool failed = false, timed_out = false;
+	char **pending, *whys = NULL;
+	size_t npending = 0;
+	int first;
+
+	drain_opts_init(&o);
+	if (parse_drain_opts(argc, argv, &o, &json) < 0)
+		return EXIT_USAGE;
+	first = optind;
+	out = json ? stderr : stdout;
 	k = connect_kube(lo);
 	if (!k)
 		return EXIT_ERROR;
-	rc = drain_node(k, node, &o, drain_progress, json ? stderr : stdout, &r);
+	results = json_array();
+	pending = xcalloc((size_t)(argc - first), sizeof(*pending));
+	for (int i = first; i < argc; i++) {
+		char *err = NULL;
+		if (drain_cordon_node(k, argv[i], &o, drain_progress, out, &err) < 0) {
+			fprintf(stderr, "error: %s\n", err);
+			free(err);
+			json_decref(results);
+			free(pending);
+			kube_free(&k);
+			return EXIT_ERROR;
+		}
+	}
+	o.cordoned = true;
+	for (int i = first; i < argc; i++) {
+		struct drain_result r;
+		int rc = drain_node(k, argv[i], &o, drain_progress, out, &r);
+
+		json_array_append_new(results, drain_json(argv[i], &r));
+		if (rc != DRAIN_OK) {
+			fprintf(stderr,
+				"error: unable to drain node \"%s\" due to error: %s, continuing "
+				"command...\n",
+				argv[i], r.error ? drain_why(argv[i], r.error) : "unknown");
+			pending[npending++] = argv[i];
+			char *w = xasprintf("%s%s%s", whys ? whys : "", whys ? ", " : "",
+					    r.error ? drain_why(argv[i], r.error) : "unknown");
+			free(whys);
+			whys = w;
+			if (rc == DRAIN_TIMEOUT)
+				timed_out = true;
+			else
+				failed = true;
+		}
+		drain_result_free(&r);
+	}
+	if (npending) {
+		fprintf(stderr, "There are pending nodes to be drained:\n");
+		for (size_t i = 0; i < npending; i++)
+			fprintf(stderr, " %s\n", pending[i]);
+		/* kubectl's aggregate: the error alone, or "[a, b]" for several. */
+		fprintf(stderr, npending == 1 ? "%s\n" : "[%s]\n", whys);
+	}
+	free(whys);
 	if (json) {
-		static const char *names[] = {"drained", "refused", "timeout", "failed"};
-		json_t *left = json_array();
-		for (size_t i = 0; i < r.nleft; i++)
-			json_array_append_new(left, json_pack("{s:s,s:s,s:b,s:s}", "namespace",
-							      r.left[i].ns, "name", r.left[i].name,
-							      "pdbBlocked", r.left[i].pdb_blocked,
-							      "reason", r.left[i].why));
-		print_json(json_pack("{s:s,s:s,s:I,s:I,s:s?,s:o}", "node", node, "status",
-				     names[r.status], "evicted", (json_int_t)r.evicted, "skipped",
-				     (json_int_t)r.skipped, "error", r.error, "left", left));
-	} else if (r.error) {
-		fprintf(stderr, "error: %s\n", r.error);
+		if (json_array_size(results) == 1)
+			print_json(json_incref(json_array_get(results, 0)));
+		else
+			print_json(json_incref(results));
 	}
-	drain_result_free(&r);
+	json_decref(results);
+	free(pending);
 	kube_free(&k);
-	switch (rc) {
-	case DRAIN_OK:
-		return EXIT_OK;
-	case DRAIN_TIMEOUT:
-		return EXIT_TIMEOUT;
-	default:
-		return EXIT_ERROR;
-	}
+	return failed ? EXIT_ERROR : timed_out ? EXIT_TIMEOUT : EXIT_OK;
 }
 
 int cmd_node(int argc, char **argv, const struct lbctl_opts *o)

@@ -82,7 +82,9 @@ struct check {
 	/* https/http probe */
 	CURL *easy;
 	struct curl_slist *conn_to_list;
-	bool peer_connected; /* a socket of this probe reached the peer */
+	struct curl_slist *headers; /* "Authorization: Bearer ..." from health.token_file */
+	bool auth_warned;	    /* "wants credentials" logged since the last good answer */
+	bool peer_connected;	    /* a socket of this probe reached the peer */
 	char errbuf[CURL_ERROR_SIZE];
 	char body[BODY_KEEP];
 	size_t body_len;
@@ -572,6 +574,43 @@ static void http_release(struct check *c)
 	}
 	curl_slist_free_all(c->conn_to_list);
 	c->conn_to_list = NULL;
+	curl_slist_free_all(c->headers);
+	c->headers = NULL;
+}
+
+/* Reads health.token_file at each probe (a rotated token is picked up at
+ * the next one) into "Authorization: Bearer TOKEN". Returns NULL and sets
+ * *why when the file cannot give a token that may stand in a header. */
+static char *token_header(const char *path, char *why, size_t wl)
+{
+	char buf[4096];
+	FILE *f = fopen(path, "re");
+
+	if (!f) {
+		snprintf(why, wl, "health.token_file %.150s: %s", path, strerror(errno));
+		return NULL;
+	}
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	bool more = n == sizeof(buf) - 1 && fgetc(f) != EOF;
+	fclose(f);
+	buf[n] = '\0';
+	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' ' ||
+			 buf[n - 1] == '\t'))
+		buf[--n] = '\0';
+	if (more || n == 0) {
+		snprintf(why, wl, "health.token_file %.150s: %s", path,
+			 more ? "longer than 4 KiB" : "empty");
+		return NULL;
+	}
+	for (size_t i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)buf[i];
+		if (ch <= ' ' || ch >= 0x7f) {
+			snprintf(why, wl, "health.token_file %.150s: not one token on one line",
+				 path);
+			return NULL;
+		}
+	}
+	return xasprintf("Authorization: Bearer %s", buf);
 }
 
 static void http_setopts(struct check *c)
@@ -606,6 +645,8 @@ static void http_setopts(struct check *c)
 		if (sin6->sin6_scope_id)
 			curl_easy_setopt(e, CURLOPT_ADDRESS_SCOPE, (long)sin6->sin6_scope_id);
 	}
+	if (c->headers)
+		curl_easy_setopt(e, CURLOPT_HTTPHEADER, c->headers);
 	if (c->conf.type != HC_HTTPS)
 		return;
 
@@ -634,8 +675,20 @@ static void http_start(struct check *c)
 	c->body_total = 0;
 	c->body_too_big = false;
 
+	if (c->conf.token_file) {
+		char why[200];
+		char *h = token_header(c->conf.token_file, why, sizeof(why));
+		if (!h) {
+			probe_fail_internal(c, why);
+			return;
+		}
+		c->headers = curl_slist_append(NULL, h);
+		explicit_bzero(h, strlen(h));
+		free(h);
+	}
 	c->easy = curl_easy_init();
 	if (!c->easy) {
+		http_release(c);
 		probe_fail_internal(c, "curl_easy_init failed");
 		return;
 	}
@@ -750,8 +803,22 @@ static void http_classify(struct check *c, CURLcode rc, long status, long oserr,
 
 	if (rc == CURLE_OK && status == c->conf.expect_status) {
 		res->reason = CHK_OK;
+		c->auth_warned = false;
 		fmt_latency(now_us() - c->start_us, buf, sizeof(buf));
 		snprintf(res->detail, dl, "%s %ld in %s", c->label, status, buf);
+	} else if (rc == CURLE_OK && (status == 401 || status == 403)) {
+		/* k3s runs its apiserver without anonymous auth: /readyz answers
+		 * 401 to a check without credentials, on every master at once. */
+		res->reason = CHK_BAD_STATUS;
+		snprintf(res->detail, dl,
+			 "%s %ld: the apiserver wants credentials: set health.tls.cert/key or "
+			 "health.token_file%s",
+			 c->label, status,
+			 c->conf.token_file || c->conf.tls.cert ? " (the ones set were refused)"
+								: "");
+		if (!c->auth_warned)
+			log_warn("check %s: %s", c->name, res->detail);
+		c->auth_warned = true;
 	} else if (rc == CURLE_OK) {
 		res->reason = CHK_BAD_STATUS;
 		body_reason(c, line, sizeof(line));

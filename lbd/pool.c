@@ -321,7 +321,7 @@ static bool health_conf_equal(const struct health_conf *a, const struct health_c
 	       a->timeout_ms == b->timeout_ms && a->rise == b->rise && a->fall == b->fall &&
 	       a->tls.verify == b->tls.verify && SAME_STR(a->tls.ca, b->tls.ca) &&
 	       SAME_STR(a->tls.cert, b->tls.cert) && SAME_STR(a->tls.key, b->tls.key) &&
-	       SAME_STR(a->tls.sni, b->tls.sni);
+	       SAME_STR(a->tls.sni, b->tls.sni) && SAME_STR(a->token_file, b->token_file);
 #undef SAME_STR
 }
 

@@ -1,14 +1,18 @@
 /*
  * drain.c - kubectl drain, in C.
  *
- * kubectl runs one goroutine per pod (evict, retry on 429, then poll until
- * gone). Here one loop walks a table of pods, each with a state (to evict,
- * waiting for it to go, done) and the time of its next attempt, so a single
- * thread gives the same behaviour and the whole wait has one deadline.
+ * kubectl lists the node's pods once, then runs one goroutine per pod:
+ * evict, retry a 429 every 5 s, then poll until the pod is gone, all under
+ * one global timeout. Here workers (threads, up to DRAIN_MAX_PARALLEL, each
+ * with its own kube client, as a struct kube serves one thread) take the
+ * listed pods one by one and do the same; progress callbacks are serialized
+ * so a caller never sees two at once.
  */
+#define _GNU_SOURCE /* strptime, timegm */
 #include "upgrade/drain.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,6 +47,7 @@ void drain_opts_init(struct drain_opts *o)
 	o->grace_period_s = -1;
 	o->retry_ms = 5000;
 	o->poll_ms = 1000;
+	o->dry_run = DRAIN_DRY_NONE;
 }
 
 static bool pod_finished(const struct kube_pod *p)
@@ -143,20 +148,19 @@ int drain_cordon(struct kube *k, const char *node, bool on, bool *changed, struc
 	return 0;
 }
 
-/* ------------------------------------------------------------------ the loop */
+/* ------------------------------------------------------------------ the drain */
 
 enum dpod_state { DP_EVICT, DP_WAIT, DP_DONE, DP_FAILED };
 
 struct dpod {
 	char *ns, *name, *uid;
 	enum dpod_state state;
-	int64_t next_ms; /* next eviction attempt */
 	bool pdb;
 	char *why;
 };
 
 struct dctx {
-	struct kube *k;
+	struct kube *k; /* the caller's client (a clone of it for a server dry run) */
 	const char *node;
 	const struct drain_opts *o;
 	drain_progress_fn cb;
@@ -165,6 +169,10 @@ struct dctx {
 	struct dpod *pods;
 	size_t n;
 	bool use_delete;
+	int64_t deadline;   /* monotonic ms; 0: none */
+	const char *dry;    /* "(dry run)", "(server dry run)" or NULL */
+	pthread_mutex_t mu; /* progress callbacks, r's counters, next */
+	size_t next;	    /* the next pod a worker takes */
 };
 
 static int64_t now_ms(void)
@@ -183,11 +191,30 @@ static void sleep_ms(int64_t ms)
 		;
 }
 
+/* Sleeps ms, or until the deadline if that comes first. */
+static void nap(const struct dctx *c, int64_t ms)
+{
+	int64_t now = now_ms();
+
+	if (c->deadline && now + ms > c->deadline)
+		ms = c->deadline - now;
+	sleep_ms(ms);
+}
+
+static bool expired(const struct dctx *c)
+{
+	return c->deadline && now_ms() >= c->deadline;
+}
+
+/* Progress from any worker: callbacks never run at the same time. */
 static void emit(struct dctx *c, enum drain_event ev, const char *ns, const char *name,
 		 const char *msg)
 {
-	if (c->cb)
-		c->cb(c->arg, ev, ns, name, msg);
+	if (!c->cb)
+		return;
+	pthread_mutex_lock(&c->mu);
+	c->cb(c->arg, ev, ns, name, msg);
+	pthread_mutex_unlock(&c->mu);
 }
 
 /* Appends "ns/name" to a ", "-separated list. */
@@ -210,12 +237,24 @@ static enum drain_owner ds_owner(struct dctx *c, const struct kube_pod *p)
 	return DRAIN_OWNER_EXISTS; /* other errors: treat as present (refused/skipped) */
 }
 
-static bool known(struct dctx *c, const char *uid)
+/* Seconds since an RFC 3339 UTC time ("2026-01-02T03:04:05Z"); -1 if unreadable. */
+static int64_t seconds_since(const char *ts)
 {
-	for (size_t i = 0; i < c->n; i++)
-		if (strcmp(c->pods[i].uid, uid) == 0)
-			return true;
-	return false;
+	struct tm tm = {0};
+	const char *end = ts ? strptime(ts, "%Y-%m-%dT%H:%M:%S", &tm) : NULL;
+
+	if (!end)
+		return -1;
+	return (int64_t)time(NULL) - (int64_t)timegm(&tm);
+}
+
+/* kubectl's skipDeletedFilter and its wait: a pod terminating for longer than
+ * --skip-wait-for-delete-timeout is left to finish on its own. */
+static bool deleted_long_ago(const struct dctx *c, const struct kube_pod *p)
+{
+	int64_t s = c->o->skip_wait_for_delete_timeout_s;
+
+	return s > 0 && p->deleting && seconds_since(p->deletion_ts) > s;
 }
 
 static void track(struct dctx *c, const struct kube_pod *p)
@@ -232,11 +271,12 @@ static void track(struct dctx *c, const struct kube_pod *p)
 }
 
 /*
- * Runs the filters over a listing. Pods to delete that are not yet tracked
- * are added. Returns 0, or -1 if some pods were refused (r->error says which).
- * Warnings are emitted once per listing, grouped as kubectl groups them.
+ * Runs the filters over the one listing the drain makes (as kubectl: a pod
+ * that arrives on the node afterwards is left alone). Returns 0, or -1 if
+ * some pods were refused (r->error says which). Warnings are grouped as
+ * kubectl groups them.
  */
-static int filter_pods(struct dctx *c, const struct kube_pod_list *l, bool first)
+static int filter_pods(struct dctx *c, const struct kube_pod_list *l)
 {
 	char *errs[DRAIN_F_COUNT] = {0}, *warns[DRAIN_F_COUNT] = {0};
 	const char *errmsg[DRAIN_F_COUNT] = {0}, *warnmsg[DRAIN_F_COUNT] = {0};
@@ -247,11 +287,10 @@ static int filter_pods(struct dctx *c, const struct kube_pod_list *l, bool first
 		const struct kube_pod *p = &l->v[i];
 		struct drain_decision d;
 
-		if (known(c, p->uid))
+		if (deleted_long_ago(c, p)) {
+			c->r->skipped++;
 			continue;
-		/* DaemonSet pods were judged on the first listing; don't GET their owner again. */
-		if (!first && p->owner_kind && strcmp(p->owner_kind, "DaemonSet") == 0)
-			continue;
+		}
 		d = drain_filter_pod(p, c->o, ds_owner(c, p));
 		if (d.verdict == DRAIN_POD_REFUSE) {
 			list_add(&errs[d.filter], p);
@@ -264,7 +303,7 @@ static int filter_pods(struct dctx *c, const struct kube_pod_list *l, bool first
 		}
 		if (d.verdict == DRAIN_POD_DELETE)
 			track(c, p);
-		else if (first)
+		else
 			c->r->skipped++;
 	}
 	for (int f = 0; f < DRAIN_F_COUNT; f++) {
@@ -275,10 +314,10 @@ static int filter_pods(struct dctx *c, const struct kube_pod_list *l, bool first
 			all = s;
 			rc = -1;
 		}
-		/* Warnings only once nothing is refused: kubectl prints them then. */
 	}
+	/* Warnings only once nothing is refused: kubectl prints them then. */
 	for (int f = 0; f < DRAIN_F_COUNT && rc == 0; f++) {
-		if (warns[f] && (first || f != DRAIN_F_DAEMONSET)) {
+		if (warns[f]) {
 			char *s = xasprintf("%s: %s", warnmsg[f], warns[f]);
 			emit(c, DRAIN_EV_WARNING, NULL, NULL, s);
 			free(s);
@@ -302,64 +341,118 @@ static void set_why(struct dpod *d, const char *why)
 	d->why = xstrdup(why);
 }
 
-static void attempt(struct dctx *c, struct dpod *d, int64_t now)
+static void pod_done(struct dctx *c, struct dpod *d)
 {
-	struct kube_err e;
-	int rc;
+	d->state = DP_DONE;
+	pthread_mutex_lock(&c->mu);
+	c->r->evicted++;
+	pthread_mutex_unlock(&c->mu);
+	emit(c, DRAIN_EV_GONE, d->ns, d->name, c->use_delete ? "deleted" : "evicted");
+}
 
-	emit(c, c->use_delete ? DRAIN_EV_DELETING : DRAIN_EV_EVICTING, d->ns, d->name, NULL);
-	if (c->use_delete)
-		rc = kube_pod_delete(c->k, d->ns, d->name, c->o->grace_period_s, &e);
-	else
-		rc = kube_pod_evict(c->k, d->ns, d->name, c->o->grace_period_s, &e);
-	if (rc == 0) {
-		d->state = DP_WAIT;
-		d->pdb = false;
-		set_why(d, "waiting for the pod to terminate");
-		return;
-	}
-	if (e.status == 404) {
-		d->state = DP_DONE;
-		c->r->evicted++;
-		emit(c, DRAIN_EV_GONE, d->ns, d->name, c->use_delete ? "deleted" : "evicted");
-		return;
-	}
-	if (e.status == 429 && !c->use_delete) {
-		d->pdb = strcmp(e.cause, "DisruptionBudget") == 0 ||
-			 strstr(e.message, "disruption budget") != NULL;
-		set_why(d, e.message);
-		d->next_ms = now + c->o->retry_ms;
-		emit(c, DRAIN_EV_RETRY, d->ns, d->name, e.message);
-		return;
-	}
-	{
+/*
+ * Evicts one pod as kubectl's per-pod goroutine does: a 429 (a disruption
+ * budget, or Priority and Fairness) is retried after its Retry-After, else
+ * after retry_ms (kubectl: 5 s); 404 means it is already gone. Returns true
+ * once the eviction (or deletion) is accepted.
+ */
+static bool evict_one(struct dctx *c, struct kube *k, struct dpod *d)
+{
+	while (!expired(c)) {
+		struct kube_err e;
+		int rc;
+
+		emit(c, c->use_delete ? DRAIN_EV_DELETING : DRAIN_EV_EVICTING, d->ns, d->name,
+		     c->dry);
+		if (c->o->dry_run == DRAIN_DRY_CLIENT)
+			return true;
+		if (c->use_delete)
+			rc = kube_pod_delete(k, d->ns, d->name, c->o->grace_period_s, &e);
+		else
+			rc = kube_pod_evict(k, d->ns, d->name, c->o->grace_period_s, &e);
+		if (rc == 0) {
+			d->pdb = false;
+			set_why(d, "waiting for the pod to terminate");
+			return true;
+		}
+		if (e.status == 404) {
+			pod_done(c, d);
+			return false;
+		}
+		if (e.status == 429 && !c->use_delete) {
+			int64_t wait =
+			    e.retry_after_s > 0 ? (int64_t)e.retry_after_s * 1000 : c->o->retry_ms;
+			char *msg = xasprintf("(will retry after %llds): %s",
+					      (long long)((wait + 999) / 1000), e.message);
+			d->pdb = strcmp(e.cause, "DisruptionBudget") == 0 ||
+				 strstr(e.message, "disruption budget") != NULL;
+			set_why(d, e.message);
+			emit(c, DRAIN_EV_RETRY, d->ns, d->name, msg);
+			free(msg);
+			nap(c, wait);
+			continue;
+		}
 		char buf[600];
 		set_why(d, kube_err_str(&e, buf, sizeof(buf)));
 		d->state = DP_FAILED;
+		return false;
 	}
+	return false; /* the deadline: left in DP_EVICT */
 }
 
-/* Is the pod gone? 404, or the name now belongs to a new pod (new UID). */
-static void check_gone(struct dctx *c, struct dpod *d)
+/* Is the pod gone? 404, or the name now belongs to a new pod (new UID), or
+ * it has been terminating longer than --skip-wait-for-delete-timeout. */
+static bool gone(struct dctx *c, struct kube *k, struct dpod *d)
 {
 	struct kube_pod p;
 	struct kube_err e;
+	bool done;
 
-	if (kube_pod_get(c->k, d->ns, d->name, &p, &e) < 0) {
-		if (e.status == 404) {
-			d->state = DP_DONE;
-			c->r->evicted++;
-			emit(c, DRAIN_EV_GONE, d->ns, d->name,
-			     c->use_delete ? "deleted" : "evicted");
-		}
-		return; /* transient errors: try again at the next poll */
-	}
-	if (strcmp(p.uid, d->uid) != 0) {
-		d->state = DP_DONE;
-		c->r->evicted++;
-		emit(c, DRAIN_EV_GONE, d->ns, d->name, c->use_delete ? "deleted" : "evicted");
-	}
+	if (kube_pod_get(k, d->ns, d->name, &p, &e) < 0)
+		return e.status == 404; /* transient errors: ask again at the next poll */
+	done = strcmp(p.uid, d->uid) != 0 || deleted_long_ago(c, &p);
 	kube_pod_clear(&p);
+	return done;
+}
+
+static void drain_pod(struct dctx *c, struct kube *k, struct dpod *d)
+{
+	if (!evict_one(c, k, d))
+		return;
+	if (c->o->dry_run != DRAIN_DRY_NONE) {
+		d->state = DP_DONE; /* nothing was deleted: nothing to wait for */
+		return;
+	}
+	d->state = DP_WAIT;
+	for (;;) {
+		if (gone(c, k, d)) {
+			pod_done(c, d);
+			return;
+		}
+		if (expired(c))
+			return;
+		nap(c, c->o->poll_ms);
+	}
+}
+
+/* One worker: its own client, the next pod until none is left. */
+static void *drain_worker(void *arg)
+{
+	struct dctx *c = arg;
+	struct kube *k = kube_clone(c->k);
+
+	for (;;) {
+		size_t i;
+
+		pthread_mutex_lock(&c->mu);
+		i = c->next++;
+		pthread_mutex_unlock(&c->mu);
+		if (i >= c->n)
+			break;
+		drain_pod(c, k, &c->pods[i]);
+	}
+	kube_free(&k);
+	return NULL;
 }
 
 static void report_left(struct dctx *c, const char *what)
@@ -390,109 +483,139 @@ static void report_left(struct dctx *c, const char *what)
 	free(list);
 }
 
-static int relist(struct dctx *c, bool first)
+static int list_pods(struct dctx *c)
 {
 	struct kube_pod_list l;
 	struct kube_err e;
 	int rc;
 
-	if (kube_pods_on_node(c->k, c->node, &l, &e) < 0) {
+	if (kube_pods_on_node_sel(c->k, c->node, c->o->pod_selector, &l, &e) < 0) {
 		char buf[600];
-		if (first) {
-			c->r->status = DRAIN_FAILED;
-			c->r->error = xasprintf("listing pods on node \"%s\": %s", c->node,
-						kube_err_str(&e, buf, sizeof(buf)));
-			return -1;
-		}
-		return 0; /* a failed re-list is retried at the next poll */
+		c->r->status = DRAIN_FAILED;
+		c->r->error = xasprintf("listing pods on node \"%s\": %s", c->node,
+					kube_err_str(&e, buf, sizeof(buf)));
+		return -1;
 	}
-	rc = filter_pods(c, &l, first);
-	if (rc < 0 && !first) {
-		/* A refused pod appeared while draining: report it, keep going. */
-		emit(c, DRAIN_EV_WARNING, NULL, NULL, c->r->error);
-		xfree(&c->r->error);
-		c->r->status = DRAIN_OK;
-		rc = 0;
-	}
+	rc = filter_pods(c, &l);
 	kube_pod_list_free(&l);
 	return rc;
 }
 
-static int drain_loop(struct dctx *c, int64_t deadline)
+/* Every pod in parallel (up to DRAIN_MAX_PARALLEL at once), then the verdict. */
+static int evict_all(struct dctx *c)
 {
-	int64_t next_poll = now_ms() + c->o->poll_ms;
+	size_t nth = c->n < DRAIN_MAX_PARALLEL ? c->n : DRAIN_MAX_PARALLEL, started = 0;
+	pthread_t *th = xcalloc(nth ? nth : 1, sizeof(*th));
+	size_t open = 0, failed = 0;
 
-	for (;;) {
-		int64_t now = now_ms(), wake;
-		size_t open = 0, failed = 0;
-
-		for (size_t i = 0; i < c->n; i++)
-			if (c->pods[i].state == DP_EVICT && c->pods[i].next_ms <= now)
-				attempt(c, &c->pods[i], now);
-		if (now >= next_poll) {
-			for (size_t i = 0; i < c->n; i++)
-				if (c->pods[i].state == DP_WAIT)
-					check_gone(c, &c->pods[i]);
-			relist(c, false);
-			next_poll = now_ms() + c->o->poll_ms;
-		}
-		for (size_t i = 0; i < c->n; i++) {
-			if (c->pods[i].state == DP_EVICT || c->pods[i].state == DP_WAIT)
-				open++;
-			if (c->pods[i].state == DP_FAILED)
-				failed++;
-		}
-		if (open == 0) {
-			if (failed) {
-				c->r->status = DRAIN_FAILED;
-				report_left(c, "eviction failed");
-				return -1;
-			}
-			return 0;
-		}
-		now = now_ms();
-		if (deadline && now >= deadline) {
-			c->r->status = DRAIN_TIMEOUT;
-			report_left(c, "global timeout reached");
-			return -1;
-		}
-		wake = next_poll;
-		for (size_t i = 0; i < c->n; i++)
-			if (c->pods[i].state == DP_EVICT && c->pods[i].next_ms < wake)
-				wake = c->pods[i].next_ms;
-		if (deadline && deadline < wake)
-			wake = deadline;
-		if (wake > now)
-			sleep_ms(wake - now);
+	for (size_t i = 0; i < nth; i++) {
+		if (pthread_create(&th[started], NULL, drain_worker, c) == 0)
+			started++;
 	}
+	if (started == 0 && c->n > 0)
+		drain_worker(c); /* no thread to be had: one after another, here */
+	for (size_t i = 0; i < started; i++)
+		pthread_join(th[i], NULL);
+	free(th);
+	for (size_t i = 0; i < c->n; i++) {
+		if (c->pods[i].state == DP_EVICT || c->pods[i].state == DP_WAIT)
+			open++;
+		if (c->pods[i].state == DP_FAILED)
+			failed++;
+	}
+	if (failed) {
+		c->r->status = DRAIN_FAILED;
+		report_left(c, "eviction failed");
+		return -1;
+	}
+	if (open) {
+		c->r->status = DRAIN_TIMEOUT;
+		report_left(c, "global timeout reached");
+		return -1;
+	}
+	return 0;
+}
+
+static const char *dry_text(const struct drain_opts *o)
+{
+	return o->dry_run == DRAIN_DRY_CLIENT	? "(dry run)"
+	       : o->dry_run == DRAIN_DRY_SERVER ? "(server dry run)"
+						: NULL;
+}
+
+/* Cordons (or, in a client dry run, only says what cordon would do); k is
+ * already in server dry-run mode when that is asked for. */
+static int cordon(struct kube *k, const char *node, const struct drain_opts *o, bool *changed,
+		  struct kube_err *e)
+{
+	struct kube_node n;
+
+	if (o->dry_run != DRAIN_DRY_CLIENT)
+		return drain_cordon(k, node, true, changed, e);
+	if (kube_node_get(k, node, &n, e) < 0)
+		return -1;
+	*changed = !n.unschedulable;
+	kube_node_clear(&n);
+	return 0;
+}
+
+int drain_cordon_node(struct kube *k, const char *node, const struct drain_opts *o,
+		      drain_progress_fn cb, void *arg, char **err)
+{
+	struct kube *kk = k;
+	struct kube_err e;
+	char buf[600];
+	bool changed;
+	int rc;
+
+	if (o->dry_run == DRAIN_DRY_SERVER) {
+		kk = kube_clone(k);
+		kube_set_dry_run(kk, true);
+	}
+	rc = cordon(kk, node, o, &changed, &e);
+	if (kk != k)
+		kube_free(&kk);
+	if (rc < 0) {
+		*err = xasprintf("cordon %s: %s", node, kube_err_str(&e, buf, sizeof(buf)));
+		return -1;
+	}
+	if (cb)
+		cb(arg, changed ? DRAIN_EV_CORDONED : DRAIN_EV_ALREADY_CORDONED, NULL, node,
+		   dry_text(o));
+	return 0;
 }
 
 int drain_node(struct kube *k, const char *node, const struct drain_opts *o, drain_progress_fn cb,
 	       void *arg, struct drain_result *r)
 {
 	struct dctx c = {.k = k, .node = node, .o = o, .cb = cb, .arg = arg, .r = r};
-	int64_t deadline = o->timeout_ms > 0 ? now_ms() + o->timeout_ms : 0;
 	struct kube_err e;
 	char buf[600];
-	bool changed, ok = true;
+	bool ok = true;
 
 	memset(r, 0, sizeof(*r));
-	if (drain_cordon(k, node, true, &changed, &e) < 0) {
+	pthread_mutex_init(&c.mu, NULL);
+	c.deadline = o->timeout_ms > 0 ? now_ms() + o->timeout_ms : 0;
+	c.dry = dry_text(o);
+	if (!o->cordoned && drain_cordon_node(k, node, o, cb, arg, &r->error) < 0) {
 		r->status = DRAIN_FAILED;
-		r->error = xasprintf("cordon %s: %s", node, kube_err_str(&e, buf, sizeof(buf)));
-		return r->status;
+		goto out;
 	}
-	emit(&c, changed ? DRAIN_EV_CORDONED : DRAIN_EV_ALREADY_CORDONED, NULL, node, NULL);
-	if (!o->disable_eviction && kube_eviction_supported(k, &ok, &e) < 0) {
+	if (o->dry_run == DRAIN_DRY_SERVER) {
+		c.k = kube_clone(k);
+		kube_set_dry_run(c.k, true);
+	}
+	if (!o->disable_eviction && kube_eviction_supported(c.k, &ok, &e) < 0) {
 		r->status = DRAIN_FAILED;
 		r->error = xasprintf("discovery: %s", kube_err_str(&e, buf, sizeof(buf)));
-		return r->status;
+		goto out;
 	}
 	c.use_delete = o->disable_eviction || !ok;
-	if (relist(&c, true) == 0 && drain_loop(&c, deadline) == 0) {
+	if (list_pods(&c) == 0 && evict_all(&c) == 0) {
 		r->status = DRAIN_OK;
-		emit(&c, DRAIN_EV_DRAINED, NULL, node, NULL);
+		emit(&c, DRAIN_EV_DRAINED, NULL, node, c.dry);
 	}
+out:
 	for (size_t i = 0; i < c.n; i++) {
 		free(c.pods[i].ns);
 		free(c.pods[i].name);
@@ -500,6 +623,9 @@ int drain_node(struct kube *k, const char *node, const struct drain_opts *o, dra
 		free(c.pods[i].why);
 	}
 	free(c.pods);
+	if (c.k != k)
+		kube_free(&c.k);
+	pthread_mutex_destroy(&c.mu);
 	return r->status;
 }
 

@@ -146,7 +146,7 @@ class GateTest(harness.TestCase):
 
     def gate_config(self, gate=None, state="state", admin="admin.sock"):
         backends = [(m, a) for m, a in zip(MASTERS, self.sim.info["listen"])]
-        cfg = self.lbd_config(backends, name="masters", health={"rise": 1, "fall": 1})
+        cfg = self.lbd_config(backends, name="masters", health=dict(self.sim.health, rise=1, fall=1))
         cfg["state_dir"] = self.path(state)
         os.makedirs(self.path(state), exist_ok=True)
         cfg["admin"] = {"socket": self.path(admin)}

@@ -117,15 +117,31 @@ def normalize(st, node="worker-1"):
     }
 
 
+HEALTH_TOKEN = "lbd-health-readonly-token-0123456789"
+
+
 class KubeSim:
-    def __init__(self, workdir, listeners=1, auth="token", extra=()):
+    """kubesim with the k3s profile by default (no anonymous auth: the
+    stricter of the two). health_token_file holds a read-only token that
+    lbd's checks send (health.token_file); self.health is that setting."""
+
+    def __init__(self, workdir, listeners=1, auth="token", extra=(), profile="k3s",
+                 node_grace=2.0):
         self.dir = workdir
+        self.profile = profile
         self.kubeconfig = os.path.join(workdir, "kubeconfig")
+        self.health_token_file = os.path.join(workdir, "health.token")
+        with open(self.health_token_file, "w") as f:
+            f.write(HEALTH_TOKEN + "\n")
+        os.chmod(self.health_token_file, 0o600)
+        self.health = {"token_file": self.health_token_file}
         ready = os.path.join(workdir, "kubesim.ready")
         self.log = open(os.path.join(workdir, "kubesim.log"), "w")
         argv = [PYTHON, KUBESIM, "--control", "127.0.0.1:0", "--kubeconfig-out",
                 self.kubeconfig, "--ready-file", ready, "--auth", auth,
-                "--pki-dir", os.path.join(workdir, "pki"), "--delete-delay", "0.2"]
+                "--pki-dir", os.path.join(workdir, "pki"), "--delete-delay", "0.2",
+                "--profile", profile, "--extra-token", HEALTH_TOKEN + "=readonly",
+                "--node-monitor-grace", str(node_grace)]
         for _ in range(listeners):
             argv += ["--listen", "127.0.0.1:0"]
         argv += list(extra)

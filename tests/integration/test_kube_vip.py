@@ -58,8 +58,9 @@ class TestLbctlThroughVip(unittest.TestCase):
                     "pools:\n  - name: masters\n    backends:\n%s"
                     "    health:\n      type: https\n      path: /readyz\n"
                     "      tls:\n        verify: false\n"
+                    "      token_file: %s\n"
                     "      interval: 300ms\n      timeout: 200ms\n      rise: 1\n      fall: 1\n"
-                    % (self.tmp, self.tmp, self.vip, backends))
+                    % (self.tmp, self.tmp, self.vip, backends, self.sim.health_token_file))
         self.lbd_log = open(os.path.join(self.tmp, "lbd.log"), "w")
         self.lbd = subprocess.Popen([LBD, "-c", cfg], stdout=self.lbd_log,
                                     stderr=subprocess.STDOUT)

@@ -280,6 +280,8 @@ class Fixture:
 class UpgradeTest(harness.TestCase):
     listeners = 3
     versions = {}
+    profile = "k3s"  # kubesim's stricter profile: /readyz needs credentials
+    health_credentials = True  # lbd's checks send health.token_file
 
     def setUp(self):
         super().setUp()
@@ -287,7 +289,7 @@ class UpgradeTest(harness.TestCase):
         harness.require_binary(ETCDCTL or "etcdctl", "make deps installs etcd-client")
         harness.require_verb(LBCTL, "upgrade")
         harness.require_binary(harness.LBD, "run make")
-        self.sim = tk.KubeSim(self.tmp, listeners=self.listeners)
+        self.sim = tk.KubeSim(self.tmp, listeners=self.listeners, profile=self.profile)
         self.addCleanup(self.sim.stop)
         self.sim.load(self.scenario())
         self.etcd = EtcdCluster(self, MASTERS)
@@ -300,8 +302,11 @@ class UpgradeTest(harness.TestCase):
         with open(self.kubeconfig, "w") as f:
             f.write(kc.replace("https://" + self.sim.info["listen"][0],
                                "https://127.0.0.1:%d" % self.vip))
-        self.lbd = self.start_lbd(self.lbd_cfg(), wait_up=["masters/" + m for m in MASTERS])
         self.admin = self.path("admin.sock")
+        if not self.health_credentials:
+            self.lbd = self.start_lbd(self.lbd_cfg())
+            return
+        self.lbd = self.start_lbd(self.lbd_cfg(), wait_up=["masters/" + m for m in MASTERS])
         self.wait_gate_ready()
 
     def scenario(self, extra_masters=()):
@@ -320,7 +325,8 @@ class UpgradeTest(harness.TestCase):
     def lbd_cfg(self):
         backends = [(m, a) for m, a in zip(MASTERS, self.sim.info["listen"])]
         cfg = self.lbd_config(backends, name="masters", listen=["127.0.0.1:%d" % self.vip],
-                              health={"rise": 1, "fall": 2, "interval": "400ms", "timeout": "300ms"},
+                              health=dict(self.sim.health if self.health_credentials else {},
+                                          rise=1, fall=2, interval="400ms", timeout="300ms"),
                               pool={"drain_timeout": "2s"})
         tokens = self.path("gate-tokens")
         with open(tokens, "w") as f:
@@ -486,6 +492,49 @@ class TestUpgrade(UpgradeTest):
         # The command ran once per node.
         order = [c[1] for c in self.fixture.calls if c[0] == "/upgrade"]
         self.assertEqual(order, MASTERS + WORKERS)
+
+
+class TestUpgradeKubeadm(UpgradeTest):
+    """The same rolling upgrade against the kubeadm profile (anonymous
+    /readyz allowed, control-plane nodes tainted NoSchedule)."""
+    profile = "kubeadm"
+
+    def test_rolling_upgrade_kubeadm(self):
+        plan = self.write_plan()
+        rc, out, err = self.lbctl("upgrade", plan)
+        self.assertEqual(rc, 0, out + err)
+        self.assert_all_upgraded()
+        # No web pod was scheduled onto a tainted master while workers drained.
+        st = self.sim.state()
+        for p in st["pods"]:
+            if p["owner"] == "ReplicaSet/web":
+                self.assertNotIn(p["node"], MASTERS, p)
+
+
+class TestUpgradeWithoutCredentials(UpgradeTest):
+    """k3s without anonymous auth and lbd's checks without credentials: every
+    /readyz answers 401. That must be loud (the log, lbctl pools, the
+    upgrade's refusal), not a pool quietly routing in fail-safe."""
+    health_credentials = False
+
+    def test_upgrade_refused_loudly(self):
+        log = self.lbd.log
+        log.wait(r"check master-\d+: readyz 401: the apiserver wants credentials: "
+                 r"set health.tls.cert/key or health.token_file", harness.T(20),
+                 proc=self.lbd)
+        rc, out, err = self.lbctl("--socket", self.admin, "pools")
+        self.assertEqual(rc, 0, out + err)
+        self.assertIn("the apiserver wants credentials", out)
+        plan = self.write_plan(node_ready="10s")
+        rc, out, err = self.lbctl("upgrade", plan, timeout=120)
+        self.assertNotEqual(rc, 0, out + err)
+        self.assertIn("wants credentials", out + err)
+        # Logged once per backend, however many checks failed since.
+        warned = [ln for ln in log.lines() if "apiserver wants credentials" in ln
+                  and "check master-" in ln]
+        self.assertEqual(len(warned), len(MASTERS), "\n".join(warned))
+        st = self.sim.state()["nodes"]
+        self.assertTrue(all(st[n]["kubeletVersion"] == OLD for n in MASTERS + WORKERS), st)
 
 
 class TestNeverBack(UpgradeTest):

@@ -29,6 +29,38 @@ drain and for lbd's kube client):
     node.kubernetes.io/unschedulable:NoSchedule taint follows
     spec.unschedulable
 
+Profiles (--profile, or "profile" in a scenario; default k3s, the stricter):
+  k3s      no anonymous auth: /readyz, /livez, /healthz and /version answer
+           401 without credentials (k3s-io/k3s#3576); 200 to any
+           authenticated client (system:public-info-viewer). Servers are not
+           tainted.
+  kubeadm  anonymous /readyz, /livez, /healthz, /version allowed; control-plane
+           nodes carry node-role.kubernetes.io/control-plane:NoSchedule.
+
+Node lifecycle (POST /sim/nodes/NAME):
+  {"restart": {"down": S}}  a k3s/kubelet service restart: the bootID stays;
+                            the node stays Ready until the node-monitor grace
+                            period (--node-monitor-grace, scenario
+                            nodeMonitorGracePeriod, 40 s by default) has
+                            passed without a heartbeat, then NotReady
+                            (Unknown); Ready again S seconds after the restart.
+  {"reboot": {"down": S}}   the same, and the bootID changes when it is back.
+  {"reboot": true}          the old shortcut: a new bootID at once.
+
+RBAC (scenario "tokens": {TOKEN: "readonly"|"evict"|"admin"}): readonly may
+get and list; evict may also patch nodes, delete pods and create
+pods/eviction (what a drain needs); anything else is 403 Forbidden with the
+real apiserver's message. The --token and client certificates are admin.
+
+Dry run: dryRun=All (query, or DeleteOptions.dryRun) on PATCH, DELETE and
+pods/eviction checks as usual (PDBs, RBAC) and stores nothing. evictDelay
+(scenario): each eviction answers after that many seconds, outside the state
+lock; /sim/state's max_evictions_in_flight shows how many overlapped.
+
+API Priority and Fairness on demand: POST /sim/apf {"reject": N,
+"retryAfter": S, "match": "eviction"} makes the next N API requests whose
+path contains match answer 429 with Retry-After: S.
+
 Control API (plain HTTP on --control, and the same under /sim/ on the HTTPS
 ports, which need the bearer token like any other path):
   GET  /sim/state                        normalized dump of the state
@@ -38,6 +70,9 @@ ports, which need the bearer token like any other path):
   POST /sim/listeners/I  {"state": "ok"|"fail"|"hang"|"down"}   I = index or name
   GET  /sim/listeners
   GET  /sim/requests                     the last requests (method, path, accept)
+  POST /sim/pods         {pod}           add one pod (scenario shape), e.g. one that
+                                         arrives on a node in the middle of a drain
+  POST /sim/apf          {reject, retryAfter, match}
 
 Scenario (YAML or JSON):
   nodes: [{name, roles: [control-plane], ready: true, kubeletVersion,
@@ -46,14 +81,17 @@ Scenario (YAML or JSON):
            StatefulSet|Job, name} (omit = unmanaged), mirror: bool,
            emptyDir: bool, labels: {}, phase: Running, ready: true,
            terminationGracePeriodSeconds: 30}]
-  pdbs:  [{name, namespace, selector: {labels}, minAvailable | maxUnavailable}]
+  pdbs:  [{name, namespace, selector: {labels} | {matchLabels, matchExpressions},
+           minAvailable | maxUnavailable, unhealthyPodEvictionPolicy}]
+  taints on nodes: [{key, value, effect}]; tolerations on pods: [{key, operator, effect}]
+  readyDelay: seconds a re-created pod stays unready (default 0, --ready-delay)
   leases: [{name, namespace, holderIdentity, leaseDurationSeconds}]
 Owners named by pods are created as objects (a ReplicaSet's replicas = the
 number of its pods).
 
 Shortcuts a reader must know: no watches, no admission, no real scheduler
-(least-loaded Ready schedulable node, ties by name; taints other than
-unschedulable are ignored), PDB expected count = matching pods that are not
+(least-loaded Ready schedulable node whose NoSchedule taints
+the pod tolerates, ties by name), PDB expected count = matching pods that are not
 terminating, strategic merge = JSON merge patch (lists replaced, no
 $patch directives), created pods are Ready immediately.
 """
@@ -204,6 +242,19 @@ def res_for(group, version, plural):
 
 # ---------------------------------------------------------------- state
 
+def tolerated(taint, tolerations):
+    """Does one of the pod's tolerations tolerate this taint (core/v1 rules)?"""
+    for t in tolerations or ():
+        if t.get("effect") and t["effect"] != taint.get("effect"):
+            continue
+        if t.get("operator") == "Exists":
+            if not t.get("key") or t["key"] == taint.get("key"):
+                return True
+        elif t.get("key") == taint.get("key") and t.get("value", "") == taint.get("value", ""):
+            return True
+    return False
+
+
 class State:
     def __init__(self):
         self.rv = 1000
@@ -212,6 +263,17 @@ class State:
             self.objs[(r.group, r.plural)] = {}
         self.created = now_ts()
         self.delete_delay = 0.5
+        self.profile = "k3s"
+        self.node_grace = 40.0
+        self.ready_delay = 0.0
+        self.tokens = {}  # extra bearer tokens -> "readonly" | "evict" | "admin"
+        self.base_tokens = {}  # --extra-token: kept when a scenario is loaded
+        self.apf = None  # {"reject": N, "retryAfter": S, "match": text}
+        self.evict_delay = 0.0  # seconds each eviction takes to answer
+        self.evictions_in_flight = 0
+        self.max_evictions_in_flight = 0
+        self.timers = []  # (deadline, fn): node lifecycle and delayed readiness
+        self.node_sim = {}  # node name -> {"gen", "down"}: a kubelet that is away
         self.pending = []  # (deadline, group, plural, ns, name, uid)
         self.requests = []
         self.listeners = []
@@ -258,8 +320,20 @@ class State:
         self.pending = []
         for ns in ("default", "kube-system", "kube-public", "kube-node-lease"):
             self.ensure_ns(ns)
+        self.timers = []
+        self.node_sim = {}
+        self.apf = None
         if "deleteDelay" in sc:
             self.delete_delay = float(sc["deleteDelay"])
+        if sc.get("profile") in ("k3s", "kubeadm"):
+            self.profile = sc["profile"]
+        if "nodeMonitorGracePeriod" in sc:
+            self.node_grace = float(sc["nodeMonitorGracePeriod"])
+        if "readyDelay" in sc:
+            self.ready_delay = float(sc["readyDelay"])
+        self.evict_delay = float(sc.get("evictDelay", 0))
+        self.max_evictions_in_flight = 0
+        self.tokens = dict(self.base_tokens, **(sc.get("tokens") or {}))
         for n in sc.get("nodes", []):
             self.add_node(n)
         owners = {}
@@ -306,6 +380,12 @@ class State:
                     "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}}}}
         if n.get("unschedulable"):
             node["spec"]["unschedulable"] = True
+        taints = [dict(t) for t in n.get("taints", [])]
+        if self.profile == "kubeadm" and "control-plane" in n.get("roles", []) \
+                and "taints" not in n:
+            taints.append({"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"})
+        if taints:
+            node["spec"]["taints"] = taints
         self.set_ready(node, n.get("ready", True))
         self.sync_taints(node)
         self.put(BY_GP[("", "nodes")], node, new=True)
@@ -405,6 +485,7 @@ class State:
             vols.append({"name": "scratch", "emptyDir": {}})
         spec = {"containers": [{"name": "main", "image": p.get("image", "registry.k8s.io/pause:3.9")}],
                 "volumes": vols, "restartPolicy": "Always",
+                "tolerations": [dict(t) for t in p.get("tolerations", [])],
                 "terminationGracePeriodSeconds": int(p.get("terminationGracePeriodSeconds", 30)),
                 "schedulerName": "default-scheduler", "priority": 0}
         if p.get("node"):
@@ -447,8 +528,11 @@ class State:
         return "10.0.0.1"
 
     def add_pdb(self, b):
-        spec = {"selector": {"matchLabels": dict(b.get("selector", {}))}}
-        for k in ("minAvailable", "maxUnavailable"):
+        sel = dict(b.get("selector", {}))
+        if "matchLabels" not in sel and "matchExpressions" not in sel:
+            sel = {"matchLabels": sel}  # the short form: {app: web}
+        spec = {"selector": sel}
+        for k in ("minAvailable", "maxUnavailable", "unhealthyPodEvictionPolicy"):
             if k in b:
                 spec[k] = b[k]
         obj = {"metadata": {"name": b["name"], "namespace": b.get("namespace", "default"),
@@ -469,15 +553,34 @@ class State:
                 return c["status"] == "True"
         return False
 
+    @staticmethod
+    def selector_matches(sel, lab):
+        """A metav1.LabelSelector: matchLabels and matchExpressions (In,
+        NotIn, Exists, DoesNotExist). policy/v1: an empty selector selects
+        every pod of the namespace."""
+        for k, v in (sel.get("matchLabels") or {}).items():
+            if lab.get(k) != v:
+                return False
+        for e in sel.get("matchExpressions") or []:
+            k, op, vals = e["key"], e["operator"], e.get("values") or []
+            if op == "In" and lab.get(k) not in vals:
+                return False
+            if op == "NotIn" and k in lab and lab[k] in vals:
+                return False
+            if op == "Exists" and k not in lab:
+                return False
+            if op == "DoesNotExist" and k in lab:
+                return False
+        return True
+
     def pdb_pods(self, pdb):
-        sel = pdb["spec"].get("selector", {}).get("matchLabels", {})
+        sel = pdb["spec"].get("selector") or {}
         ns = pdb["metadata"]["namespace"]
         out = []
         for (pns, _), p in self.table("", "pods").items():
             if pns != ns or "deletionTimestamp" in p["metadata"]:
                 continue
-            lab = p["metadata"].get("labels", {})
-            if sel and all(lab.get(k) == v for k, v in sel.items()):
+            if self.selector_matches(sel, p["metadata"].get("labels", {})):
                 out.append(p)
         return out
 
@@ -539,7 +642,7 @@ class State:
             self.rv += 1
             self.replace_pod(pod)
 
-    def pick_node(self, exclude):
+    def pick_node(self, exclude, tolerations=()):
         counts = {}
         for p in self.table("", "pods").values():
             nn = p["spec"].get("nodeName")
@@ -548,6 +651,9 @@ class State:
         cands = []
         for (_, name), n in self.table("", "nodes").items():
             if name == exclude or n["spec"].get("unschedulable"):
+                continue
+            if not all(tolerated(t, tolerations) for t in n["spec"].get("taints", [])
+                       if t.get("effect") in ("NoSchedule", "NoExecute")):
                 continue
             ready = any(c["type"] == "Ready" and c["status"] == "True"
                         for c in n["status"]["conditions"])
@@ -570,6 +676,7 @@ class State:
             return
         base = {"namespace": ns, "labels": md.get("labels", {}),
                 "owner": {"kind": ref["kind"], "name": ref["name"]},
+                "tolerations": old["spec"].get("tolerations", []),
                 "emptyDir": any("emptyDir" in v for v in old["spec"].get("volumes", [])),
                 "terminationGracePeriodSeconds": old["spec"].get("terminationGracePeriodSeconds", 30)}
         if ref["kind"] == "ReplicaSet":
@@ -577,14 +684,77 @@ class State:
                 name = "%s-%s" % (ref["name"], rand_suffix())
                 if (ns, name) not in self.table("", "pods"):
                     break
-            base.update(name=name, node=self.pick_node(old["spec"].get("nodeName")))
+            base.update(name=name, node=self.pick_node(old["spec"].get("nodeName"),
+                                                       base["tolerations"]))
         elif ref["kind"] == "StatefulSet":
-            base.update(name=md["name"], node=self.pick_node(old["spec"].get("nodeName")))
+            base.update(name=md["name"], node=self.pick_node(old["spec"].get("nodeName"),
+                                                             base["tolerations"]))
         elif ref["kind"] == "DaemonSet":
             base.update(name="%s-%s" % (ref["name"], rand_suffix()), node=old["spec"].get("nodeName"))
         else:
             return  # a Job's finished pod is not re-created
-        self.add_pod(base)
+        if self.ready_delay > 0 and base.get("node"):
+            base["ready"] = False
+        pod = self.add_pod(base)
+        if self.ready_delay > 0 and base.get("node"):
+            key = (ns, pod["metadata"]["name"])
+            uid = pod["metadata"]["uid"]
+            self.after(self.ready_delay, lambda: self.make_ready(key, uid))
+
+    def after(self, delay, fn):
+        self.timers.append((time.monotonic() + delay, fn))
+
+    def run_timers(self):
+        t = time.monotonic()
+        due = [x for x in self.timers if x[0] <= t]
+        self.timers = [x for x in self.timers if x[0] > t]
+        for _, fn in sorted(due, key=lambda x: x[0]):
+            fn()
+
+    def make_ready(self, key, uid):
+        pod = self.table("", "pods").get(key)
+        if not pod or pod["metadata"]["uid"] != uid:
+            return
+        for c in pod["status"].get("conditions", []):
+            c["status"] = "True"
+            c["lastTransitionTime"] = now_ts()
+        for cs in pod["status"].get("containerStatuses", []):
+            cs["ready"] = True
+        pod["metadata"]["resourceVersion"] = self.next_rv()
+
+    # -- node lifecycle: a kubelet (or k3s) that stops posting status
+    def node_down(self, name, down, reboot):
+        """The node's kubelet stops for `down` seconds. The node lifecycle
+        controller marks it Unknown once node_grace has passed with no
+        heartbeat; a reboot brings a new bootID when the node is back."""
+        sim = self.node_sim.setdefault(name, {"gen": 0})
+        sim["gen"] += 1
+        sim["down"] = True
+        gen = sim["gen"]
+
+        def node_if_current():
+            n = self.table("", "nodes").get(("", name))
+            return n if n is not None and self.node_sim.get(name, {}).get("gen") == gen else None
+
+        def grace_over():
+            n = node_if_current()
+            if n is not None and self.node_sim[name]["down"]:
+                self.set_ready(n, False)
+                n["metadata"]["resourceVersion"] = self.next_rv()
+
+        def back():
+            n = node_if_current()
+            if n is None:
+                return
+            self.node_sim[name]["down"] = False
+            if reboot:
+                n["status"]["nodeInfo"]["bootID"] = str(uuid.uuid4())
+            self.set_ready(n, True)
+            n["metadata"]["resourceVersion"] = self.next_rv()
+
+        self.after(self.node_grace, grace_over)
+        if down is not None:
+            self.after(float(down), back)
 
     # -- a normalized dump for tests
     def dump(self):
@@ -611,7 +781,8 @@ class State:
         pdbs = {"%s/%s" % k: v["status"] for k, v in self.table("policy", "poddisruptionbudgets").items()}
         leases = {"%s/%s" % k: {"spec": v["spec"], "resourceVersion": v["metadata"]["resourceVersion"]}
                   for k, v in self.table("coordination.k8s.io", "leases").items()}
-        return {"nodes": nodes, "pods": pods, "pdbs": pdbs, "leases": leases,
+        return {"profile": self.profile, "max_evictions_in_flight": self.max_evictions_in_flight,
+                "nodes": nodes, "pods": pods, "pdbs": pdbs, "leases": leases,
                 "listeners": [{"address": l.address, "state": l.state} for l in self.listeners],
                 "pending_deletions": len(self.pending)}
 
@@ -624,6 +795,7 @@ def reaper():
         time.sleep(0.05)
         with LOCK:
             STATE.reap()
+            STATE.run_timers()
 
 
 # ---------------------------------------------------------------- selectors
@@ -983,17 +1155,67 @@ class Handler(http.server.BaseHTTPRequestHandler):
             raise bad_request("couldn't get version/kind; json parse error: invalid body")
 
     def authorized(self):
+        """The caller's role: "admin", "evict", "readonly", or None
+        (anonymous)."""
         if self.control:
-            return True
+            return "admin"
         auth = self.headers.get("Authorization", "")
         if auth == "Bearer " + TOKEN:
-            return True
+            return "admin"
+        if auth.startswith("Bearer ") and auth[7:] in STATE.tokens:
+            return STATE.tokens[auth[7:]]
         try:
             if self.connection.getpeercert():
-                return True  # verified against our CA by the TLS layer
+                return "admin"  # verified against our CA by the TLS layer
         except (AttributeError, ValueError):
             pass
-        return False
+        return None
+
+    def forbid(self, verb, res, sub, ns, name):
+        """RBAC: a read-only token gets and lists; "evict" may also do
+        what a drain does. Anything else is the apiserver's 403."""
+        role = self.role
+        if role == "admin":
+            return
+        if verb in ("get", "list", "watch"):
+            return
+        resource = res.plural + ("/" + sub if sub else "")
+        if role == "evict" and (resource, verb) in (("pods/eviction", "create"),
+                                                    ("pods", "delete"), ("nodes", "patch"),
+                                                    ("nodes", "update")):
+            return
+        user = "system:serviceaccount:kube-system:%s" % (role or "anonymous")
+        where = ' in the namespace "%s"' % ns if ns else " at the cluster scope"
+        msg = '%s%s is forbidden: User "%s" cannot %s resource "%s" in API group "%s"%s' % (
+            qualified(res), ' "%s"' % name if name else "", user, verb, resource, res.group,
+            where)
+        raise ApiError(403, "Forbidden", msg,
+                       {"name": name or "", "group": res.group, "kind": resource})
+
+    def unauthorized(self):
+        return self.send_json(401, {"kind": "Status", "apiVersion": "v1", "metadata": {},
+                                    "status": "Failure", "message": "Unauthorized",
+                                    "reason": "Unauthorized", "code": 401})
+
+    def throttled(self, path):
+        """API Priority and Fairness, on demand (POST /sim/apf)."""
+        apf = STATE.apf
+        if not apf or apf.get("reject", 0) <= 0 or apf.get("match", "") not in path:
+            return False
+        apf["reject"] -= 1
+        st = ApiError(429, "TooManyRequests",
+                      "Too many requests, please try again later.",
+                      {"causes": [{"reason": "TooManyRequests"}],
+                       "retryAfterSeconds": int(apf.get("retryAfter", 1))}).status()
+        body = json.dumps(st).encode()
+        self.send_response(429)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Retry-After", str(int(apf.get("retryAfter", 1))))
+        self.send_header("X-Kubernetes-PF-FlowSchema-UID", "sim-flowschema")
+        self.end_headers()
+        self.wfile.write(body)
+        return True
 
     def do_GET(self):
         self.dispatch()
@@ -1024,16 +1246,24 @@ class Handler(http.server.BaseHTTPRequestHandler):
                                    "listener": self.listener.name if self.listener else "control"})
             del STATE.requests[:-500]
         try:
-            if path in ("/readyz", "/livez", "/healthz") or path.startswith(("/readyz/", "/livez/")):
+            self.role = self.authorized()
+            public = path in ("/readyz", "/livez", "/healthz", "/version") or \
+                path.startswith(("/readyz/", "/livez/"))
+            # kubeadm allows anonymous requests, which system:public-info-viewer
+            # lets read these; k3s runs without anonymous auth (k3s-io/k3s#3576).
+            if self.role is None and not (public and STATE.profile == "kubeadm"):
+                return self.unauthorized()
+            if public and path != "/version":
                 return self.health(path, q)
-            if not self.authorized():
-                return self.send_json(401, {"kind": "Status", "apiVersion": "v1", "metadata": {},
-                                            "status": "Failure", "message": "Unauthorized",
-                                            "reason": "Unauthorized", "code": 401})
             if path.startswith("/sim/") or path == "/sim":
+                if self.role != "admin":
+                    raise ApiError(403, "Forbidden", "the simulator's control needs the admin token")
                 return self.sim(path, q)
             if self.control:
                 raise ApiError(404, "NotFound", "the control port serves /sim/ only")
+            with LOCK:
+                if self.throttled(path):
+                    return
             return self.api(path, q)
         except ApiError as e:
             self.send_json(e.code, e.status())
@@ -1075,6 +1305,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
                                              "state": l.state} for i, l in enumerate(STATE.listeners)])
             if len(parts) == 2 and parts[0] == "nodes" and m == "POST":
                 return self.sim_node(parts[1], self.body_json() or {})
+            if parts == ["pods"] and m == "POST":
+                pod = STATE.add_pod(self.body_json() or {})
+                return self.send_json(201, pod)
+            if parts == ["apf"] and m == "POST":
+                STATE.apf = dict(self.body_json() or {})
+                return self.send_json(200, STATE.apf)
             if len(parts) == 2 and parts[0] == "listeners" and m == "POST":
                 body = self.body_json() or {}
                 lst = None
@@ -1095,11 +1331,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if node is None:
             raise not_found(BY_GP[("", "nodes")], name)
         if "ready" in body:
+            STATE.node_sim.pop(name, None)  # an explicit state ends a restart in progress
             STATE.set_ready(node, bool(body["ready"]))
+        for kind in ("restart", "reboot"):
+            how = body.get(kind)
+            if isinstance(how, dict):
+                STATE.node_down(name, how.get("down"), kind == "reboot")
         if "kubeletVersion" in body:
             node["status"]["nodeInfo"]["kubeletVersion"] = body["kubeletVersion"]
             node["status"]["nodeInfo"]["kubeProxyVersion"] = body["kubeletVersion"]
-        if body.get("reboot"):
+        if body.get("reboot") is True:
             node["status"]["nodeInfo"]["bootID"] = str(uuid.uuid4())
         if "unschedulable" in body:
             if body["unschedulable"]:
@@ -1151,15 +1392,33 @@ class Handler(http.server.BaseHTTPRequestHandler):
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
         name = rest[1] if len(rest) > 1 else None
         sub = rest[2] if len(rest) > 2 else None
-        with LOCK:
-            STATE.refresh_pdbs()
-            return self.resource(res, ns, name, sub, q)
+        slow = sub == "eviction" and STATE.evict_delay > 0
+        if slow:
+            # A slow eviction answer, outside the lock: several clients'
+            # evictions can then be in flight at once (max_evictions_in_flight).
+            with LOCK:
+                STATE.evictions_in_flight += 1
+                STATE.max_evictions_in_flight = max(STATE.max_evictions_in_flight,
+                                                    STATE.evictions_in_flight)
+            time.sleep(STATE.evict_delay)
+        try:
+            with LOCK:
+                STATE.refresh_pdbs()
+                return self.resource(res, ns, name, sub, q)
+        finally:
+            if slow:
+                with LOCK:
+                    STATE.evictions_in_flight -= 1
 
     def wants_table(self):
         return "as=Table" in self.headers.get("Accept", "")
 
     def resource(self, res, ns, name, sub, q):
         m = self.command
+        self.dry_run = q.get("dryRun") == "All"
+        verb = {"GET": "list" if name is None else "get", "HEAD": "get", "POST": "create",
+                "PUT": "update", "PATCH": "patch", "DELETE": "delete"}.get(m, m.lower())
+        self.forbid(verb, res, sub, ns, name)
         if name is None:
             if m == "GET":
                 return self.list(res, ns, q)
@@ -1195,6 +1454,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 raise ApiError(409, "Conflict",
                                'Operation cannot be fulfilled on %s "%s": Precondition failed: UID in precondition: %s, UID in object meta: %s'
                                % (qualified(res), name, pre, obj["metadata"]["uid"]))
+            if self.dry_run or "All" in (body.get("dryRun") or []):
+                return self.send_json(200, obj)
             if res.plural == "pods":
                 STATE.begin_delete(obj, None if grace is None else int(grace))
                 STATE.reap()
@@ -1318,6 +1579,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if new.get("spec", {}).get("unschedulable") is False:
                 new["spec"].pop("unschedulable")
             STATE.sync_taints(new)
+        if self.dry_run:
+            return self.send_json(200, new)  # validated, not stored
         STATE.put(res, new)
         return self.send_json(200, new)
 
@@ -1330,29 +1593,38 @@ class Handler(http.server.BaseHTTPRequestHandler):
             raise bad_request("name in URL does not match name in Eviction object")
         opts = body.get("deleteOptions") or {}
         grace = opts.get("gracePeriodSeconds")
+        dry = self.dry_run or "All" in (opts.get("dryRun") or [])
         ok = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}
         if "deletionTimestamp" in pod["metadata"]:
             return self.send_json(201, ok)
         if pod["status"].get("phase") in ("Succeeded", "Failed") or not pod["spec"].get("nodeName"):
-            STATE.begin_delete(pod, grace)
-            STATE.reap()
+            if not dry:
+                STATE.begin_delete(pod, grace)
+                STATE.reap()
             return self.send_json(201, ok)
         lab = pod["metadata"].get("labels", {})
         pdbs = [b for (bns, _), b in STATE.table("policy", "poddisruptionbudgets").items()
-                if bns == ns and b["spec"]["selector"].get("matchLabels")
-                and all(lab.get(k) == v for k, v in b["spec"]["selector"]["matchLabels"].items())]
+                if bns == ns and STATE.selector_matches(b["spec"].get("selector") or {}, lab)]
         if len(pdbs) > 1:
             raise ApiError(500, "InternalError",
                            "This pod has more than one PodDisruptionBudget, which the eviction subresource does not support.")
-        if pdbs and STATE.pod_ready(pod):
+        if pdbs:
             st = STATE.pdb_status(pdbs[0])
-            if st["disruptionsAllowed"] <= 0:
+            policy = pdbs[0]["spec"].get("unhealthyPodEvictionPolicy", "IfHealthyBudget")
+            # An unready pod: AlwaysAllow evicts it; IfHealthyBudget only while
+            # the application is not already disrupted (currentHealthy >=
+            # desiredHealthy); otherwise the budget decides as for any pod.
+            unready_ok = not STATE.pod_ready(pod) and (
+                policy == "AlwaysAllow" or st["currentHealthy"] >= st["desiredHealthy"])
+            if not unready_ok and st["disruptionsAllowed"] <= 0:
                 raise ApiError(429, "TooManyRequests",
                                "Cannot evict pod as it would violate the pod's disruption budget.",
                                {"causes": [{"reason": "DisruptionBudget",
                                             "message": "The disruption budget %s needs %d healthy pods and has %d currently"
                                             % (pdbs[0]["metadata"]["name"], st["desiredHealthy"],
                                                st["currentHealthy"])}]})
+        if dry:
+            return self.send_json(201, ok)  # the budget was checked; nothing changes
         STATE.begin_delete(pod, grace)
         STATE.reap()
         STATE.refresh_pdbs()
@@ -1514,6 +1786,15 @@ def main():
     ap.add_argument("--delete-delay", type=float, default=0.5,
                     help="seconds a deleted pod stays Terminating (capped by its grace period)")
     ap.add_argument("--ready-file", help="write {listen: [...], control: ...} here once serving")
+    ap.add_argument("--profile", choices=("k3s", "kubeadm"), default="k3s",
+                    help="k3s: no anonymous auth (401 on /readyz without credentials); "
+                    "kubeadm: anonymous /readyz, control-plane nodes tainted NoSchedule")
+    ap.add_argument("--extra-token", action="append", default=[], metavar="TOKEN=ROLE",
+                    help="another bearer token: readonly, evict or admin (repeatable)")
+    ap.add_argument("--node-monitor-grace", type=float, default=40.0,
+                    help="seconds a node whose kubelet stopped stays Ready (scale down in tests)")
+    ap.add_argument("--ready-delay", type=float, default=0.0,
+                    help="seconds a re-created pod stays unready")
     args = ap.parse_args()
     if not args.listen:
         args.listen = ["127.0.0.1:0"]
@@ -1534,6 +1815,15 @@ def main():
     SSL_CTX.set_alpn_protocols(["http/1.1"])
 
     STATE.delete_delay = args.delete_delay
+    STATE.profile = args.profile
+    for t in args.extra_token:
+        tok, _, role = t.partition("=")
+        if role not in ("readonly", "evict", "admin"):
+            ap.error("--extra-token TOKEN=ROLE: ROLE is readonly, evict or admin")
+        STATE.base_tokens[tok] = role
+    STATE.tokens = dict(STATE.base_tokens)
+    STATE.node_grace = args.node_monitor_grace
+    STATE.ready_delay = args.ready_delay
     if args.scenario:
         STATE.load(load_file(args.scenario))
 

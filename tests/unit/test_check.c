@@ -13,6 +13,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -187,7 +188,8 @@ struct srv {
 	atomic_bool stop;
 	atomic_int accepted;
 	atomic_int handshakes;
-	char sni[128]; /* written by the thread before handshakes is bumped */
+	char sni[128];	/* written by the thread before handshakes is bumped */
+	char req[2048]; /* the last request head, written before the reply is sent */
 	int held[64];
 	int nheld;
 };
@@ -226,15 +228,17 @@ static int listen_on(int family, int backlog, int *port)
 	return fd;
 }
 
-/* Reads until the end of the request head, or a timeout/EOF. */
-static void read_request(int fd, SSL *ssl)
+/* Reads until the end of the request head, or a timeout/EOF, into buf
+ * (sizeof struct srv's req). */
+static void read_request(int fd, SSL *ssl, char *buf)
 {
-	char buf[2048];
 	size_t have = 0;
+	const size_t size = sizeof(((struct srv *)0)->req);
 
-	while (have < sizeof(buf) - 1) {
-		int n = ssl ? SSL_read(ssl, buf + have, (int)(sizeof(buf) - 1 - have))
-			    : (int)recv(fd, buf + have, sizeof(buf) - 1 - have, 0);
+	buf[0] = '\0';
+	while (have < size - 1) {
+		int n = ssl ? SSL_read(ssl, buf + have, (int)(size - 1 - have))
+			    : (int)recv(fd, buf + have, size - 1 - have, 0);
 		if (n <= 0)
 			return;
 		have += (size_t)n;
@@ -274,7 +278,7 @@ static void serve_one(struct srv *s, int fd)
 		atomic_fetch_add(&s->handshakes, 1);
 	}
 	if (!s->no_read)
-		read_request(fd, ssl);
+		read_request(fd, ssl, s->req);
 	send_all(fd, ssl, s->reply, s->reply_len);
 	if (s->big_body) {
 		static char chunk[16384];
@@ -604,6 +608,60 @@ START_TEST(test_http_expect_status)
 	struct check_result r = probe(&h, &a);
 
 	ck_assert_int_eq(r.reason, CHK_OK);
+	srv_stop(s);
+}
+END_TEST
+
+START_TEST(test_http_401_wants_credentials)
+{
+	/* k3s without anonymous auth answers 401 to a check with no credentials:
+	 * the detail says what to set, not only the status. */
+	struct srv *s = srv_start(SRV_HTTP, "HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n"
+					    "Connection: close\r\n\r\n");
+	struct health_conf h = hconf(HC_HTTP, 1000);
+	struct sockaddr_conf a = addr_of(AF_INET, s->port);
+	struct check_result r = probe(&h, &a);
+
+	ck_assert_int_eq(r.reason, CHK_BAD_STATUS);
+	ck_assert_int_eq(r.status, 401);
+	ck_assert_str_eq(r.detail, "readyz 401: the apiserver wants credentials: set "
+				   "health.tls.cert/key or health.token_file");
+	srv_stop(s);
+}
+END_TEST
+
+START_TEST(test_http_token_file)
+{
+	/* health.token_file: its token goes out as a bearer token, read at each
+	 * probe; a file that gives no token fails the probe with why. */
+	char path[] = "/tmp/lbd-check-token-XXXXXX";
+	int fd = mkstemp(path);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(write(fd, "tok-123\n", 8), 8);
+	close(fd);
+
+	struct srv *s = srv_start(SRV_HTTP, REPLY_200);
+	struct health_conf h = hconf(HC_HTTP, 1000);
+	h.token_file = path;
+	struct sockaddr_conf a = addr_of(AF_INET, s->port);
+	struct check_result r = probe(&h, &a);
+	ck_assert_msg(r.reason == CHK_OK, "reason %s: %s", check_reason_name(r.reason), r.detail);
+	ck_assert_msg(strstr(s->req, "\r\nAuthorization: Bearer tok-123\r\n"), "request: %s",
+		      s->req);
+
+	fd = open(path, O_WRONLY | O_TRUNC);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(write(fd, "two\nlines\n", 10), 10);
+	close(fd);
+	r = probe(&h, &a);
+	ck_assert_int_eq(r.reason, CHK_INTERNAL);
+	ck_assert_msg(strstr(r.detail, "health.token_file") && strstr(r.detail, "not one token"),
+		      "detail: %s", r.detail);
+
+	unlink(path);
+	r = probe(&h, &a);
+	ck_assert_int_eq(r.reason, CHK_INTERNAL);
+	ck_assert_msg(strstr(r.detail, "No such file"), "detail: %s", r.detail);
 	srv_stop(s);
 }
 END_TEST
@@ -995,6 +1053,8 @@ static Suite *check_suite(void)
 	tcase_add_test(tc, test_http_bad_status_no_dash_line);
 	tcase_add_test(tc, test_http_bad_status_utf8);
 	tcase_add_test(tc, test_http_expect_status);
+	tcase_add_test(tc, test_http_401_wants_credentials);
+	tcase_add_test(tc, test_http_token_file);
 	tcase_add_test(tc, test_http_big_body);
 	tcase_add_test(tc, test_http_silent_timeout);
 	tcase_add_test(tc, test_refused);

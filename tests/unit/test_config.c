@@ -489,6 +489,25 @@ START_TEST(test_timeout_default_and_above_interval)
 }
 END_TEST
 
+START_TEST(test_health_token_file)
+{
+	struct config *cfg =
+	    load_ok(FRONTEND POOL "    health:\n      token_file: /etc/lbd/readyz.token\n");
+	ck_assert_str_eq(cfg->pools[0].health.token_file, "/etc/lbd/readyz.token");
+	config_free(cfg);
+	cfg = load_ok(FRONTEND POOL);
+	ck_assert_ptr_null(cfg->pools[0].health.token_file);
+	config_free(cfg);
+	/* A tcp check sends no request to carry the token. */
+	char *got = errors_of(FRONTEND POOL "    health:\n      type: tcp\n"
+					    "      token_file: /etc/lbd/readyz.token\n");
+	ck_assert_ptr_nonnull(got);
+	ck_assert_msg(strstr(got, "pools[0].health: token_file needs an http or https check"), "%s",
+		      got);
+	free(got);
+}
+END_TEST
+
 START_TEST(test_duplicate_pool)
 {
 	expect_errors(FRONTEND POOL "  - name: masters\n",
@@ -1008,6 +1027,7 @@ int main(void)
 	tcase_add_test(bad, test_unknown_key);
 	tcase_add_test(bad, test_bad_duration);
 	tcase_add_test(good, test_timeout_default_and_above_interval);
+	tcase_add_test(bad, test_health_token_file);
 	tcase_add_test(bad, test_duplicate_pool);
 	tcase_add_test(bad, test_duplicate_backend);
 	tcase_add_test(bad, test_bad_backend_names);
