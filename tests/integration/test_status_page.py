@@ -46,8 +46,21 @@ class DevTools:
             os.dup2(from_w, 4)
 
         self._log = open(log_path, "ab")
+        # Only loopback traffic: none of Chromium's own calls home (updates, sync,
+        # safe browsing, field trials, DNS prefetch), and no name is resolved at
+        # all (every host but 127.0.0.1 is "not found", without a DNS query;
+        # anything else would go to a proxy on a closed loopback port).
         argv = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
                 "--disable-dev-shm-usage", "--disable-extensions", "--hide-scrollbars",
+                "--disable-background-networking", "--disable-component-update",
+                "--disable-sync", "--disable-default-apps", "--no-default-browser-check",
+                "--disable-domain-reliability", "--disable-client-side-phishing-detection",
+                "--disable-features=Translate,OptimizationHints,MediaRouter,"
+                "DialMediaRouteProvider,AsyncDns",
+                "--no-pings", "--dns-prefetch-disable", "--metrics-recording-only",
+                "--safebrowsing-disable-auto-update",
+                "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+                "--proxy-server=http://127.0.0.1:9",  # loopback itself is never proxied
                 "--remote-debugging-pipe", "--user-data-dir=" + profile,
                 "--window-size=412,915", "about:blank"]
         # Its own session: stop() kills its group, which holds only its children.
