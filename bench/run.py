@@ -17,6 +17,9 @@ and measures (see bench/README.md for each method and its caveats):
   p99    wrk -t1 -c10 paced by a Lua delay() to ~2000 req/s, p99 latency
   rss    VmRSS growth of the proxy holding N idle proxied connections, bytes/conn
   ir     instructions per proxied request under valgrind --tool=callgrind
+  failover  a master blackholed under 20 streams: seconds until its streams are
+         back on a live one, new connections failed meanwhile (bench/failover.py,
+         in network namespaces of its own)
 
 Runs are interleaved (lbd, haproxy, [haproxy+splice...], direct; repeated) and
 each figure is the median of --runs runs (5; 1 with --quick).
@@ -45,9 +48,11 @@ import sys
 import tempfile
 import time
 
+import failover  # noqa: E402 - bench/failover.py, beside this file
+
 ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 HERE = os.path.join(ROOT, "bench")
-METRICS = ["bulk", "rps", "cps", "p99", "rss", "ir"]
+METRICS = ["bulk", "rps", "cps", "p99", "rss", "ir", "failover"]
 TOOLS = {
     "haproxy": "haproxy",
     "nginx": "nginx-light",
@@ -988,6 +993,21 @@ def table(res):
         rows.append(("RSS per idle proxied connection, bytes (%d conns)" % res["rss"]["conns"],
                      "%.0f" % l, "%.0f" % h, "", "", "%.2fx" % ratio(l, h), "<= 1024 B",
                      l <= 1024))
+    if "failover" in res:
+        fo = res["failover"]
+        if "skipped" in fo:
+            rows.append(("failover: s until every stream of a blackholed master is back on a "
+                         "live one", "n/a", "n/a", "", "", "", "skipped: " + fo["skipped"],
+                         None))
+        else:
+            l, h = med("failover", "lbd"), med("failover", "haproxy")
+            lf = med("failover", "lbd", "new_failed")
+            hf = med("failover", "haproxy", "new_failed")
+            rows.append(("failover: s until every stream of a blackholed master is back on a "
+                         "live one (new connections failed meanwhile); HAProxy with "
+                         "on-marked-down shutdown-sessions + redispatch",
+                         "%.2f (%d failed)" % (l, lf), "%.2f (%d failed)" % (h, hf), "", "",
+                         "%.2fx" % ratio(l, h), "<= 1.0x, 0 failed", l <= h and lf == 0))
     if "ir" in res:
         l, h = med("ir", "lbd"), med("ir", "haproxy")
         rows.append(("instructions per keep-alive request (callgrind, user space)",
@@ -1183,6 +1203,8 @@ def main(argv):
                 res[m] = m_rps(a, rig, close=True)
             elif m == "p99":
                 res[m] = m_p99(a, rig)
+            elif m == "failover":
+                res[m] = failover.measure(a, procs, wd, log)
             elif m in ("rss", "ir"):
                 rig.stop_proxies()  # their own fresh proxies
                 res[m] = m_rss(a, rig) if m == "rss" else m_ir(a, rig)
