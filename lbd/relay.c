@@ -811,7 +811,8 @@ static void conn_new(struct worker *w, struct frontend *fe, int fd, const struct
 	c->fe = fe;
 	c->cfd = fd;
 	c->bfd = -1;
-	c->start_ms = mono_ms();
+	if (fe->conf.log_connections) /* its only reader: no clock call otherwise */
+		c->start_ms = mono_ms();
 	c->c2b.pipe[0] = c->c2b.pipe[1] = -1;
 	c->b2c.pipe[0] = c->b2c.pipe[1] = -1;
 	if (salen <= sizeof(c->src))
@@ -902,8 +903,6 @@ static void half_free(struct half *h)
 	}
 }
 
-/* Closes both sides. With rst, the sockets are reset rather than closed
- * gracefully, so a reset on one side reaches the other as a reset. */
 static const char *const end_names[END_MAX] = {
     [END_NONE] = "unknown",
     [END_CLIENT_FIN] = "client_fin",
@@ -946,6 +945,8 @@ static void conn_log(const struct conn *c)
 		 relay_end_name((enum conn_end)c->end));
 }
 
+/* Closes both sides. With rst, the sockets are reset rather than closed
+ * gracefully, so a reset on one side reaches the other as a reset. */
 static void conn_close(struct conn *c, bool rst)
 {
 	struct frontend *fe = c->fe;
@@ -992,11 +993,11 @@ static void conn_close(struct conn *c, bool rst)
 }
 
 /* Counts bytes written for the backend's metrics. */
-static void count_bytes(struct conn *c, const struct half *h, ssize_t w)
+static void count_bytes(struct conn *c, struct half *h, ssize_t w)
 {
 	if (w <= 0 || !c->be)
 		return;
-	((struct half *)h)->sent += (uint64_t)w;
+	h->sent += (uint64_t)w;
 	if (h == &c->c2b)
 		atomic_fetch_add_explicit(&c->be->bytes_out, (uint64_t)w, memory_order_relaxed);
 	else
