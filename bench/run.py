@@ -21,6 +21,9 @@ and measures (see bench/README.md for each method and its caveats):
   ir     instructions per proxied request under valgrind --tool=callgrind
   fds    open descriptors of the proxy per idle proxied connection that moved
          FDS_BYTES each way first (so a splicing proxy took its pipes)
+  failover  a master blackholed under 20 streams: seconds until its streams are
+         back on a live one, new connections failed meanwhile (bench/failover.py,
+         in network namespaces of its own)
 
 Runs are interleaved (lbd, haproxy, [haproxy+splice...], direct; repeated) and
 each figure is the median of --runs runs (5; 1 with --quick).
@@ -49,9 +52,11 @@ import sys
 import tempfile
 import time
 
+import failover  # noqa: E402 - bench/failover.py, beside this file
+
 ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 HERE = os.path.join(ROOT, "bench")
-METRICS = ["bulk", "rps", "cps", "p99", "rss", "ir", "fds"]
+METRICS = ["bulk", "rps", "cps", "p99", "rss", "ir", "fds", "failover"]
 FDS_BYTES = 256 * 1024  # each way, per connection of the fds metric: bulk for lbd (64 KiB)
 TOOLS = {
     "haproxy": "haproxy",
@@ -1106,6 +1111,21 @@ def table(res):
         rows.append(("RSS per idle proxied connection, bytes (%d conns)" % res["rss"]["conns"],
                      "%.0f" % l, "%.0f" % h, "", "", "%.2fx" % ratio(l, h), "<= 1024 B",
                      l <= 1024))
+    if "failover" in res:
+        fo = res["failover"]
+        if "skipped" in fo:
+            rows.append(("failover: s until every stream of a blackholed master is back on a "
+                         "live one", "n/a", "n/a", "", "", "", "skipped: " + fo["skipped"],
+                         None))
+        else:
+            l, h = med("failover", "lbd"), med("failover", "haproxy")
+            lf = med("failover", "lbd", "new_failed")
+            hf = med("failover", "haproxy", "new_failed")
+            rows.append(("failover: s until every stream of a blackholed master is back on a "
+                         "live one (new connections failed meanwhile); HAProxy with "
+                         "on-marked-down shutdown-sessions + redispatch",
+                         "%.2f (%d failed)" % (l, lf), "%.2f (%d failed)" % (h, hf), "", "",
+                         "%.2fx" % ratio(l, h), "<= 1.0x, 0 failed", l <= h and lf == 0))
     if "ir" in res:
         l, h = med("ir", "lbd"), med("ir", "haproxy")
         rows.append(("instructions per keep-alive request (callgrind, user space)",
@@ -1311,6 +1331,8 @@ def main(argv):
                 res[m] = m_rps(a, rig, close=True)
             elif m == "p99":
                 res[m] = m_p99(a, rig)
+            elif m == "failover":
+                res[m] = failover.measure(a, procs, wd, log)
             elif m in ("rss", "ir", "fds"):
                 rig.stop_proxies()  # their own fresh proxies
                 res[m] = {"rss": m_rss, "ir": m_ir, "fds": m_fds}[m](a, rig)

@@ -904,7 +904,8 @@ static void conn_new(struct worker *w, struct frontend *fe, int fd, const struct
 	c->fe = fe;
 	c->cfd = fd;
 	c->bfd = -1;
-	c->start_ms = mono_ms();
+	if (fe->conf.log_connections) /* its only reader: no clock call otherwise */
+		c->start_ms = mono_ms();
 	c->c2b.pipe[0] = c->c2b.pipe[1] = -1;
 	c->b2c.pipe[0] = c->b2c.pipe[1] = -1;
 	if (salen <= sizeof(c->src))
@@ -1000,8 +1001,6 @@ static void half_free(struct worker *w, struct half *h)
 	}
 }
 
-/* Closes both sides. With rst, the sockets are reset rather than closed
- * gracefully, so a reset on one side reaches the other as a reset. */
 static const char *const end_names[END_MAX] = {
     [END_NONE] = "unknown",
     [END_CLIENT_FIN] = "client_fin",
@@ -1044,6 +1043,8 @@ static void conn_log(const struct conn *c)
 		 relay_end_name((enum conn_end)c->end));
 }
 
+/* Closes both sides. With rst, the sockets are reset rather than closed
+ * gracefully, so a reset on one side reaches the other as a reset. */
 static void conn_close(struct conn *c, bool rst)
 {
 	struct frontend *fe = c->fe;
@@ -1089,12 +1090,12 @@ static void conn_close(struct conn *c, bool rst)
 	atomic_fetch_sub(&fe->active, 1);
 }
 
-/* Counts bytes written for the backend's metrics, in the worker's slot. */
-static void count_bytes(struct conn *c, const struct half *h, ssize_t w)
+/* Counts bytes written for the connection log and, in the worker's slot, the backend's metrics. */
+static void count_bytes(struct conn *c, struct half *h, ssize_t w)
 {
 	if (w <= 0 || !c->be)
 		return;
-	((struct half *)h)->sent += (uint64_t)w;
+	h->sent += (uint64_t)w;
 	struct backend_wcount *wc = backend_wcount(c->be, c->w->id);
 	backend_wcount_add(h == &c->c2b ? &wc->bytes_out : &wc->bytes_in, (uint64_t)w);
 }

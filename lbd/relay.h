@@ -16,6 +16,12 @@
  * sent, so a dead master costs the client nothing. Half-close is relayed in
  * both directions; a reset on one side is passed on as a reset.
  *
+ * Both sockets of a relayed connection use TCP keepalive (frontend
+ * tcp_keepalive) and the backend's TCP_USER_TIMEOUT, so a peer that vanished
+ * is found between health checks; a half-closed connection whose other side
+ * never finishes ends after timeouts.fin. With log_connections, each closed
+ * connection is logged once with why it ended (enum conn_end).
+ *
  * A connection keeps no buffer while idle: data goes from a read straight to
  * a write; only what the peer could not take yet is kept, and reading from
  * that side pauses until it drains. Bulk transfers switch to splice(2)
