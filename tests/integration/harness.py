@@ -814,7 +814,7 @@ class TestCase(unittest.TestCase):
         test needs another name, or the first one's lines would match."""
         require_binary(LBD, "run make")
         path = self.write_config(cfg)
-        p = self.spawn(name, [LBD, "-c", path] + list(args), cwd=ROOT)
+        p = self.spawn(name, self.resolver_argv([LBD, "-c", path] + list(args)), cwd=ROOT)
         p.config_path = path
         self.addCleanup(self.check_clean_exit, p)
         if wait_listening and not isinstance(cfg, str):
@@ -841,5 +841,28 @@ class TestCase(unittest.TestCase):
     def lbd_check(self, path):
         """`lbd -t -c path`: returns (exit status, stdout+stderr)."""
         require_binary(LBD, "run make")
-        r = subprocess.run([LBD, "-t", "-c", path], capture_output=True, text=True, timeout=T(20), cwd=ROOT)
+        r = subprocess.run(self.resolver_argv([LBD, "-t", "-c", path]), capture_output=True, text=True,
+                           timeout=T(20), cwd=ROOT)
         return r.returncode, r.stdout + r.stderr
+
+    # A test that makes lbd look up a name /etc/hosts lacks sets this: lbd then
+    # runs in a mount namespace of its own whose /etc/resolv.conf names only
+    # 127.0.0.1, so the lookup fails on loopback and no DNS query leaves the
+    # machine (the network rules: loopback only). Same network, same PIDs.
+    loopback_resolver = False
+
+    def resolver_argv(self, argv):
+        if not self.loopback_resolver:
+            return argv
+        require_binary("unshare", "util-linux")
+        conf = self.path("resolv.conf")
+        if not os.path.exists(conf):
+            with open(conf, "w") as f:
+                f.write("nameserver 127.0.0.1\noptions attempts:1 timeout:1\n")
+            probe = subprocess.run(["unshare", "--mount", "--propagation", "private", "mount",
+                                    "--bind", conf, "/etc/resolv.conf"], capture_output=True)
+            if probe.returncode != 0:
+                skip_capability("mount namespaces (unshare --mount; root): %s"
+                                % probe.stderr.decode(errors="replace").strip())
+        return ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                'mount --bind "$0" /etc/resolv.conf && exec "$@"', conf] + list(argv)
