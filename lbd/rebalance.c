@@ -137,8 +137,12 @@ static void round_start(struct pool *p, struct backend *const *bs, size_t n, int
 	log_debug("pool %s: rebalance round begins: connections %s", p->conf.name, has);
 	p->rb.active = true;
 	p->rb.started_ms = now;
-	p->rb.last_ms = now;
-	p->rb.credit = 1; /* the first one goes now */
+	/* One bucket across rounds: a round that begins right after one ended
+	 * goes on from its credit, so no second sees more than rate + 1. */
+	if (now - p->rb.last_ms >= 1000) {
+		p->rb.credit = 1; /* the first one goes now */
+		p->rb.last_ms = now;
+	}
 }
 
 bool rebalance_step(struct pool *p, struct relay *r, int64_t now)

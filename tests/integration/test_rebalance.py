@@ -189,9 +189,12 @@ class RebalanceTest(harness.TestCase):
         print("\n  [rebalance] spread %r %.2fs after m3 came back; %d closes, at most %d in "
               "any second (cap %d/s)" % (self.spread(), took, len(times), peak, RATE),
               file=sys.stderr, flush=True)
-        # rate + 1 (one close of credit may carry over), and 2 for the time
-        # stamps: a worker logs a close a moment after lbd decided it.
-        self.assertLessEqual(peak, RATE + 3, "rebalance closed faster than its rate")
+        # rate + 1 (one close of credit may carry over). lbd decides every
+        # 100 ms (RATE/10 closes a tick) and a worker logs a close a moment
+        # after: a late batch can bring one more tick into a second of log
+        # time, so one tick's worth is allowed for the time stamps.
+        self.assertLessEqual(peak, RATE + 1 + RATE // 10,
+                             "rebalance closed faster than its rate")
         self.assertEqual(closed, len(times), "every close counted and logged")
         self.assertGreater(closed, 0)
         # No backend gave more than its share (50% of 150) in the round.
