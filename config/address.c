@@ -142,6 +142,13 @@ static bool host_name_ok(const char *h, size_t len)
 	return true;
 }
 
+static bool dns_on = true;
+
+void sockaddr_conf_set_dns(bool on)
+{
+	dns_on = on;
+}
+
 int sockaddr_conf_resolve(const char *text, struct sockaddr_conf *out, const char **why)
 {
 	static __thread char buf[400];
@@ -164,6 +171,11 @@ int sockaddr_conf_resolve(const char *text, struct sockaddr_conf *out, const cha
 		return -1;
 	memcpy(host, text, (size_t)(colon - text));
 	host[colon - text] = '\0';
+	if (!dns_on) {
+		snprintf(buf, sizeof(buf), "cannot resolve '%s': name resolution is off", host);
+		*why = buf;
+		return -1;
+	}
 	int rc = getaddrinfo(host, NULL, &hints, &res);
 	if (rc != 0) {
 		snprintf(buf, sizeof(buf), "cannot resolve '%s': %s", host,

@@ -249,6 +249,9 @@ int sockaddr_conf_parse(const char *text, struct sockaddr_conf *out, const char 
  * resolve (a per-thread buffer, valid until the next call).
  */
 int sockaddr_conf_resolve(const char *text, struct sockaddr_conf *out, const char **why);
+/* false: sockaddr_conf_resolve() refuses every name without asking DNS (the
+ * config fuzzer, whose random names must not become DNS queries). */
+void sockaddr_conf_set_dns(bool on);
 /* a's address as numbers, "192.0.2.1:6443" or "[2001:db8::1]:6443", into buf. */
 const char *sockaddr_conf_numeric(const struct sockaddr_conf *a, char *buf, size_t len);
 /* true if a and b are the same endpoint: family, address and port, with an

@@ -254,9 +254,15 @@ json_t *gate_conf_to_json(const struct gate_conf *c)
 	struct enc e = {.ok = true};
 	json_t *o = json_object(), *per_label = json_array(), *windows = json_array(),
 	       *members = json_array();
+	char num[64];
 
 	enc_set(&e, o, "enabled", json_boolean(c->enabled));
-	enc_set(&e, o, "listen", c->listen ? enc_str(&e, c->listen->text) : json_null());
+	/* A host name goes as the address it resolved to: the child does no DNS. */
+	enc_set(&e, o, "listen",
+		!c->listen ? json_null()
+		: c->listen->resolved
+		    ? enc_str(&e, sockaddr_conf_numeric(c->listen, num, sizeof(num)))
+		    : enc_str(&e, c->listen->text));
 	enc_set(&e, o, "tls", enc_tls(&e, &c->tls));
 	enc_set(&e, o, "tokens_file", enc_str(&e, c->tokens_file));
 	enc_set(&e, o, "max_connections", json_integer(c->max_connections));

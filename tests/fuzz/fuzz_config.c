@@ -10,6 +10,7 @@
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	fuzz_quiet_logs();
+	sockaddr_conf_set_dns(false); /* random names must not become DNS queries */
 	return 0;
 }
 

@@ -462,10 +462,17 @@ class TestGateRelease(Case):
                               health={"type": "tcp", "interval": "200ms", "timeout": "150ms",
                                       "rise": 1, "fall": 1})
         cfg["admin"] = {"socket": self.sock}
-        cfg["gate"] = {"tokens_file": tokens, "quorum": {"pool": "vip"}}
+        gate_port = harness.free_port()
+        # a host name in gate.listen too: the gate process gets the address
+        cfg["gate"] = {"tokens_file": tokens, "quorum": {"pool": "vip"},
+                       "listen": "localhost:%d" % gate_port}
         lbd = self.start_lbd(cfg, wait_up=["vip/b1"])
         wait_for(lambda: lbd.poll() is None and
                  api(self.sock, "GET", "/v1/gate/leases")[0] == 200, T(15), "the gate serving")
+        st, _, body = api(self.sock, "GET", "/v1/status")
+        self.assertEqual(body["gate"]["state"], "running", body)
+        self.assertEqual(body["gate"]["restarts"], 0, lbd.log.tail())
+        self.assertTrue(harness.port_open(LOOPBACK, gate_port))
         rc, out, err = lbctl("gate", "release", "--node", "worker-9", sock=self.sock)
         self.assertEqual(rc, 1, out + err)
         self.assertIn("holds no lease", err)
