@@ -154,8 +154,9 @@ bool backend_is_up(const struct backend *b);
 
 /* Whether b's established connections should be closed because b is down:
  * by the pool's close_on_down, down by a dead transport (the default: see
- * check_result_transport_dead), down for any reason, or never. Not while
- * it drains (the drain owns its closes). Main thread. */
+ * check_result_transport_dead), down for any reason, or never. A draining
+ * backend too (a master that dies while it drains), until its drain deadline
+ * passes and the drain closes the rest. Main thread. */
 bool backend_down_close(const struct backend *b);
 
 /* Any thread: a connect to b was refused or timed out. */
