@@ -130,7 +130,11 @@ static void backend_why(const json_t *b, char *buf, size_t len)
 			 json_is_true(json_object_get(d, "remove_when_drained")) ? "; then removed"
 										 : "");
 	} else if (!strcmp(health, "down") && json_is_object(lf)) {
-		snprintf(buf, len, "%s", jstr(lf, "detail"));
+		/* close_on_down at work: its connections are being closed. */
+		snprintf(buf, len, "%s%s", jstr(lf, "detail"),
+			 json_is_true(json_object_get(b, "down_closing")) && jint(b, "active") > 0
+			     ? "; closing its connections"
+			     : "");
 	} else if (!strcmp(health, "unknown")) {
 		snprintf(buf, len, "no check result yet");
 	} else {

@@ -52,34 +52,6 @@ static size_t close_some(struct relay *rl, struct backend *b, int64_t rate, doub
 	return closed;
 }
 
-static bool drain_step(struct drainer *d, struct pool *p, struct backend *b, int64_t now)
-{
-	if (b->active == 0) {
-		server_drain_done(d->s, b);
-		return false;
-	}
-	if (now < b->drain_started_ms + p->conf.drain_timeout_ms)
-		return true;
-	if (!b->drain_closing) {
-		b->drain_closing = true;
-		b->close_credit = 1; /* the first one goes at the deadline */
-		b->close_last_ms = now;
-		log_kv(LOG_LVL_WARN,
-		       LOG_KV("pool", p->conf.name, "backend", b->conf.name, "reason",
-			      "drain deadline"),
-		       "backend %s/%s: drain deadline passed; closing %llu connections at %lld/s",
-		       p->conf.name, b->conf.name, (unsigned long long)b->active,
-		       (long long)p->conf.drain_close_rate);
-	}
-	b->drain_forced += close_some(d->s->relay, b, p->conf.drain_close_rate, &b->close_credit,
-				      &b->close_last_ms, now, END_DRAIN);
-	if (b->active == 0) {
-		server_drain_done(d->s, b);
-		return false;
-	}
-	return true;
-}
-
 /* A backend down by its pool's close_on_down: its connections are closed at
  * down_close_rate, so their clients reconnect to live backends without a
  * storm. Stops as soon as the rule no longer holds (it answers again). */
@@ -107,6 +79,38 @@ static bool down_step(struct drainer *d, struct pool *p, struct backend *b, int6
 	b->down_closed += close_some(d->s->relay, b, p->conf.down_close_rate, &b->down_credit,
 				     &b->down_last_ms, now, END_BACKEND_DOWN);
 	return b->active > 0;
+}
+
+static bool drain_step(struct drainer *d, struct pool *p, struct backend *b, int64_t now)
+{
+	if (b->active == 0) {
+		server_drain_done(d->s, b);
+		return false;
+	}
+	if (now < b->drain_started_ms + p->conf.drain_timeout_ms) {
+		/* Dead while draining: its WATCHes hang, waiting helps nobody.
+		 * The drain ends once they are closed (active 0, above). */
+		down_step(d, p, b, now);
+		return true;
+	}
+	if (!b->drain_closing) {
+		b->drain_closing = true;
+		b->close_credit = 1; /* the first one goes at the deadline */
+		b->close_last_ms = now;
+		log_kv(LOG_LVL_WARN,
+		       LOG_KV("pool", p->conf.name, "backend", b->conf.name, "reason",
+			      "drain deadline"),
+		       "backend %s/%s: drain deadline passed; closing %llu connections at %lld/s",
+		       p->conf.name, b->conf.name, (unsigned long long)b->active,
+		       (long long)p->conf.drain_close_rate);
+	}
+	b->drain_forced += close_some(d->s->relay, b, p->conf.drain_close_rate, &b->close_credit,
+				      &b->close_last_ms, now, END_DRAIN);
+	if (b->active == 0) {
+		server_drain_done(d->s, b);
+		return false;
+	}
+	return true;
 }
 
 static bool orphans_step(struct drainer *d, int64_t now)

@@ -9,6 +9,10 @@
  * reconnect in the same millisecond. Either way server_drain_done() then
  * makes the backend disabled (or removes it, for DELETE ?drain=1).
  *
+ * A backend down by its pool's close_on_down rule (by default: its transport
+ * is dead, see check_result_transport_dead) has its connections closed at
+ * down_close_rate, draining or not; one that answers again keeps the rest.
+ *
  * A backend removed without a drain is detached from its pool at once; its
  * connections are handed here (drainer_adopt) and closed at the same rate.
  *

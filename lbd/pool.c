@@ -47,7 +47,7 @@ bool backend_is_up(const struct backend *b)
 
 bool backend_down_close(const struct backend *b)
 {
-	if (!b->pool || !b->health.known || b->health.up || b->state == BE_DRAIN)
+	if (!b->pool || !b->health.known || b->health.up || b->drain_closing)
 		return false;
 	switch (b->pool->conf.close_on_down) {
 	case DOWN_CLOSE_ANY:

@@ -194,8 +194,9 @@ void backend_connect_time(struct backend *b, int id, int64_t usec);
 void backend_counts_read(const struct backend *b, struct backend_counts *out);
 /* Whether b's established connections should be closed because b is down:
  * by the pool's close_on_down, down by a dead transport (the default: see
- * check_result_transport_dead), down for any reason, or never. Not while
- * it drains (the drain owns its closes). Main thread. */
+ * check_result_transport_dead), down for any reason, or never. A draining
+ * backend too (a master that dies while it drains), until its drain deadline
+ * passes and the drain closes the rest. Main thread. */
 bool backend_down_close(const struct backend *b);
 
 /* Any thread: a connect to b was refused or timed out. */

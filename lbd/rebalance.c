@@ -118,7 +118,9 @@ static void round_end(struct pool *p, struct backend *const *bs, size_t n, bool 
 	describe(now_has, sizeof(now_has), bs, n, false);
 	log_info("pool %s: rebalance round over after %.1fs, %s: closed %s; connections now %s",
 		 p->conf.name, (double)(now - p->rb.started_ms) / 1000.0,
-		 ok ? "spread within tolerance" : "shares used up", closed, now_has);
+		 ok ? "spread within tolerance"
+		    : "nothing more to close (shares used up, or the rest at their fair share)",
+		 closed, now_has);
 	p->rb.active = false;
 	p->rb.ended_ms = now;
 	p->rb.short_of_it = !ok;
@@ -181,7 +183,9 @@ bool rebalance_step(struct pool *p, struct relay *r, int64_t now)
 	size_t budget = (size_t)p->rb.credit;
 	size_t planned = rebalance_plan(be, n, budget, close);
 	if (planned == 0 && budget > 0) {
-		round_end(p, bs, n, false, now); /* nothing left to take */
+		/* Shares used up, or every loaded one down to its fair share
+		 * while the light ones wait for clients to reconnect. */
+		round_end(p, bs, n, false, now);
 		busy = true;
 		goto out;
 	}

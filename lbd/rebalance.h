@@ -10,9 +10,9 @@
  * for the whole pool and never more than max_share_pct of a backend's
  * connections (counted when the round began), until the spread is within
  * tolerance. Closed clients reconnect and the balancer (least_conn) sends them
- * to the least loaded. A round that ends short of it (its shares used up)
- * waits REBALANCE_GAP_MS before the next. Each close is counted per backend
- * (lbd_backend_rebalance_closed_total); each round is logged once, at its end.
+ * to the least loaded. A round that ends short of it (shares used up, or
+ * nothing left above its fair share) waits REBALANCE_GAP_MS before the next. Each close is counted
+ * per backend (lbd_backend_rebalance_closed_total); each round is logged once, at its end.
  *
  * Only backends enabled, up and with weight > 0 take part. Runs on the main
  * loop, from the drainer's tick (lbd/drain.c); closing goes through

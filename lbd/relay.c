@@ -729,6 +729,41 @@ static struct frontend *frontend_make(struct relay *r, const struct frontend_con
 	return fe;
 }
 
+/* TCP keepalive on a relayed socket, so a peer that vanished is found on a
+ * quiet connection (a WATCH) without waiting for the idle timeout. The client
+ * side gets it from the listening socket (accepted sockets inherit it: no
+ * call per connection); a backend socket gets it at connect, with
+ * TCP_USER_TIMEOUT, which also bounds how long written data may stay
+ * unacknowledged. Best effort: a failure changes nothing but the detection
+ * time. */
+static void sock_keepalive(const struct frontend_conf *conf, int fd, bool backend)
+{
+	int on = conf->keepalive_idle_ms > 0;
+
+	if (on || !backend) /* a listener may have had it on before a reload */
+		setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on));
+	if (on) {
+		int idle = (int)(conf->keepalive_idle_ms / 1000);
+		int intvl = (int)(conf->keepalive_interval_ms / 1000), cnt = conf->keepalive_count;
+		idle = idle > 0 ? idle : 1;
+		setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+		setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
+		setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
+	}
+	if (backend && conf->user_timeout_ms > 0) {
+		unsigned ms = (unsigned)conf->user_timeout_ms;
+		setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ms, sizeof(ms));
+	}
+}
+
+/* The frontend's keepalive settings on its listening sockets, for the
+ * connections they accept from now on. */
+static void listeners_keepalive(const struct frontend *fe)
+{
+	for (size_t i = 0; i < fe->nls; i++)
+		sock_keepalive(&fe->conf, fe->ls[i]->fd, false);
+}
+
 struct frontend *frontend_new(struct relay *r, const struct frontend_conf *conf, struct pool *pool,
 			      struct listener **ls, size_t nls, SSL_CTX *ctx)
 {
@@ -737,6 +772,7 @@ struct frontend *frontend_new(struct relay *r, const struct frontend_conf *conf,
 	fe->ssl_ctx = ctx;
 	fe->ls = ls;
 	fe->nls = nls;
+	listeners_keepalive(fe);
 	listeners_start(fe);
 	return fe;
 }
@@ -775,6 +811,7 @@ struct frontend *frontend_update(struct frontend *fe, const struct frontend_conf
 	if (ls) {
 		nfe->ls = ls;
 		nfe->nls = nls;
+		listeners_keepalive(nfe);
 		listeners_start(nfe);
 		listeners_stop(fe);
 	} else {
@@ -783,6 +820,7 @@ struct frontend *frontend_update(struct frontend *fe, const struct frontend_conf
 		nfe->nls = fe->nls;
 		fe->ls = NULL;
 		fe->nls = 0;
+		listeners_keepalive(nfe);
 		for (size_t i = 0; i < nfe->nls; i++) {
 			atomic_fetch_add(&nfe->live_listeners, 1);
 			worker_send(nfe->ls[i]->w,
@@ -870,28 +908,6 @@ static void conn_handshake_cb(evutil_socket_t fd, short what, void *arg)
 	conn_handshake(arg);
 }
 
-/* TCP keepalive on a relayed socket (client or backend side), so a peer that
- * vanished is found on a quiet connection (a WATCH) without waiting for the
- * idle timeout; on the backend side, TCP_USER_TIMEOUT also bounds how long
- * written data may stay unacknowledged. Best effort: a failure changes
- * nothing but the detection time. */
-static void sock_keepalive(const struct frontend_conf *conf, int fd, bool backend)
-{
-	if (conf->keepalive_idle_ms > 0) {
-		int on = 1, idle = (int)(conf->keepalive_idle_ms / 1000);
-		int intvl = (int)(conf->keepalive_interval_ms / 1000), cnt = conf->keepalive_count;
-		idle = idle > 0 ? idle : 1;
-		setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on));
-		setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
-		setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
-		setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
-	}
-	if (backend && conf->user_timeout_ms > 0) {
-		unsigned ms = (unsigned)conf->user_timeout_ms;
-		setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ms, sizeof(ms));
-	}
-}
-
 static void conn_new(struct worker *w, struct frontend *fe, int fd, const struct sockaddr *sa,
 		     socklen_t salen)
 {
@@ -899,7 +915,6 @@ static void conn_new(struct worker *w, struct frontend *fe, int fd, const struct
 	int one = 1;
 
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	sock_keepalive(&fe->conf, fd, false);
 	c->w = w;
 	c->fe = fe;
 	c->cfd = fd;

@@ -609,6 +609,25 @@ class TestDrain(AdminCase):
         self.restart(signal.SIGKILL)
         self.assertEqual([x[0] for x in backends_view(self.sock)], ["master-2"])
 
+    def test_status_check_is_about_serving(self):
+        """status --check (the pair's track_script) turns 1 the moment lbd
+        stops serving: SIGTERM with a connection still relayed keeps lbd up
+        for shutdown_grace, answering, but stopping."""
+        a = self.trickle("a")
+        self.start(self.config([("a", a.address)], tcp_checks=True,
+                               extra={"shutdown_grace": "5s"}), wait_up=["vip/a"])
+        self.assertEqual(lbctl(self.sock, "status", "--check"), (0, "", ""))
+        s = Stream(*self.vip)
+        self.addCleanup(s.close)
+        self.lbd.send_signal(signal.SIGTERM)
+        wait_for(lambda: lbctl(self.sock, "status", "--check")[0] == 1, T(5),
+                 "status --check to fail while lbd stops")
+        st, _, body = api(self.sock, "GET", "/v1/status")
+        self.assertEqual((st, body["serving"], body["not_serving"], body["ok"]),
+                         (200, False, "stopping", False))
+        rc, out, _ = lbctl(self.sock, "status")
+        self.assertIn("NOT serving: stopping", out)
+
     def test_pools_table_says_why(self):
         m1 = self.start_apiserver("master-1")
         m2 = self.start_apiserver("master-2")

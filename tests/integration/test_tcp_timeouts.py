@@ -10,6 +10,7 @@
 
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -33,7 +34,7 @@ class TcpTimeoutsTest(harness.TestCase):
     def start(self, mode):
         b = Backend("b1", mode)
         self.backends.append(b)
-        cfg = self.lbd_config([(b.name, b.address)],
+        self.cfg = cfg = self.lbd_config([(b.name, b.address)],
                               health={"type": "tcp", "interval": "300ms", "timeout": "200ms",
                                       "rise": 1, "fall": 1},
                               frontend={"timeouts": {"connect": "500ms", "idle": "1h",
@@ -70,6 +71,22 @@ class TcpTimeoutsTest(harness.TestCase):
             m = re.search(r"timer:\(keepalive,(\d+(?:\.\d+)?)(ms|sec|min)", out)
             secs = float(m.group(1)) / (1000 if m.group(2) == "ms" else 1)
             self.assertLessEqual(secs, 7.0, "%s: first probe in %r" % (what, out))
+
+        # A reload that turns it off reaches the listening sockets too (the
+        # client side inherits it from them): a new connection has none.
+        self.cfg["frontends"][0]["tcp_keepalive"]["idle"] = "0s"
+        self.write_config(self.cfg)
+        mark = self.lbd.log.mark()
+        self.lbd.send_signal(signal.SIGHUP)
+        self.lbd.log.wait(r"reload: applied", T(10), since=mark, proc=self.lbd)
+        s.close()
+        s2 = self.connect()
+        s2.sendall(b"ping")
+        self.assertEqual(s2.recv(16), b"ping")
+        client_side = timers("( sport = :%d and dport = :%d )"
+                             % (self.port, s2.getsockname()[1]))
+        self.assertTrue(client_side.strip(), "lbd's side of the new connection not found")
+        self.assertNotIn("keepalive", client_side, client_side)
 
     def test_half_closed_connection_closed_after_fin_timeout(self):
         self.start("sink")

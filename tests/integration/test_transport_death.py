@@ -341,6 +341,22 @@ class TransportDeathTest(harness.TestCase):
         self.assertFalse(set(closed) & set(on["m2"]), "streams on m2 were closed")
         self.assert_untouched(on["m2"], "after m1 lost its link")
 
+    def test_link_down_while_draining(self):
+        """A master that dies while it drains (drain_timeout 5m) has its
+        streams closed as well, and the drain ends with them."""
+        on = self.start()
+        st, _, body = harness.admin_request(self.path("admin.sock"), "PATCH",
+                                            "/v1/pools/masters/backends/m1", {"state": "drain"})
+        self.assertEqual(st, 200, body)
+        t_down = time.monotonic()
+        run("ip", "-n", self.ns("m1"), "link", "set", "eth0", "down")
+        wait_for(lambda: set(on["m1"]) <= set(self.closed()), T(BOUND) + 10,
+                 "every stream on the draining m1 to be closed")
+        slowest = max(self.closed()[i][0] for i in on["m1"]) - t_down
+        self.assertLessEqual(slowest, T(BOUND), "streams on the draining m1 closed too late")
+        self.lbd.log.wait(r"backend masters/m1: drain -> disabled", T(5), proc=self.lbd)
+        self.assertFalse(set(self.closed()) & set(on["m2"]), "streams on m2 were closed")
+
     def test_readyz_503_keeps_streams(self):
         on = self.start()
         with open(self.path("m1.readyz"), "w") as f:
