@@ -61,8 +61,11 @@ static bool down_step(struct drainer *d, struct pool *p, struct backend *b, int6
 		if (b->down_closing) {
 			b->down_closing = false;
 			atomic_store(&b->close_budget, 0);
-			log_info("backend %s/%s: no longer closing its connections (%s)",
-				 p->conf.name, b->conf.name, b->last.detail);
+			log_kv(LOG_LVL_INFO,
+			       LOG_KV("pool", p->conf.name, "backend", b->conf.name, "reason",
+				      b->last.detail),
+			       "backend %s/%s: no longer closing its connections (%s)",
+			       p->conf.name, b->conf.name, b->last.detail);
 		}
 		return false;
 	}
@@ -72,9 +75,12 @@ static bool down_step(struct drainer *d, struct pool *p, struct backend *b, int6
 		b->down_closing = true;
 		b->down_credit = 1; /* the first one goes now */
 		b->down_last_ms = now;
-		log_warn("backend %s/%s is down (%s): closing its %llu connections at %lld/s",
-			 p->conf.name, b->conf.name, b->last.detail, (unsigned long long)b->active,
-			 (long long)p->conf.down_close_rate);
+		log_kv(
+		    LOG_LVL_WARN,
+		    LOG_KV("pool", p->conf.name, "backend", b->conf.name, "reason", b->last.detail),
+		    "backend %s/%s is down (%s): closing its %llu connections at %lld/s",
+		    p->conf.name, b->conf.name, b->last.detail, (unsigned long long)b->active,
+		    (long long)p->conf.down_close_rate);
 	}
 	b->down_closed += close_some(d->s->relay, b, p->conf.down_close_rate, &b->down_credit,
 				     &b->down_last_ms, now, END_BACKEND_DOWN);

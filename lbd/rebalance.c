@@ -116,11 +116,12 @@ static void round_end(struct pool *p, struct backend *const *bs, size_t n, bool 
 
 	describe(closed, sizeof(closed), bs, n, true);
 	describe(now_has, sizeof(now_has), bs, n, false);
-	log_info("pool %s: rebalance round over after %.1fs, %s: closed %s; connections now %s",
-		 p->conf.name, (double)(now - p->rb.started_ms) / 1000.0,
-		 ok ? "spread within tolerance"
-		    : "nothing more to close (shares used up, or the rest at their fair share)",
-		 closed, now_has);
+	log_kv(LOG_LVL_INFO, LOG_KV("pool", p->conf.name, "reason", "rebalance"),
+	       "pool %s: rebalance round over after %.1fs, %s: closed %s; connections now %s",
+	       p->conf.name, (double)(now - p->rb.started_ms) / 1000.0,
+	       ok ? "spread within tolerance"
+		  : "nothing more to close (shares used up, or the rest at their fair share)",
+	       closed, now_has);
 	p->rb.active = false;
 	p->rb.ended_ms = now;
 	p->rb.short_of_it = !ok;
