@@ -247,8 +247,12 @@ class Fixture:
         self.srv.server_close()
 
     def upgrade(self, q):
+        """A k3s upgrade restarts the k3s service, as a real one does: the
+        kubelet stops posting status, the bootID stays, and the node stays
+        Ready until kubesim's node-monitor grace period (2 s here) passes
+        (a node that never comes back turns NotReady then)."""
         node, version, tc = q["node"], q["version"], self.tc
-        tc.sim.call("/sim/nodes/" + node, {"ready": False, "reboot": True})
+        tc.sim.call("/sim/nodes/" + node, {"restart": {"down": None}})
         if node in tc.etcd.procs:
             tc.sim.call("/sim/listeners/" + node, {"state": "down"})
             tc.etcd.stop(node)
