@@ -217,6 +217,39 @@ class TestDifferential(ParityCase):
                                             "%s evicted one pod after another" % label)
 
 
+class TestRbac(ParityCase):
+    def test_read_only_token_cannot_drain(self):
+        """A token that may only read gets 403 on the cordon: every tool stops
+        with the apiserver's words and changes nothing; one that may evict
+        drains."""
+        with open(self.sim.kubeconfig) as f:
+            kc = f.read()
+        tokens = {"readonly": "ro-token-0123456789", "evict": "ev-token-0123456789"}
+        for role, tok in tokens.items():
+            with open(os.path.join(self.tmp, "kc-" + role), "w") as f:
+                f.write(kc.replace(self.sim.info["token"], tok))
+        pods = [{"name": "web-1", "node": "worker-1", "labels": {"app": "web"},
+                 "owner": {"kind": "ReplicaSet", "name": "web"}}]
+        sc = cluster("k3s", pods, tokens={v: k for k, v in tokens.items()})
+        for role, want in (("readonly", "failed"), ("evict", "ok")):
+            with self.subTest(role=role):
+                res = {}
+                for label, argv in self.tools():
+                    argv = [a if a != self.sim.kubeconfig else os.path.join(self.tmp, "kc-" + role)
+                            for a in argv]
+                    self.sim.load(sc)
+                    rc, out = self.run_tool(argv + ["drain", "worker-1"] + FLAGS)
+                    res[label] = (exit_class(label, rc), out, self.settled())
+                self.assert_same(res)
+                for label, (cls, out, st) in res.items():
+                    self.assertEqual(cls, want, "%s:\n%s" % (label, out))
+                    if role == "readonly":
+                        self.assertIn('nodes "worker-1" is forbidden: User "system:serviceaccount:'
+                                      'kube-system:readonly" cannot patch resource "nodes"', out,
+                                      label)
+                        self.assertFalse(st["nodes"]["worker-1"]["unschedulable"], label)
+
+
 class TestNewFlags(ParityCase):
     """Flags the old lbctl refused as usage errors, each next to kubectl."""
 
