@@ -597,20 +597,17 @@ static char *token_header(const char *path, char *why, size_t wl)
 	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' ' ||
 			 buf[n - 1] == '\t'))
 		buf[--n] = '\0';
-	if (more || n == 0) {
-		snprintf(why, wl, "health.token_file %.150s: %s", path,
-			 more ? "longer than 4 KiB" : "empty");
-		return NULL;
-	}
-	for (size_t i = 0; i < n; i++) {
+	const char *bad = more ? "longer than 4 KiB" : n == 0 ? "empty" : NULL;
+	for (size_t i = 0; i < n && !bad; i++) {
 		unsigned char ch = (unsigned char)buf[i];
-		if (ch <= ' ' || ch >= 0x7f) {
-			snprintf(why, wl, "health.token_file %.150s: not one token on one line",
-				 path);
-			return NULL;
-		}
+		if (ch <= ' ' || ch >= 0x7f)
+			bad = "not one token on one line";
 	}
-	return xasprintf("Authorization: Bearer %s", buf);
+	char *h = bad ? NULL : xasprintf("Authorization: Bearer %s", buf);
+	explicit_bzero(buf, sizeof(buf));
+	if (bad)
+		snprintf(why, wl, "health.token_file %.150s: %s", path, bad);
+	return h;
 }
 
 static void http_setopts(struct check *c)

@@ -315,14 +315,20 @@ static int filter_pods(struct dctx *c, const struct kube_pod_list *l)
 			rc = -1;
 		}
 	}
-	/* Warnings only once nothing is refused: kubectl prints them then. */
+	/* Warnings only once nothing is refused, and in one line joined with
+	 * "; ", as kubectl prints them. */
+	char *warning = NULL;
 	for (int f = 0; f < DRAIN_F_COUNT && rc == 0; f++) {
 		if (warns[f]) {
-			char *s = xasprintf("%s: %s", warnmsg[f], warns[f]);
-			emit(c, DRAIN_EV_WARNING, NULL, NULL, s);
-			free(s);
+			char *s = xasprintf("%s%s%s: %s", warning ? warning : "",
+					    warning ? "; " : "", warnmsg[f], warns[f]);
+			free(warning);
+			warning = s;
 		}
 	}
+	if (warning)
+		emit(c, DRAIN_EV_WARNING, NULL, NULL, warning);
+	free(warning);
 	for (int f = 0; f < DRAIN_F_COUNT; f++) {
 		free(errs[f]);
 		free(warns[f]);

@@ -412,6 +412,32 @@ class TestGateOutcomes(GateTest):
         self.assertGreaterEqual(time.monotonic() - ready_at, 2.0, "released before the soak")
         p.log.wait(r"released the lease of worker-1: worker-1 is back", harness.T(5))
 
+    def test_release_on_outcomes_real_lifecycle(self):
+        """As k3s and a kubelet really behave (issue 16): a service restart
+        keeps the bootID and the node Ready through kubesim's node-monitor
+        grace period, so it is no reboot and the lease stays; a reboot turns
+        the node NotReady only after the grace period, and the lease is
+        released once it is back with a new bootID, Ready, for the soak."""
+        p = self.start_gate(self.gate_config())
+        self.wait_all_known(p)
+        st, a = self.acquire(p, "worker-1", "worker", release_on_outcomes=True)
+        self.assertEqual(st, 201, a)
+        self.sim.call("/sim/nodes/worker-1", {"restart": {"down": 0.5}})
+        # Held throughout, past the restart, the grace period (2 s) and the soak (2 s).
+        until = time.monotonic() + 3.5
+        while time.monotonic() < until:
+            self.assertIn("worker-1", [l["node"] for l in self.status(p)["leases"]],
+                          "a service restart (same bootID) released the lease")
+            time.sleep(0.2)
+        self.sim.call("/sim/nodes/worker-1", {"reboot": {"down": 3.0}})
+        back_at = time.monotonic() + 3.0
+        self.wait_inputs(p, lambda s: any(n["name"] == "worker-1" and not n["ready"]
+                                          for n in s["inputs"]["kubernetes"]["nodes"]),
+                         "the gate to see worker-1 NotReady after the grace period")
+        harness.wait_for(lambda: not self.status(p)["leases"], harness.T(20),
+                         "the gate to release worker-1's lease")
+        self.assertGreaterEqual(time.monotonic() - back_at, 2.0, "released before the soak")
+
     def test_window_and_alert(self):
         prom = FakePrometheus()
         self.addCleanup(prom.stop)

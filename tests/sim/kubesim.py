@@ -80,7 +80,8 @@ Scenario (YAML or JSON):
   pods:  [{name, namespace, node, owner: {kind: ReplicaSet|DaemonSet|
            StatefulSet|Job, name} (omit = unmanaged), mirror: bool,
            emptyDir: bool, labels: {}, phase: Running, ready: true,
-           terminationGracePeriodSeconds: 30}]
+           terminationGracePeriodSeconds: 30, tolerations: [],
+           terminatingFor: S (deleting since S seconds, held by a finalizer)}]
   pdbs:  [{name, namespace, selector: {labels} | {matchLabels, matchExpressions},
            minAvailable | maxUnavailable, unhealthyPodEvictionPolicy}]
   taints on nodes: [{key, value, effect}]; tolerations on pods: [{key, operator, effect}]
@@ -511,6 +512,14 @@ class State:
             st["conditions"] = [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
                                  "message": "0/%d nodes are available." % len(self.table("", "nodes")),
                                  "lastTransitionTime": now_ts()}]
+        if p.get("terminatingFor"):
+            # Terminating for that many seconds already, and held there by a
+            # finalizer nobody removes (a kubelet that is gone, say).
+            md["deletionTimestamp"] = (datetime.datetime.now(datetime.timezone.utc) -
+                                       datetime.timedelta(seconds=float(p["terminatingFor"]))
+                                       ).strftime("%Y-%m-%dT%H:%M:%SZ")
+            md["deletionGracePeriodSeconds"] = 30
+            md["finalizers"] = ["example.com/held"]
         pod = {"metadata": md, "spec": spec, "status": st}
         return self.put(BY_GP[("", "pods")], pod, new=True)
 
@@ -638,6 +647,8 @@ class State:
             pod = pods.get((ns, name))
             if not pod or pod["metadata"]["uid"] != uid:
                 continue
+            if pod["metadata"].get("finalizers"):
+                continue  # held until its finalizers are gone (never, here)
             del pods[(ns, name)]
             self.rv += 1
             self.replace_pod(pod)
@@ -1133,8 +1144,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.wfile.write(body)
 
     def body_json(self):
-        n = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(n) if n else b""
+        raw = self.raw_body
         if not raw:
             return None
         if raw.startswith(b"k8s\x00"):
@@ -1236,11 +1246,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.dispatch()
 
     def dispatch(self):
+        # The body is read first, whatever the answer: an answer given before
+        # reading it (401, 403, 429) would leave it to be parsed as the next
+        # request on this keep-alive connection.
+        n = int(self.headers.get("Content-Length") or 0)
+        self.raw_body = self.rfile.read(n) if n > 0 else b""
         u = urllib.parse.urlsplit(self.path)
         path = u.path
         q = {k: v[-1] for k, v in urllib.parse.parse_qs(u.query, keep_blank_values=True).items()}
         with LOCK:
-            STATE.requests.append({"method": self.command, "path": self.path,
+            STATE.requests.append({"method": self.command, "path": self.path, "t": time.time(),
                                    "accept": self.headers.get("Accept", ""),
                                    "content_type": self.headers.get("Content-Type", ""),
                                    "listener": self.listener.name if self.listener else "control"})

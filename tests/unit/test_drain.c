@@ -44,6 +44,10 @@ START_TEST(test_defaults)
 	drain_opts_init(&o);
 	ck_assert_int_eq(o.grace_period_s, -1);
 	ck_assert_int_eq(o.retry_ms, 5000);
+	ck_assert_int_eq(o.dry_run, DRAIN_DRY_NONE);
+	ck_assert_ptr_null(o.pod_selector);
+	ck_assert_int_eq(o.skip_wait_for_delete_timeout_s, 0);
+	ck_assert(!o.cordoned);
 	ck_assert_int_eq(o.timeout_ms, 0);
 	ck_assert(!o.force && !o.ignore_daemonsets && !o.delete_emptydir_data);
 }
@@ -190,13 +194,17 @@ START_TEST(test_pod_from_json)
 	ck_assert_str_eq(p.owner_kind, "ReplicaSet"); /* the controller reference */
 	ck_assert_str_eq(p.owner_name, "web");
 	ck_assert(p.mirror && p.empty_dir && p.deleting && p.ready);
+	/* --skip-wait-for-delete-timeout measures from it */
+	ck_assert_str_eq(p.deletion_ts, "2024-01-01T00:00:00Z");
 	kube_pod_clear(&p);
+	ck_assert_ptr_null(p.deletion_ts);
 	json_decref(j);
 
 	j = json_loads("{\"metadata\":{\"name\":\"bare\"}}", 0, &je);
 	kube_pod_from_json(j, &p);
 	ck_assert_ptr_null(p.owner_kind);
 	ck_assert(!p.mirror && !p.empty_dir && !p.deleting && !p.ready);
+	ck_assert_ptr_null(p.deletion_ts);
 	ck_assert_str_eq(p.ns, "default");
 	kube_pod_clear(&p);
 	json_decref(j);
