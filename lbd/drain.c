@@ -47,9 +47,11 @@ static size_t close_some(struct relay *rl, struct backend *b, int64_t rate, doub
 	size_t n = (size_t)*credit;
 	if (n == 0)
 		return 0;
-	size_t closed = relay_close_backend_conns(rl, b, n, why);
 	*credit -= (double)n;
-	return closed;
+	uint64_t active = atomic_load(&b->active);
+	if (n > active) /* counted as closed: no more than there are */
+		n = (size_t)active;
+	return relay_close_backend_conns(rl, b, n, why);
 }
 
 /* A backend down by its pool's close_on_down: its connections are closed at

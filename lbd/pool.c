@@ -49,6 +49,10 @@ bool backend_down_close(const struct backend *b)
 {
 	if (!b->pool || !b->health.known || b->health.up || b->drain_closing)
 		return false;
+	/* In fail-safe the pool routes new connections to backends that still
+	 * accept TCP: closing theirs would only move clients in a circle. */
+	if (b->pool->fail_safe && b->last.tcp_ok)
+		return false;
 	switch (b->pool->conf.close_on_down) {
 	case DOWN_CLOSE_ANY:
 		return true;

@@ -375,3 +375,46 @@ class TransportDeathTest(harness.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class FailSafeKeepsStreamsTest(harness.TestCase):
+    """Review finding: a master that accepts TCP but whose check times out
+    without an answer (a TLS handshake that never ends: overloaded) counts as
+    a dead transport. With every master like that the pool relays in
+    fail-safe to those same masters, and closing their connections would
+    only move clients in a circle: in fail-safe they are kept."""
+
+    def test_fail_safe_pool_keeps_streams_of_silent_masters(self):
+        import socket
+        import threading
+        lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.addCleanup(lsock.close)
+        lsock.bind((harness.LOOPBACK, 0))
+        lsock.listen(64)
+        held = []
+
+        def accept():  # accepts, never answers (neither TLS nor bytes)
+            while True:
+                try:
+                    held.append(lsock.accept()[0])
+                except OSError:
+                    return
+        threading.Thread(target=accept, daemon=True).start()
+        self.addCleanup(lambda: [c.close() for c in held])
+        addr = harness.addr_text(harness.LOOPBACK, lsock.getsockname()[1])
+        cfg = self.lbd_config([("m1", addr)], health={"interval": "200ms", "timeout": "150ms",
+                                                       "rise": 1, "fall": 1})
+        lbd = self.start_lbd(cfg)
+        port = int(cfg["frontends"][0]["listen"][0].rsplit(":", 1)[1])
+        c = socket.create_connection((harness.LOOPBACK, port), timeout=T(5))
+        self.addCleanup(c.close)
+        lbd.log.wait(r"backend vip/m1 is DOWN", T(10), proc=lbd)
+        lbd.log.wait(r"fail-safe", T(10), proc=lbd)
+        # a second past fall checks: down_close_rate (100/s) would have closed it by now
+        c.settimeout(1.5)
+        try:
+            data = c.recv(1)
+        except socket.timeout:
+            data = None
+        self.assertIsNone(data, "the stream was closed (%r)" % data)
+        self.assertIsNone(lbd.log.find(r"closing its \d+ connections"), lbd.log.tail())
