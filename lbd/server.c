@@ -71,13 +71,29 @@ static void prepared_free(struct prepared *prep, size_t n)
 	}
 }
 
-/* Does a frontend of this lbd listen on a already? */
+static bool addr_is_any(const struct sockaddr_conf *a)
+{
+	if (a->ss.ss_family == AF_INET)
+		return ((const struct sockaddr_in *)&a->ss)->sin_addr.s_addr == htonl(INADDR_ANY);
+	return a->ss.ss_family == AF_INET6 &&
+	       IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)&a->ss)->sin6_addr);
+}
+
+/* Does a frontend of this lbd listen on a already, or on an address whose
+ * bind a would collide with (":6443" narrowed to "192.0.2.10:6443" at a
+ * reload, or widened back)? Then a probe would only find lbd itself. */
 static bool listening_on(const struct server *s, const struct sockaddr_conf *a)
 {
 	for (size_t i = 0; i < s->nfes; i++)
-		for (size_t j = 0; j < s->fes[i]->conf.nlisten; j++)
-			if (sockaddr_conf_same(&s->fes[i]->conf.listen[j], a))
+		for (size_t j = 0; j < s->fes[i]->conf.nlisten; j++) {
+			const struct sockaddr_conf *x = &s->fes[i]->conf.listen[j];
+			if (sockaddr_conf_same(x, a))
 				return true;
+			if (x->ss.ss_family == a->ss.ss_family &&
+			    sockaddr_conf_port(x) == sockaddr_conf_port(a) &&
+			    (addr_is_any(x) || addr_is_any(a)))
+				return true;
+		}
 	return false;
 }
 

@@ -311,6 +311,29 @@ class TestSecondLbd(Case):
                              third.log.tail())
         self.assertIsNone(first.poll())
 
+    def test_reload_narrowing_or_widening_its_own_address_is_not_another_lbd(self):
+        """Review finding: ':PORT' narrowed to '127.0.0.1:PORT' at a reload
+        (or widened back) was refused as 'another process already listens'
+        (the probe found lbd's own wildcard socket)."""
+        named = Named("a")
+        self.addCleanup(named.stop)
+        health = {"type": "tcp", "interval": "200ms", "timeout": "150ms", "rise": 1, "fall": 1}
+        port = harness.free_port()
+        wide = "0.0.0.0:%d" % port
+        narrow = harness.addr_text(LOOPBACK, port)
+        cfg = self.lbd_config([("a", harness.addr_text(LOOPBACK, named.port))], health=health,
+                              listen=[wide])
+        cfg["admin"] = {"socket": self.sock}
+        lbd = self.start_lbd(cfg, wait_up=["vip/a"])
+        for listen in (narrow, wide):
+            cfg["frontends"][0]["listen"] = [listen]
+            self.write_config(cfg)
+            rc, out, err = lbctl("reload", sock=self.sock)
+            self.assertEqual(rc, 0, out + err)
+            with socket.create_connection((LOOPBACK, port), timeout=T(5)) as c:
+                self.assertEqual(c.makefile("rb").readline(), b"a\n")
+        self.assertIsNone(lbd.log.find(r"another process already listens"), lbd.log.tail())
+
 
 class TestListenEverywhere(Case):
     """Measured on main: listen ":PORT" bound 0.0.0.0 only; ::1 was refused."""
