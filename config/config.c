@@ -1215,9 +1215,7 @@ static bool have_ipv6(void)
  */
 static void add_ipv6_twins(struct frontend_conf *fe)
 {
-	size_t n = fe->nlisten;
-
-	for (size_t i = 0; i < n; i++) {
+	for (size_t i = 0; i < fe->nlisten; i++) {
 		struct sockaddr_conf twin;
 		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&twin.ss;
 		bool have = false;
@@ -1233,8 +1231,12 @@ static void add_ipv6_twins(struct frontend_conf *fe)
 			have = have || sockaddr_conf_same(&fe->listen[j], &twin);
 		if (have)
 			continue;
+		/* right after its original: the API lists a text once, logs pair up */
 		twin.text = xstrdup(fe->listen[i].text);
-		fe->listen[fe->nlisten++] = twin;
+		memmove(&fe->listen[i + 2], &fe->listen[i + 1],
+			(fe->nlisten - i - 1) * sizeof(*fe->listen));
+		fe->listen[++i] = twin;
+		fe->nlisten++;
 	}
 }
 
@@ -1500,6 +1502,12 @@ static void validate_pools(struct ctx *c, const struct ynode *root)
 				     "no request)");
 			free(hpath);
 		}
+		/* With source_hash a closed client hashes back to the same backend:
+		 * rounds would close connections for ever and move none. */
+		if (p->rebalance.enabled && p->balance == BAL_SOURCE_HASH)
+			cerr(c, near(pn, "rebalance", root), path,
+			     "rebalance needs balance least_conn or round_robin (with source_hash "
+			     "a closed client comes back to the same backend)");
 	}
 }
 

@@ -441,6 +441,21 @@ START_TEST(test_load_file_errors)
 }
 END_TEST
 
+/* Rebalance with source_hash would close connections for ever: a closed
+ * client hashes back to the backend it left. */
+START_TEST(test_rebalance_needs_a_spreading_balance)
+{
+	expect_errors(FRONTEND "pools:\n  - name: masters\n    balance: source_hash\n"
+			       "    rebalance: {enabled: true}\n    backends:\n"
+			       "      - {name: m1, address: '192.0.2.11:6443'}\n",
+		      "lbd.yaml:8:16: pools[0]: rebalance needs balance least_conn or round_robin "
+		      "(with source_hash a closed client comes back to the same backend)");
+	config_free(load_ok(FRONTEND "pools:\n  - name: masters\n    balance: round_robin\n"
+				     "    rebalance: {enabled: true}\n    backends:\n"
+				     "      - {name: m1, address: '192.0.2.11:6443'}\n"));
+}
+END_TEST
+
 START_TEST(test_unknown_key)
 {
 	expect_errors(FRONTEND POOL "stat_dir: /x\n",
@@ -1055,6 +1070,7 @@ int main(void)
 	tcase_add_test(good, test_sockaddr_same);
 	tcase_add_test(bad, test_load_file_errors);
 	tcase_add_test(bad, test_unknown_key);
+	tcase_add_test(bad, test_rebalance_needs_a_spreading_balance);
 	tcase_add_test(bad, test_bad_duration);
 	tcase_add_test(good, test_timeout_default_and_above_interval);
 	tcase_add_test(bad, test_health_token_file);
