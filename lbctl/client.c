@@ -252,13 +252,15 @@ void lbctl_print_json(const json_t *j, FILE *f)
 
 void lbctl_print_error(const struct lbctl_opts *o, const char *prefix, const char *msg, long status)
 {
-	fprintf(stderr, "%s: %s", prefix, msg);
+	char *clean = text_clean_lines(msg, strlen(msg), 8192); /* no escapes from a peer */
+	fprintf(stderr, "%s: %s", prefix, clean);
+	free(clean);
 	if (status)
 		fprintf(stderr, " (HTTP %ld)", status);
 	fputc('\n', stderr);
 	if (!o->json)
 		return;
-	json_t *j = json_pack("{s:s%}", "error", msg, strlen(msg));
+	json_t *j = json_pack("{s:o}", "error", text_json(msg)); /* an answer's text: cleaned */
 	if (j && status)
 		json_object_set_new(j, "status", json_integer(status));
 	lbctl_print_json(j, stdout);

@@ -1052,7 +1052,8 @@ static void conn_log(const struct conn *c)
 		snprintf(addr, sizeof(addr), "[%s]:%u", host, ntohs(c->src.in6.sin6_port));
 	log_info("connection client=%s frontend=%s backend=%s/%s duration=%lld.%03llds "
 		 "to_backend=%llu to_client=%llu end=%s",
-		 addr, c->fe->conf.name, c->be && c->be->pool ? c->be->pool->conf.name : "-",
+		 addr, c->fe->conf.name,
+		 c->be ? c->fe->conf.pool : "-", /* b->pool is the main thread's */
 		 c->be ? c->be->conf.name : "-", (long long)(ms / 1000), (long long)(ms % 1000),
 		 (unsigned long long)c->c2b.sent, (unsigned long long)c->b2c.sent,
 		 relay_end_name((enum conn_end)c->end));
