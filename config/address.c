@@ -8,14 +8,17 @@
  * and the admin API, as is the rule for names (also a matter of what a
  * string may be).
  */
+#define _GNU_SOURCE /* getaddrinfo_a */
 #include "config/config.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
+#include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "common/xmalloc.h"
 
@@ -144,6 +147,65 @@ static bool host_name_ok(const char *h, size_t len)
 
 static bool dns_on = true;
 
+/* How long one name may take to resolve: lbd resolves on its main thread
+ * (the config at start and at reload, `backend add`), where checks and the
+ * admin API wait meanwhile; a resolver that does not answer must not stall
+ * them for the resolver's own retries (5 s x 2 per server by default). */
+#define RESOLVE_TIMEOUT_MS 2000
+
+/* getaddrinfo() with a deadline. 0 or an EAI_ code; EAI_AGAIN when the
+ * deadline passed. A lookup still running then is left to glibc's resolver
+ * thread with its request: that memory is the thread's until it ends, so it
+ * is not freed here (one small block per timed-out lookup). */
+static int lookup(const char *host, const struct addrinfo *hints, struct addrinfo **res)
+{
+	struct req {
+		struct gaicb cb;
+		struct addrinfo hints;
+		char host[];
+	} *r = xmalloc(sizeof(*r) + strlen(host) + 1);
+	struct gaicb *list[1] = {&r->cb};
+	struct timespec now, end;
+	int rc;
+
+	strcpy(r->host, host);
+	r->hints = *hints;
+	memset(&r->cb, 0, sizeof(r->cb));
+	r->cb.ar_name = r->host;
+	r->cb.ar_request = &r->hints;
+	if (getaddrinfo_a(GAI_NOWAIT, list, 1, NULL) != 0) {
+		free(r);
+		return getaddrinfo(host, NULL, hints, res); /* no resolver thread: wait */
+	}
+	clock_gettime(CLOCK_MONOTONIC, &end);
+	end.tv_sec += RESOLVE_TIMEOUT_MS / 1000;
+	end.tv_nsec += (RESOLVE_TIMEOUT_MS % 1000) * 1000000L;
+	if (end.tv_nsec >= 1000000000L) {
+		end.tv_sec++;
+		end.tv_nsec -= 1000000000L;
+	}
+	while ((rc = gai_error(&r->cb)) == EAI_INPROGRESS) {
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		struct timespec left = {end.tv_sec - now.tv_sec, end.tv_nsec - now.tv_nsec};
+		if (left.tv_nsec < 0) {
+			left.tv_sec--;
+			left.tv_nsec += 1000000000L;
+		}
+		if (left.tv_sec < 0)
+			break;
+		gai_suspend((const struct gaicb *const *)list, 1,
+			    &left); /* done, timeout or EINTR */
+	}
+	if (rc == EAI_INPROGRESS) {
+		if (gai_cancel(&r->cb) == EAI_CANCELED)
+			free(r);
+		return EAI_AGAIN;
+	}
+	*res = r->cb.ar_result;
+	free(r);
+	return rc;
+}
+
 void sockaddr_conf_set_dns(bool on)
 {
 	dns_on = on;
@@ -176,10 +238,10 @@ int sockaddr_conf_resolve(const char *text, struct sockaddr_conf *out, const cha
 		*why = buf;
 		return -1;
 	}
-	int rc = getaddrinfo(host, NULL, &hints, &res);
+	int rc = lookup(host, &hints, &res);
 	if (rc != 0) {
 		snprintf(buf, sizeof(buf), "cannot resolve '%s': %s", host,
-			 rc == EAI_SYSTEM ? "system error" : gai_strerror(rc));
+			 rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
 		*why = buf;
 		return -1;
 	}

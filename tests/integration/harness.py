@@ -849,6 +849,8 @@ class TestCase(unittest.TestCase):
     # runs in a mount namespace of its own whose /etc/resolv.conf names only
     # 127.0.0.1, so the lookup fails on loopback and no DNS query leaves the
     # machine (the network rules: loopback only). Same network, same PIDs.
+    # A loopback address instead of True names the nameserver (a test's own
+    # silent one, say), with the resolver's default retries.
     loopback_resolver = False
 
     def resolver_argv(self, argv):
@@ -858,7 +860,10 @@ class TestCase(unittest.TestCase):
         conf = self.path("resolv.conf")
         if not os.path.exists(conf):
             with open(conf, "w") as f:
-                f.write("nameserver 127.0.0.1\noptions attempts:1 timeout:1\n")
+                if self.loopback_resolver is True:
+                    f.write("nameserver 127.0.0.1\noptions attempts:1 timeout:1\n")
+                else:
+                    f.write("nameserver %s\n" % self.loopback_resolver)
             probe = subprocess.run(["unshare", "--mount", "--propagation", "private", "mount",
                                     "--bind", conf, "/etc/resolv.conf"], capture_output=True)
             if probe.returncode != 0:

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -443,6 +444,38 @@ class TestHostNames(Case):
         self.assertEqual(rc, 1, out)
         self.assertRegex(out, r"lbd\.yaml:\d+:\d+: pools\[0\]\.backends\[0\]\.address: "
                               r"invalid address 'nonexistent\.invalid:\d+': cannot resolve")
+
+
+class TestSilentResolver(Case):
+    """Review finding: lbd resolves names on its main thread, and a resolver
+    that never answers held it for the resolver's retries (5 s x 2 here),
+    checks and the admin API waiting meanwhile. A lookup now waits 2 s at
+    most. The resolver is the test's own silent UDP socket on loopback."""
+
+    loopback_resolver = "127.0.0.77"
+
+    def test_backend_add_with_a_silent_resolver_answers_within_the_bound(self):
+        dns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.addCleanup(dns.close)
+        try:
+            dns.bind(("127.0.0.77", 53))
+        except OSError as e:
+            harness.skip_capability("binding UDP port 53 on loopback (root)", str(e))
+        named = Named("a")
+        self.addCleanup(named.stop)
+        cfg = self.lbd_config([("a", harness.addr_text(LOOPBACK, named.port))],
+                              health={"type": "tcp", "interval": "200ms", "timeout": "150ms",
+                                      "rise": 1, "fall": 1})
+        cfg["admin"] = {"socket": self.sock}
+        self.start_lbd(cfg, wait_up=["vip/a"])
+        t0 = time.monotonic()
+        rc, _, err = lbctl("backend", "add", "vip", "c", "slow.invalid:6443", sock=self.sock)
+        took = time.monotonic() - t0
+        self.assertEqual(rc, 1, err)
+        self.assertIn("cannot resolve 'slow.invalid'", err)
+        self.assertLess(took, 5.0, "backend add took %.1fs" % took)  # resolver: 10 s
+        self.assertIsNotNone(dns.recvfrom(512, socket.MSG_DONTWAIT),
+                             "the query reached the test's resolver")
 
 
 class TestJsonLog(Case):
