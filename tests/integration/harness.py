@@ -40,6 +40,7 @@ if not os.path.isabs(BUILD):
     BUILD = os.path.join(ROOT, BUILD)
 LBD = os.path.join(BUILD, "lbd")
 APISERVER = os.path.join(ROOT, "tests", "sim", "apiserver.py")
+HEALTH_TOKEN = "lbd-test-health-token-0123456789"  # start_apiserver(profile="k3s") wants it
 PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
 SLOW = 3.0 if os.environ.get("SAN") else 1.0
 LOOPBACK = "127.0.0.1"
@@ -732,11 +733,17 @@ class TestCase(unittest.TestCase):
 
     # -- apiserver.py
 
-    def start_apiserver(self, name, port=None, tls=True, mode="ok", host=LOOPBACK, wait=True):
+    def start_apiserver(self, name, port=None, tls=True, mode="ok", host=LOOPBACK, wait=True,
+                        profile="k3s"):
+        """profile k3s (the default, the stricter): /readyz, /livez and /healthz
+        need HEALTH_TOKEN, which lbd_config's checks send (health.token_file);
+        kubeadm: they answer anyone."""
         port = port or free_port(host)
         control = free_port()
         argv = [PYTHON, APISERVER, "--name", name, "--listen", addr_text(host, port),
                 "--control", addr_text(LOOPBACK, control), "--mode", mode]
+        if profile == "k3s":
+            argv += ["--health-token", HEALTH_TOKEN]
         if tls:
             c = certs()
             argv += ["--cert", c["cert"], "--key", c["key"]]
@@ -795,8 +802,11 @@ class TestCase(unittest.TestCase):
         (name, "host:port") pairs). Short check timings by default."""
         listen = listen or [addr_text(LOOPBACK, free_port())]
         h = {"type": "https", "path": "/readyz", "expect_status": 200, "interval": "300ms",
-             "timeout": "200ms", "rise": 2, "fall": 2, "tls": {"verify": False}}
+             "timeout": "200ms", "rise": 2, "fall": 2, "tls": {"verify": False},
+             "token_file": self.health_token_file()}
         h.update(health or {})
+        if h.get("type") == "tcp" or h.get("token_file") is None:
+            h.pop("token_file", None)  # a tcp check sends no request; None: none wanted
         p = {"name": name, "balance": "round_robin",
              "backends": [self._backend_entry(b) for b in backends], "health": h}
         p.update(pool or {})
@@ -807,6 +817,16 @@ class TestCase(unittest.TestCase):
                "frontends": [fe], "pools": [p], "admin": {"socket": self.path("admin.sock")}}
         cfg.update(extra or {})
         return cfg
+
+    def health_token_file(self):
+        """A file holding HEALTH_TOKEN, for health.token_file (k3s's /readyz
+        wants credentials)."""
+        path = self.path("health.token")
+        if not os.path.exists(path):
+            with open(path, "w") as f:
+                f.write(HEALTH_TOKEN + "\n")
+            os.chmod(path, 0o600)
+        return path
 
     @staticmethod
     def _backend_entry(b):

@@ -21,7 +21,21 @@ class ApiserverSim(harness.TestCase):
         self.m = self.start_apiserver("master-7")
 
     def get(self, path, **kw):
+        """As lbd's checks do: with the health token the k3s profile wants."""
+        kw.setdefault("headers", {"Authorization": "Bearer " + harness.HEALTH_TOKEN})
         return http_get(self.m.host, self.m.port, path, **kw)
+
+    def test_k3s_health_wants_credentials(self):
+        """k3s (the default): /readyz, /livez and /healthz answer 401 without
+        the token; kubeadm: to anyone."""
+        for path in ("/readyz", "/livez", "/healthz"):
+            st, _, body = self.get(path, headers={})
+            self.assertEqual((st, json.loads(body)["reason"]), (401, "Unauthorized"), path)
+            st, _, body = self.get(path, headers={"Authorization": "Bearer wrong"})
+            self.assertEqual(st, 401, path)
+            self.assertEqual(self.get(path)[0], 200, path)
+        k = self.start_apiserver("master-8", profile="kubeadm")
+        self.assertEqual(http_get(k.host, k.port, "/readyz")[:3:2], (200, b"ok"))
 
     def test_readyz_livez_version(self):
         for path in ("/readyz", "/livez"):

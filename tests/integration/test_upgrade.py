@@ -329,7 +329,8 @@ class UpgradeTest(harness.TestCase):
     def lbd_cfg(self):
         backends = [(m, a) for m, a in zip(MASTERS, self.sim.info["listen"])]
         cfg = self.lbd_config(backends, name="masters", listen=["127.0.0.1:%d" % self.vip],
-                              health=dict(self.sim.health if self.health_credentials else {},
+                              health=dict(self.sim.health if self.health_credentials
+                                          else {"token_file": None},
                                           rise=1, fall=2, interval="400ms", timeout="300ms"),
                               pool={"drain_timeout": "2s"})
         tokens = self.path("gate-tokens")
@@ -539,6 +540,7 @@ class TestUpgradeWithoutCredentials(UpgradeTest):
         rc, out, err = self.lbctl("upgrade", plan, timeout=120)
         self.assertNotEqual(rc, 0, out + err)
         self.assertIn("wants credentials", out + err)
+        self.assertNotIn("the ones set were refused", out + err)
         # Logged once per backend, however many checks failed since.
         warned = [ln for ln in log.lines() if "apiserver wants credentials" in ln
                   and "check master-" in ln]

@@ -16,6 +16,12 @@ Serving port(s) (TLS when --cert/--key are given, plain HTTP otherwise):
 Every response carries "X-Backend: <name>", so a client can tell which
 master answered through the VIP.
 
+--health-token TOKEN plays k3s, whose apiserver runs without anonymous auth
+(k3s-io/k3s#3576): /readyz, /livez and /healthz then answer 401 to a
+request without "Authorization: Bearer TOKEN". Without it (kubeadm) they
+answer anyone. The other paths answer anyone either way (a shortcut: the
+VIP tests send /version, /echo and /watch through lbd as plain traffic).
+
 Control port (plain HTTP, loopback only):
   POST /fail   /readyz and /livez answer 503
   POST /hang   connections are accepted but /readyz and /livez never answered
@@ -64,6 +70,7 @@ class Master:
         self.accepted = 0
         self.open = 0
         self.requests = {}  # path -> count
+        self.health_token = None  # k3s: the health endpoints need this bearer token
         self.statuses = {}  # "path status" -> count
 
     def set_mode(self, mode):
@@ -204,7 +211,12 @@ class ApiHandler(BaseHTTPRequestHandler):
     def dispatch(self):
         url = urlsplit(self.path)
         self.master.count("requests", url.path)
-        if url.path in ("/readyz", "/livez"):
+        if url.path in ("/readyz", "/livez", "/healthz") and self.master.health_token and \
+                self.headers.get("Authorization") != "Bearer " + self.master.health_token:
+            self.send_json(401, {"kind": "Status", "apiVersion": "v1", "metadata": {},
+                                 "status": "Failure", "message": "Unauthorized",
+                                 "reason": "Unauthorized", "code": 401})
+        elif url.path in ("/readyz", "/livez"):
             self.health(url.path[1:])
         elif url.path == "/healthz":
             self.send(200 if self.master.mode == "ok" else 503, "ok" if self.master.mode == "ok" else "unhealthy")
@@ -329,6 +341,8 @@ def main(argv=None):
     ap.add_argument("--control", type=parse_addr, help="HOST:PORT of the plain-HTTP control port")
     ap.add_argument("--mode", choices=["ok", "fail", "hang"], default="ok", help="initial mode")
     ap.add_argument("-v", "--verbose", action="store_true", help="log every request to stderr")
+    ap.add_argument("--health-token", help="k3s: /readyz, /livez, /healthz need this bearer "
+                    "token (401 without it); default: anyone (kubeadm)")
     args = ap.parse_args(argv)
     if bool(args.cert) != bool(args.key):
         ap.error("--cert and --key go together")
@@ -340,6 +354,7 @@ def main(argv=None):
 
     master = Master(args.name)
     master.mode = args.mode
+    master.health_token = args.health_token
     servers = [Server(a, ApiHandler, master, tls_ctx, args.verbose) for a in args.listen]
     if args.control:
         servers.append(Server(args.control, ControlHandler, master, None, args.verbose))
