@@ -22,38 +22,61 @@
 #include "kube/kube.h"
 #include "kube/kubeconfig.h"
 
-/* The gate's answer for node now, from its status. */
-static char *gate_answer(json_t *st, const struct plan_node *n)
+/* What holds for node n now, read now, for a failure message: cordoned or
+ * not, its gate lease held or not, its backend's state. Never what a step
+ * assumed: a gate may have released the lease, someone may have
+ * uncordoned the node or enabled the backend meanwhile. */
+char *orch_node_now(struct nctx *c)
 {
-	json_t *d, *r;
-	size_t i, j;
-	if (!st)
-		return NULL;
-	json_array_foreach(
-	    json_object_get(st, "leases"), i,
-	    d) if (!strcmp(orch_jstr(d, "node"), n->name)) return xstrdup("holds a lease now");
-	if (n->role == PLAN_MASTER) {
-		json_array_foreach(json_object_get(st, "master"), i,
-				   d) if (!strcmp(orch_jstr(d, "node"), n->name))
-		{
-			if (json_is_true(json_object_get(d, "granted")))
-				return xstrdup("would be GRANTED");
-			struct sbuf b = {0};
-			orch_sb_add(&b, "would be REFUSED");
-			json_array_foreach(json_object_get(d, "reasons"), j, r)
-			    orch_sb_add(&b, "\n        - %s", json_string_value(r));
-			return b.s;
-		}
-		return xstrdup(
-		    "not one of the gate's masters (no backend of that name in its pool)");
-	}
-	d = json_object_get(st, "worker");
-	if (json_is_true(json_object_get(d, "granted")))
-		return xstrdup("would be GRANTED (a worker now)");
+	struct orch *o = c->o;
 	struct sbuf b = {0};
-	orch_sb_add(&b, "would be REFUSED (a worker now)");
-	json_array_foreach(json_object_get(d, "reasons"), j, r)
-	    orch_sb_add(&b, "\n        - %s", json_string_value(r));
+	struct kube_node kn;
+	char *err = NULL;
+	long st = 0;
+	json_t *out = NULL, *l;
+	size_t i;
+
+	int got = c->k ? orch_node_get(c->k, c->n->name, &kn, &err) : -1;
+	if (got == 1) {
+		orch_sb_add(&b, "Now: %s is %s", c->n->name,
+			    kn.unschedulable ? "cordoned" : "NOT cordoned");
+		kube_node_clear(&kn);
+	} else {
+		orch_sb_add(&b, "Now: %s: %s", c->n->name,
+			    got == 0 ? "not in the cluster" : "cordon unknown (no answer)");
+	}
+	xfree(&err);
+	if (orch_lbd(o, "GET", "/v1/gate/leases", NULL, &st, &out, &err) == 0 && st == 200) {
+		const char *holder = NULL;
+		json_array_foreach(json_object_get(out, "leases"), i, l)
+		{
+			if (!strcmp(orch_jstr(l, "node"), c->n->name))
+				holder = orch_jstr(l, "holder");
+		}
+		if (holder)
+			orch_sb_add(&b,
+				    "; it holds its gate lease (%s), so the gate lets no other "
+				    "node down meanwhile",
+				    holder);
+		else
+			orch_sb_add(&b, "; it holds NO gate lease: the gate may let another node "
+					"down");
+	} else {
+		orch_sb_add(&b, "; its gate lease: unknown (%s)", err ? err : orch_jerr(out));
+	}
+	json_decref(out);
+	xfree(&err);
+	if (c->n->role == PLAN_MASTER && c->n->backend) {
+		json_t *be = orch_get_backend(o, c->n->backend, NULL, &err);
+		if (be)
+			orch_sb_add(&b, "; backend %s/%s is %s (%s)", o->plan->pool, c->n->backend,
+				    orch_jstr(be, "state"), orch_jstr(be, "health"));
+		else
+			orch_sb_add(&b, "; backend %s: %s", c->n->backend, err);
+		json_decref(be);
+		free(err);
+	}
+	orch_sb_add(&b, ".");
 	return b.s;
 }
 
@@ -102,7 +125,8 @@ int orch_dry_run(struct orch *o, FILE *out)
 		if (k && orch_node_get(k, n->name, &kn, &err) == 1) {
 			ver = xstrdup(kn.kubelet_version ? kn.kubelet_version : "?");
 			skip = pl->kind == PLAN_UPGRADE &&
-			       orch_at_target(kn.kubelet_version, pl->version);
+			       (orch_at_target(kn.kubelet_version, pl->version) ||
+				orch_vcmp(kn.kubelet_version, pl->version) > 0);
 			kube_node_clear(&kn);
 		}
 		xfree(&err);
@@ -114,7 +138,7 @@ int orch_dry_run(struct orch *o, FILE *out)
 			continue;
 		}
 		if (ns && !strcmp(names[0], "lease")) {
-			gate = gate_answer(st, n);
+			gate = orch_gate_answer(st, n, NULL);
 			fprintf(out, "\n    gate now: %s",
 				gate ? gate : "unknown (gate not reachable)");
 			free(gate);

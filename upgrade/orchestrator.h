@@ -82,6 +82,7 @@ struct orch {
 	void *ev_arg;
 	volatile sig_atomic_t *stop; /* set by SIGINT/SIGTERM: stop at the next safe point */
 	int64_t poll_ms;	     /* between outcome checks; default 500 */
+	bool accept_plan_change;     /* --resume takes a plan whose meaning changed */
 
 	/* private */
 	struct orch_priv *p;

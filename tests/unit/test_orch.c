@@ -104,6 +104,78 @@ START_TEST(test_keeper_holds_every_lease)
 }
 END_TEST
 
+static char *meaning_of(const char *text)
+{
+	struct plan p;
+	struct plan_errors e;
+	ck_assert_msg(plan_load_string(text, strlen(text), "m.yaml", &p, &e) == 0, "plan: %s",
+		      e.n ? e.msgs[0] : "?");
+	char *m = plan_meaning(&p);
+	plan_free(&p);
+	return m;
+}
+
+/* A resume takes the fix of a failed run (a command, a timeout, a comment)
+ * and refuses what changes what its done steps mean. */
+START_TEST(test_plan_meaning)
+{
+	const char *base = "kind: upgrade\nversion: v1.31.5\nkubeconfig: /k\n"
+			   "lbd: {socket: /s}\npool: masters\nupgrade_command: echo {node}\n"
+			   "nodes:\n  - {name: m0, role: master}\n  - {name: w0, role: worker}\n"
+			   "  - {name: w1, role: worker}\n";
+	char *m0 = meaning_of(base), buf[1024];
+
+	snprintf(buf, sizeof(buf), "# a comment\n%s", base);
+	char *m = meaning_of(buf);
+	ck_assert_str_eq(m, m0);
+	free(m);
+	snprintf(buf, sizeof(buf), "%stimeouts: {command: 1m}\ndrain: {ignore_daemonsets: true}\n",
+		 base);
+	char *fixed = xstrdup(buf);
+	char *cmd = strstr(fixed, "echo {node}");
+	memcpy(cmd, "true {node}", 11);
+	m = meaning_of(fixed);
+	ck_assert_str_eq(m, m0);
+	free(m);
+	free(fixed);
+
+	const char *changed[] = {
+	    "kind: upgrade\nversion: v1.31.6\nkubeconfig: /k\nlbd: {socket: /s}\npool: masters\n"
+	    "upgrade_command: echo\nnodes:\n  - {name: m0, role: master}\n"
+	    "  - {name: w0, role: worker}\n  - {name: w1, role: worker}\n",
+	    "kind: upgrade\nversion: v1.31.5\nkubeconfig: /k\nlbd: {socket: /s}\npool: masters\n"
+	    "upgrade_command: echo\nnodes:\n  - {name: m0, role: master}\n"
+	    "  - {name: w1, role: worker}\n  - {name: w0, role: worker}\n",
+	    "kind: upgrade\nversion: v1.31.5\nkubeconfig: /k\nlbd: {socket: /s}\npool: other\n"
+	    "upgrade_command: echo\nnodes:\n  - {name: m0, role: master}\n"
+	    "  - {name: w0, role: worker}\n  - {name: w1, role: worker}\n",
+	    "kind: upgrade\nversion: v1.31.5\nkubeconfig: /k\nlbd: {socket: /s}\npool: masters\n"
+	    "upgrade_command: echo\nnodes:\n  - {name: m0, role: master}\n"
+	    "  - {name: w0, role: master}\n  - {name: w1, role: worker}\n",
+	};
+	for (size_t i = 0; i < sizeof(changed) / sizeof(*changed); i++) {
+		m = meaning_of(changed[i]);
+		ck_assert_msg(strcmp(m, m0) != 0, "edit %zu left the meaning alone", i);
+		free(m);
+	}
+	free(m0);
+}
+END_TEST
+
+START_TEST(test_line_diff)
+{
+	char *d = orch_line_diff("a\nb\nc\n", "a\nB\nc\nd\n");
+	ck_assert_str_eq(d, "- b\n+ B\n+ d\n");
+	free(d);
+	d = orch_line_diff("same\n", "same\n");
+	ck_assert_str_eq(d, "");
+	free(d);
+	d = orch_line_diff(NULL, "new\n");
+	ck_assert_str_eq(d, "+ new\n");
+	free(d);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("orch");
@@ -111,6 +183,8 @@ int main(void)
 
 	tcase_add_test(tc, test_dry_run_300_nodes);
 	tcase_add_test(tc, test_keeper_holds_every_lease);
+	tcase_add_test(tc, test_plan_meaning);
+	tcase_add_test(tc, test_line_diff);
 	tcase_set_timeout(tc, 30);
 	suite_add_tcase(s, tc);
 	return unit_run(s);
