@@ -108,6 +108,9 @@ static void usage(FILE *f, bool migrate)
 		    "                without it such an edit is refused, with its diff\n\n"
 		    "    status PLAN prints the journal: each step, its state, times and notes.\n\n"
 		    "OUTPUT\n"
+		    "    --dry-run with -o json prints one JSON object: plan, kind, version,\n"
+		    "    pool, preflight {ok, refuse, hook}, nodes [{name, role, now, skipped,\n"
+		    "    gate, steps [{step, does}]}], would_start (exit 1 when it would not).\n"
 		    "    On a terminal a live view; otherwise one line per event; with -o json\n"
 		    "    one JSON object per event (event, node, step, msg, step_ms, run_ms).\n\n"
 		    "EXIT STATUS\n"
@@ -398,7 +401,7 @@ static int run_plan(int argc, char **argv, const struct lbctl_opts *go, bool mig
 			 .stop = &stop_flag,
 			 .accept_plan_change = accept};
 	if (dry) {
-		rc = orch_dry_run(&o, stdout);
+		rc = orch_dry_run(&o, stdout, go->json);
 	} else {
 		pthread_t t;
 		bool tick = false;

@@ -227,13 +227,25 @@ static bool queue_wait(struct orch_priv *p, size_t ticket, int64_t ms)
 	return queue_first(p, ticket);
 }
 
+/* Whether another node of this run holds a lease now. */
+static bool siblings_hold(struct orch_priv *p, const char *me)
+{
+	bool any = false;
+	pthread_mutex_lock(&p->kmu);
+	for (size_t i = 0; i < p->nheld && !any; i++)
+		any = p->held[i] && strcmp(p->held[i], me);
+	pthread_mutex_unlock(&p->kmu);
+	return any;
+}
+
 /* Asks the gate until it grants, in turn: of this run's nodes waiting for a
  * lease only the first in plan order asks, so a thread that just finished a
  * node cannot take the slot back from a sibling that waited longer. The
- * bound, timeouts.gate, counts from the last progress of the run (a lease
- * it gave back), so waiting behind siblings for a slot of the gate's cap is
- * not a failure, and a gate that refuses for any other reason still ends
- * the wait in timeouts.gate. A stopping run (a sibling failed) stops the
+ * bound, timeouts.gate, counts only while no other node of this run holds
+ * a lease, and again from the run's last release: waiting behind siblings
+ * for a slot of the gate's cap is not a failure (their own steps are
+ * bounded), and a gate that refuses for any other reason still ends the
+ * wait in timeouts.gate. A stopping run (a sibling failed) stops the
  * wait without having changed anything: the step goes back to pending. */
 int orch_st_lease(struct nctx *c, char **msg)
 {
@@ -282,6 +294,8 @@ int orch_st_lease(struct nctx *c, char **msg)
 			free(last);
 			return orch_interrupted(o) ? ORCH_FAILED : ORCH_NOT_STARTED;
 		}
+		if (siblings_hold(p, c->n->name)) /* waiting behind this run is no failure */
+			deadline = mono_ms() + o->plan->t_gate_ms;
 		if (mono_ms() >= deadline) {
 			queue_leave(p, ticket);
 			*msg = xasprintf(

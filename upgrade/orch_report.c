@@ -80,13 +80,29 @@ char *orch_node_now(struct nctx *c)
 	return b.s;
 }
 
-int orch_dry_run(struct orch *o, FILE *out)
+static json_t *strv_json(const struct strv *v)
+{
+	json_t *a = json_array();
+	for (size_t i = 0; i < v->n; i++)
+		json_array_append_new(a, json_string(v->v[i]));
+	return a;
+}
+
+/* The dry run, as text on out, or (json) as one JSON object: what the
+ * preflight found, what the hook would run, each node with the gate's answer
+ * now and its steps, and whether the run would start. */
+int orch_dry_run(struct orch *o, FILE *out, bool json)
 {
 	const struct plan *pl = o->plan;
 	struct strv why = {0}, ok = {0};
-	char d1[32], desc[1024], *err = NULL;
+	char d1[32], desc[1024], *err = NULL, *tbuf = NULL;
+	size_t tlen = 0;
+	FILE *real = out;
+	json_t *jn = json_array(), *jpre = json_object();
 	int rc;
 
+	if (json) /* the text goes nowhere; the same walk fills the JSON */
+		out = open_memstream(&tbuf, &tlen);
 	orch_priv_init(o);
 	struct kube *k = o->p->kc_ok ? orch_kube_for(o) : NULL;
 	if (pl->kind == PLAN_UPGRADE)
@@ -104,10 +120,13 @@ int orch_dry_run(struct orch *o, FILE *out)
 		fprintf(out, "  ok      %s\n", ok.v[i]);
 	for (size_t i = 0; i < why.n; i++)
 		fprintf(out, "  REFUSE  %s\n", why.v[i]);
+	json_object_set_new(jpre, "ok", strv_json(&ok));
+	json_object_set_new(jpre, "refuse", strv_json(&why));
 	if (pl->hook_preflight) {
 		struct plan_vars v = {.version = pl->version, .date = o->p->date};
 		char *cmd = plan_expand(pl->hook_preflight, &v, &err, NULL);
 		fprintf(out, "  hook    would run: %s\n", cmd ? cmd : err);
+		json_object_set_new(jpre, "hook", json_string(cmd ? cmd : err));
 		free(cmd);
 		xfree(&err);
 	}
@@ -130,6 +149,9 @@ int orch_dry_run(struct orch *o, FILE *out)
 			kube_node_clear(&kn);
 		}
 		xfree(&err);
+		json_t *jnode = json_pack("{s:s,s:s,s:s?,s:b}", "name", n->name, "role",
+					  plan_role_name(n->role), "now", ver, "skipped", skip);
+		json_array_append_new(jn, jnode);
 		fprintf(out, "%s (%s%s%s)", n->name, plan_role_name(n->role), ver ? ", now " : "",
 			ver ? ver : "");
 		if (skip) {
@@ -141,13 +163,20 @@ int orch_dry_run(struct orch *o, FILE *out)
 			gate = orch_gate_answer(st, n, NULL);
 			fprintf(out, "\n    gate now: %s",
 				gate ? gate : "unknown (gate not reachable)");
+			json_object_set_new(
+			    jnode, "gate",
+			    json_string(gate ? gate : "unknown (gate not reachable)"));
 			free(gate);
 		}
 		fprintf(out, "\n");
+		json_t *jsteps = json_array();
 		for (size_t s = 0; s < ns; s++) {
 			orch_describe(o, n, names[s], desc, sizeof(desc));
 			fprintf(out, "  %3zu. %-14s %s\n", ++num, names[s], desc);
+			json_array_append_new(
+			    jsteps, json_pack("{s:s,s:s}", "step", names[s], "does", desc));
 		}
+		json_object_set_new(jnode, "steps", jsteps);
 		free(ver);
 	}
 	json_decref(st);
@@ -156,6 +185,20 @@ int orch_dry_run(struct orch *o, FILE *out)
 		rc == ORCH_OK
 		    ? "dry run: the preflight passes; nothing was changed"
 		    : "dry run: the preflight would refuse to start; nothing was changed");
+	if (json) {
+		fclose(out);
+		free(tbuf);
+		json_t *j = json_pack("{s:s,s:s,s:s?,s:s?,s:o,s:o,s:b}", "plan", pl->path, "kind",
+				      pl->kind == PLAN_UPGRADE ? "upgrade" : "migration", "version",
+				      pl->version, "pool", pl->pool, "preflight", jpre, "nodes", jn,
+				      "would_start", rc == ORCH_OK);
+		json_dumpf(j, real, JSON_INDENT(2));
+		fputc('\n', real);
+		json_decref(j);
+	} else {
+		json_decref(jpre);
+		json_decref(jn);
+	}
 	kube_free(&k);
 	orch_sv_free(&why);
 	orch_sv_free(&ok);

@@ -742,6 +742,11 @@ static void check_plan(struct ctx *c, const struct ynode *root, struct plan *p, 
 	/* migration */
 	if (!p->nreplace && !p->nadd)
 		perr(c, root, "a migration needs replace: [{old, new}] or add: [NODE, ...]");
+	if (p->nreplace && !ynode_get(root, "remove_command"))
+		perr(c, root,
+		     "remove_command: missing: a replace deletes the old node, and lbctl deletes a "
+		     "Node only once its machine's kubelet is stopped (else it registers the "
+		     "Node again); say how (k3s-uninstall.sh, systemctl stop kubelet)");
 	for (size_t i = 0; i < p->nreplace; i++) {
 		const struct plan_replace *r = &p->replace[i];
 		const struct plan_node *o = plan_node_find(p, r->old_node),

@@ -5,11 +5,13 @@ the VIP with its gate). One etcd member is stopped, so the gate refuses a
 lease to every master. Main's dry run printed "would be REFUSED" for each
 and still said "the preflight passes" with exit 0; its real run then ran the
 snapshot hook, wrote a journal and waited out timeouts.gate before exit 3.
-Now: the dry run exits 1 naming the gate check for each master, the real run
+Now: the dry run (text and -o json) exits 1 naming the gate check for each
+master, the real run
 stops in its preflight at once: no hook, no journal, no lease, nothing
 cordoned, and no request through the VIP fails meanwhile.
 """
 
+import json
 import os
 import sys
 import time
@@ -43,6 +45,13 @@ class TestPreflightRefuses(tu.UpgradeTest):
         for m in tu.MASTERS:
             self.assertIn("REFUSE  gate: %s (master in the plan) would be REFUSED now" % m, out)
         self.assertIn("the preflight would refuse to start", out)
+        rc, out, err = self.lbctl("-o", "json", "upgrade", plan, "--dry-run")
+        self.assertEqual(rc, 1, out + err)
+        dry = json.loads(out)
+        self.assertFalse(dry["would_start"])
+        self.assertTrue(any("gate: master-2 (master in the plan) would be REFUSED now" in r
+                            for r in dry["preflight"]["refuse"]), dry["preflight"])
+        self.assertEqual([n["name"] for n in dry["nodes"]], tu.MASTERS + tu.WORKERS)
 
         t0 = time.monotonic()
         rc, out, err = self.lbctl("upgrade", plan)

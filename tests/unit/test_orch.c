@@ -64,11 +64,41 @@ START_TEST(test_dry_run_300_nodes)
 	big_upgrade(&p, 3, 297);
 	struct orch o = {.plan = &p, .call = no_lbd};
 	/* The preflight refuses (no kubeconfig, no lbd); every step is printed. */
-	ck_assert_int_eq(orch_dry_run(&o, f), ORCH_FAILED);
+	ck_assert_int_eq(orch_dry_run(&o, f, false), ORCH_FAILED);
 	fclose(f);
 	ck_assert_uint_eq(count_steps(buf), 3 * 8 + 297 * 6);
 	ck_assert_ptr_nonnull(strstr(buf, "\nw296 (worker)"));
 	ck_assert_ptr_nonnull(strstr(buf, "nothing was changed"));
+	free(buf);
+	plan_free(&p);
+}
+END_TEST
+
+/* -o json: one JSON object a CI job can read; the same verdict. */
+START_TEST(test_dry_run_json)
+{
+	struct plan p;
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+	json_error_t je;
+
+	big_upgrade(&p, 3, 5);
+	struct orch o = {.plan = &p, .call = no_lbd};
+	ck_assert_int_eq(orch_dry_run(&o, f, true), ORCH_FAILED);
+	fclose(f);
+	json_t *j = json_loads(buf, 0, &je);
+	ck_assert_msg(j != NULL, "not JSON: %s: %s", je.text, buf);
+	ck_assert(json_is_false(json_object_get(j, "would_start")));
+	ck_assert_str_eq(json_string_value(json_object_get(j, "kind")), "upgrade");
+	ck_assert_uint_gt(
+	    json_array_size(json_object_get(json_object_get(j, "preflight"), "refuse")), 0);
+	json_t *nodes = json_object_get(j, "nodes");
+	ck_assert_uint_eq(json_array_size(nodes), 8);
+	json_t *w = json_array_get(nodes, 7);
+	ck_assert_str_eq(json_string_value(json_object_get(w, "name")), "w4");
+	ck_assert_uint_eq(json_array_size(json_object_get(w, "steps")), 6);
+	json_decref(j);
 	free(buf);
 	plan_free(&p);
 }
@@ -184,6 +214,7 @@ int main(void)
 	tcase_add_test(tc, test_dry_run_300_nodes);
 	tcase_add_test(tc, test_keeper_holds_every_lease);
 	tcase_add_test(tc, test_plan_meaning);
+	tcase_add_test(tc, test_dry_run_json);
 	tcase_add_test(tc, test_line_diff);
 	tcase_set_timeout(tc, 30);
 	suite_add_tcase(s, tc);

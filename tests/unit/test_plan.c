@@ -176,6 +176,7 @@ START_TEST(test_bad_plans)
 	ck_assert_has(all, "p.yaml:8:5: replace: old node zz is not in nodes");
 	ck_assert_has(all, "p.yaml:4:5: nodes: a is a new master: give its backend address");
 	ck_assert_has(all, "p.yaml:9:7: add: b is a worker");
+	ck_assert_has(all, "p.yaml:1:1: remove_command: missing: a replace deletes the old node");
 	free(all);
 
 	/* upgrade-only and YAML syntax */
