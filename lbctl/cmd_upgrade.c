@@ -7,8 +7,9 @@
  * ways: a live view on a terminal (finished steps as lines, one status line
  * below them redrawn every second with each node's step, its elapsed time
  * and what it waits for), plain timestamped lines otherwise, or JSON lines
- * with -o json. SIGINT/SIGTERM stop the run at the next safe point, with the
- * journal saying where; a second one kills at once (the journal still holds).
+ * with -o json. SIGINT/SIGTERM/SIGHUP stop the run at the next safe point, with
+ * the journal saying where; a second one kills at once (the journal still
+ * holds). Neither reaches a node command: it runs in its own session.
  */
 #define _GNU_SOURCE
 #include <getopt.h>
@@ -48,7 +49,7 @@ static void usage(FILE *f, bool migrate)
 		    "NAME\n"
 		    "    lbctl migrate - swap nodes behind the VIP without losing quorum\n\n"
 		    "SYNOPSIS\n"
-		    "    lbctl migrate PLAN [--dry-run] [--resume]\n"
+		    "    lbctl migrate PLAN [--dry-run] [--resume [--accept-plan-change]]\n"
 		    "    lbctl upgrade status PLAN\n\n"
 		    "DESCRIPTION\n"
 		    "    PLAN is a YAML file of kind: migration (config/examples/migrate-*.yaml).\n"
@@ -68,7 +69,8 @@ static void usage(FILE *f, bool migrate)
 		    "    lbctl upgrade - roll a Kubernetes upgrade through the gate, node by "
 		    "node\n\n"
 		    "SYNOPSIS\n"
-		    "    lbctl [-o json] upgrade PLAN [--dry-run] [--resume]\n"
+		    "    lbctl [-o json] upgrade PLAN [--dry-run] [--resume "
+		    "[--accept-plan-change]]\n"
 		    "    lbctl [-o json] upgrade status PLAN\n\n"
 		    "DESCRIPTION\n"
 		    "    PLAN is a YAML file of kind: upgrade (config/examples/plan-k3s.yaml,\n"
@@ -85,14 +87,30 @@ static void usage(FILE *f, bool migrate)
 		    "    logged with a timestamp in PLAN.log (the upgrade history). On any\n"
 		    "    failure the run stops with the node cordoned and its lease held, and\n"
 		    "    says what happened and the next manual step.\n\n"
+		    "    A node command runs detached, in its own session, recorded in the\n"
+		    "    journal (pid, start time, exit marker file) before it starts: Ctrl-C,\n"
+		    "    a dropped ssh session (SIGHUP) or kill -9 of lbctl never reach it.\n"
+		    "    Ctrl-C stops lbctl at the next safe point and names a command still\n"
+		    "    running; --resume waits for it and reads its exit status, and never\n"
+		    "    starts it a second time.\n\n"
 		    "OPTIONS\n"
 		    "    --dry-run   print the preflight verdict, every step it would take and\n"
 		    "                the gate's answer for each node now; change nothing\n"
 		    "    --resume    continue a stopped or crashed run from its journal: done\n"
 		    "                steps are not repeated, an interrupted one is checked and\n"
-		    "                finished\n\n"
+		    "                finished; a command still running is waited for. The plan\n"
+		    "                may have been edited (the fix of a failed run): a new\n"
+		    "                command, drain option, timeout or comment is taken and\n"
+		    "                its diff logged\n"
+		    "    --accept-plan-change\n"
+		    "                with --resume: take an edit that changes the plan's\n"
+		    "                meaning (nodes, their order or roles, version, pool);\n"
+		    "                without it such an edit is refused, with its diff\n\n"
 		    "    status PLAN prints the journal: each step, its state, times and notes.\n\n"
 		    "OUTPUT\n"
+		    "    --dry-run with -o json prints one JSON object: plan, kind, version,\n"
+		    "    pool, preflight {ok, refuse, hook}, nodes [{name, role, now, skipped,\n"
+		    "    gate, steps [{step, does}]}], would_start (exit 1 when it would not).\n"
 		    "    On a terminal a live view; otherwise one line per event; with -o json\n"
 		    "    one JSON object per event (event, node, step, msg, step_ms, run_ms).\n\n"
 		    "EXIT STATUS\n"
@@ -317,11 +335,12 @@ static int run_plan(int argc, char **argv, const struct lbctl_opts *go, bool mig
 	static const struct option lo[] = {
 	    {"dry-run", no_argument, NULL, 'n'},
 	    {"resume", no_argument, NULL, 'r'},
+	    {"accept-plan-change", no_argument, NULL, 'A'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
 	const char *verb = migrate ? "migrate" : "upgrade";
-	bool dry = false, resume = false;
+	bool dry = false, resume = false, accept = false;
 	int ch, rc;
 
 	while ((ch = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
@@ -331,6 +350,9 @@ static int run_plan(int argc, char **argv, const struct lbctl_opts *go, bool mig
 			break;
 		case 'r':
 			resume = true;
+			break;
+		case 'A':
+			accept = true;
 			break;
 		case 'h':
 			usage(stdout, migrate);
@@ -346,6 +368,10 @@ static int run_plan(int argc, char **argv, const struct lbctl_opts *go, bool mig
 	}
 	if (dry && resume) {
 		fprintf(stderr, "lbctl %s: --dry-run and --resume do not go together\n", verb);
+		return EXIT_USAGE;
+	}
+	if (accept && !resume) {
+		fprintf(stderr, "lbctl %s: --accept-plan-change goes with --resume\n", verb);
 		return EXIT_USAGE;
 	}
 	struct plan p;
@@ -372,9 +398,10 @@ static int run_plan(int argc, char **argv, const struct lbctl_opts *go, bool mig
 			 .call_arg = &lo2,
 			 .on_event = on_event,
 			 .ev_arg = &v,
-			 .stop = &stop_flag};
+			 .stop = &stop_flag,
+			 .accept_plan_change = accept};
 	if (dry) {
-		rc = orch_dry_run(&o, stdout);
+		rc = orch_dry_run(&o, stdout, go->json);
 	} else {
 		pthread_t t;
 		bool tick = false;
@@ -382,6 +409,7 @@ static int run_plan(int argc, char **argv, const struct lbctl_opts *go, bool mig
 		sigemptyset(&sa.sa_mask);
 		sigaction(SIGINT, &sa, NULL);
 		sigaction(SIGTERM, &sa, NULL);
+		sigaction(SIGHUP, &sa, NULL); /* a dropped ssh session: stop, safely */
 		signal(SIGPIPE, SIG_IGN);
 		if (v.tty && pthread_create(&t, NULL, ticker, &v) == 0)
 			tick = true;

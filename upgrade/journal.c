@@ -161,6 +161,8 @@ int journal_load(struct journal *j, const char *plan_path, bool lock, char **err
 		return -1;
 	}
 	j->plan_hash = jdup(root, "plan_hash");
+	j->plan_meaning = jdup(root, "plan_meaning");
+	j->plan_text = jdup(root, "plan_text");
 	j->kind = jdup(root, "kind");
 	j->status = jdup(root, "status");
 	j->message = jdup(root, "message");
@@ -185,6 +187,15 @@ int journal_load(struct journal *j, const char *plan_path, bool lock, char **err
 		js->finished = jdup(s, "finished");
 		js->note = jdup(s, "note");
 		js->runs = (int)json_integer_value(json_object_get(s, "runs"));
+		json_t *cmd = json_object_get(s, "cmd");
+		if (json_is_object(cmd)) {
+			js->cmd.pid = (int)json_integer_value(json_object_get(cmd, "pid"));
+			const char *st0 = json_string_value(json_object_get(cmd, "start"));
+			js->cmd.start = st0 ? strtoull(st0, NULL, 10) : 0;
+			js->cmd.marker = jdup(cmd, "marker");
+			js->cmd.output = jdup(cmd, "output");
+			js->cmd.command = jdup(cmd, "command");
+		}
 	}
 	json_decref(root);
 	if (!j->plan_hash || !j->status) {
@@ -226,15 +237,30 @@ static json_t *to_json(struct journal *j)
 	json_t *steps = json_array();
 	for (size_t i = 0; i < j->n; i++) {
 		struct jstep *s = &j->steps[i];
-		json_array_append_new(
-		    steps, json_pack("{s:s,s:s,s:s,s:s?,s:s?,s:s?,s:i}", "node", s->node, "step",
-				     s->step, "state", state_names[s->state], "started", s->started,
-				     "finished", s->finished, "note", s->note, "runs", s->runs));
+		json_t *o =
+		    json_pack("{s:s,s:s,s:s,s:s?,s:s?,s:s?,s:i}", "node", s->node, "step", s->step,
+			      "state", state_names[s->state], "started", s->started, "finished",
+			      s->finished, "note", s->note, "runs", s->runs);
+		if (s->cmd.marker) {
+			char start[32];
+			snprintf(start, sizeof(start), "%llu", s->cmd.start);
+			json_object_set_new(o, "cmd",
+					    json_pack("{s:i,s:i,s:s,s:s,s:s?,s:s?}", "pid",
+						      s->cmd.pid, "pgid", s->cmd.pid, "start",
+						      start, "marker", s->cmd.marker, "output",
+						      s->cmd.output, "command", s->cmd.command));
+		}
+		json_array_append_new(steps, o);
 	}
-	return json_pack("{s:s,s:s,s:s,s:s,s:s?,s:s?,s:s?,s:i,s:o}", "plan", j->plan_path,
-			 "plan_hash", j->plan_hash, "kind", j->kind ? j->kind : "upgrade", "status",
-			 j->status, "message", j->message, "started", j->started, "updated",
-			 j->updated, "resumes", j->resumes, "steps", steps);
+	json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:s?,s:s?,s:s?,s:i,s:o}", "plan", j->plan_path,
+			      "plan_hash", j->plan_hash, "kind", j->kind ? j->kind : "upgrade",
+			      "status", j->status, "message", j->message, "started", j->started,
+			      "updated", j->updated, "resumes", j->resumes, "steps", steps);
+	if (j->plan_meaning)
+		json_object_set_new(o, "plan_meaning", json_string(j->plan_meaning));
+	if (j->plan_text)
+		json_object_set_new(o, "plan_text", json_string(j->plan_text));
+	return o;
 }
 
 int journal_save(struct journal *j, char **err)
@@ -328,9 +354,44 @@ int journal_note(struct journal *j, struct jstep *s, const char *note, char **er
 	return rc;
 }
 
+static void cmd_clear(struct jcmd *c)
+{
+	xfree(&c->marker);
+	xfree(&c->output);
+	xfree(&c->command);
+	c->pid = 0;
+	c->start = 0;
+}
+
+int journal_cmd(struct journal *j, struct jstep *s, int pid, unsigned long long start,
+		const char *marker, const char *output, const char *command, char **err)
+{
+	int rc;
+	pthread_mutex_lock(&j->mu);
+	cmd_clear(&s->cmd);
+	if (marker) {
+		s->cmd.pid = pid;
+		s->cmd.start = start;
+		s->cmd.marker = xstrdup(marker);
+		s->cmd.output = output ? xstrdup(output) : NULL;
+		s->cmd.command = command ? xstrdup(command) : NULL;
+	}
+	rc = journal_save(j, err);
+	if (marker) {
+		char *t = xasprintf("command started: pid %d (its own session and process group), "
+				    "exit marker %s",
+				    pid, marker);
+		log_line_locked(j, s->node, s->step, t);
+		free(t);
+	}
+	pthread_mutex_unlock(&j->mu);
+	return rc;
+}
+
 void journal_close(struct journal *j)
 {
 	for (size_t i = 0; i < j->n; i++) {
+		cmd_clear(&j->steps[i].cmd);
 		free(j->steps[i].node);
 		free(j->steps[i].step);
 		free(j->steps[i].started);
@@ -342,8 +403,9 @@ void journal_close(struct journal *j)
 		fclose(j->log);
 	if (j->lock_fd >= 0)
 		close(j->lock_fd);
-	char **strs[] = {&j->path, &j->log_path, &j->lock_path, &j->plan_path, &j->plan_hash,
-			 &j->kind, &j->status,	 &j->message,	&j->started,   &j->updated};
+	char **strs[] = {&j->path,	&j->log_path, &j->lock_path,	&j->plan_path,
+			 &j->plan_hash, &j->kind,     &j->status,	&j->message,
+			 &j->started,	&j->updated,  &j->plan_meaning, &j->plan_text};
 	for (size_t i = 0; i < sizeof(strs) / sizeof(*strs); i++)
 		xfree(strs[i]);
 	pthread_mutex_destroy(&j->mu);

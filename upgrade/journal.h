@@ -37,15 +37,25 @@ struct jstep {
 	char *started, *finished; /* RFC 3339 UTC, or NULL */
 	char *note;		  /* why skipped, how it failed, what it did */
 	int runs;		  /* times it was started (2 after a resumed interruption) */
+	/* The command the step started last (upgrade/exec.h's job), written
+	 * before the command starts: a resume reads its fate from here. */
+	struct jcmd {
+		int pid;		  /* its keeper, session and group leader; 0 = none */
+		unsigned long long start; /* the keeper's start time (/proc/PID/stat) */
+		char *marker, *output;	  /* its exit marker and output files */
+		char *command;		  /* what it runs */
+	} cmd;
 };
 
 struct journal {
 	char *path, *log_path, *lock_path;
 	char *plan_path;
-	char *plan_hash; /* hex FNV-1a of the plan file: --resume refuses another plan */
-	char *kind;	 /* "upgrade" | "migration" */
-	char *status;	 /* "running" | "stopped" | "failed" | "done" */
-	char *message;	 /* the last failure and the next manual step */
+	char *plan_hash;    /* hex FNV-1a of the plan file */
+	char *plan_meaning; /* plan_meaning() at the start: --resume refuses another one */
+	char *plan_text;    /* the plan file at the start (or the last accepted edit) */
+	char *kind;	    /* "upgrade" | "migration" */
+	char *status;	    /* "running" | "stopped" | "failed" | "done" */
+	char *message;	    /* the last failure and the next manual step */
 	char *started, *updated;
 	struct jstep *steps;
 	size_t n, cap;
@@ -78,6 +88,9 @@ int journal_save(struct journal *j, char **err);
 int journal_mark(struct journal *j, struct jstep *s, enum jstate st, const char *note, char **err);
 /* Sets a step's note and saves (no history line). mu taken inside. */
 int journal_note(struct journal *j, struct jstep *s, const char *note, char **err);
+/* Records (and saves) the command a step is about to start; NULL job fields clear it. mu inside. */
+int journal_cmd(struct journal *j, struct jstep *s, int pid, unsigned long long start,
+		const char *marker, const char *output, const char *command, char **err);
 /* One history line "2024-05-01T10:00:00Z node step: text". mu taken inside. */
 void journal_log(struct journal *j, const char *node, const char *step, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));

@@ -228,10 +228,62 @@ int orch_st_remove_command(struct nctx *c, char **msg)
 				orch_replaced_by(c->o->plan, c->n->name), msg);
 }
 
+/* The old machine's kubelet is stopped when its Node stops being Ready
+ * (it no longer posts status). Deleting a Node whose kubelet still runs is
+ * undone at once: the kubelet registers it again. 1 stopped, 0 gone, -1 not
+ * within timeouts.node_ready (*msg), -2 error. */
+static int kubelet_stopped(struct nctx *c, char **msg)
+{
+	int64_t deadline = mono_ms() + c->o->plan->t_node_ready_ms;
+	char d[32];
+	for (;;) {
+		struct kube_node n;
+		char *err = NULL;
+		int rc = orch_node_get(c->k, c->n->name, &n, &err);
+		if (rc <= 0) {
+			if (rc < 0)
+				*msg = xasprintf("%s: %s", c->n->name, err);
+			free(err);
+			return rc == 0 ? 0 : -2;
+		}
+		bool ready = n.ready;
+		kube_node_clear(&n);
+		if (!ready)
+			return 1;
+		if (mono_ms() >= deadline || orch_interrupted(c->o)) {
+			*msg = xasprintf(
+			    "%s: still Ready %s after remove_command: its kubelet runs, and would "
+			    "register the Node again if it were deleted. Nothing was deleted. "
+			    "Next: "
+			    "stop the kubelet on %s (k3s-uninstall.sh, systemctl stop kubelet), "
+			    "then --resume",
+			    c->n->name,
+			    orch_interrupted(c->o)
+				? "(interrupted)"
+				: orch_dur(c->o->plan->t_node_ready_ms, d, sizeof(d)),
+			    c->n->name);
+			return -1;
+		}
+		orch_emit(c->o, ORCH_EV_WAIT, c->n->name, c->step, c->step_start,
+			  "waiting for its kubelet to stop (the Node still Ready)");
+		orch_sleep_ms(c->o->poll_ms);
+	}
+}
+
 int orch_st_node_delete(struct nctx *c, char **msg)
 {
 	char *path = xasprintf("/api/v1/nodes/%s", c->n->name), buf[600];
 	struct kube_err e;
+	int stopped = kubelet_stopped(c, msg);
+	if (stopped < 0) {
+		free(path);
+		return stopped == -1 ? ORCH_TIMEOUT : ORCH_FAILED;
+	}
+	if (stopped == 0) {
+		free(path);
+		c->note = xstrdup("the node was gone already");
+		return ORCH_OK;
+	}
 	int rc = kube_request(c->k, "DELETE", path, NULL, NULL, NULL, &e);
 	free(path);
 	if (rc < 0 && e.status != 404) {

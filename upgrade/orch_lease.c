@@ -173,42 +173,146 @@ void orch_keep_lease(struct orch *o, const char *node, enum plan_role role, bool
 	pthread_mutex_unlock(&p->kmu);
 }
 
+/* ---- the lease step: FIFO among this run's nodes, bounded by timeouts.gate -------------- */
+
+static size_t order_index(struct orch *o, const struct plan_node *n)
+{
+	for (size_t i = 0; i < o->p->norder; i++)
+		if (o->p->order[i] == n)
+			return i;
+	return o->p->norder;
+}
+
+static void queue_enter(struct orch_priv *p, size_t ticket)
+{
+	pthread_mutex_lock(&p->qmu);
+	p->queue[p->nq++] = ticket;
+	pthread_mutex_unlock(&p->qmu);
+}
+
+static void queue_leave(struct orch_priv *p, size_t ticket)
+{
+	pthread_mutex_lock(&p->qmu);
+	for (size_t i = 0; i < p->nq; i++)
+		if (p->queue[i] == ticket) {
+			p->queue[i] = p->queue[--p->nq];
+			break;
+		}
+	pthread_cond_broadcast(&p->qcv);
+	pthread_mutex_unlock(&p->qmu);
+}
+
+/* Whether ticket is first in line. Call with qmu held. */
+static bool queue_first(struct orch_priv *p, size_t ticket)
+{
+	for (size_t i = 0; i < p->nq; i++)
+		if (p->queue[i] < ticket)
+			return false;
+	return true;
+}
+
+/* Waits up to ms for a wake-up (a release, the queue moving); returns
+ * whether ticket is first in line. Call with qmu held. */
+static bool queue_wait(struct orch_priv *p, size_t ticket, int64_t ms)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += ms / 1000;
+	ts.tv_nsec += (ms % 1000) * 1000000;
+	if (ts.tv_nsec >= 1000000000) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000;
+	}
+	pthread_cond_timedwait(&p->qcv, &p->qmu, &ts);
+	return queue_first(p, ticket);
+}
+
+/* Whether another node of this run holds a lease now. */
+static bool siblings_hold(struct orch_priv *p, const char *me)
+{
+	bool any = false;
+	pthread_mutex_lock(&p->kmu);
+	for (size_t i = 0; i < p->nheld && !any; i++)
+		any = p->held[i] && strcmp(p->held[i], me);
+	pthread_mutex_unlock(&p->kmu);
+	return any;
+}
+
+/* Asks the gate until it grants, in turn: of this run's nodes waiting for a
+ * lease only the first in plan order asks, so a thread that just finished a
+ * node cannot take the slot back from a sibling that waited longer. The
+ * bound, timeouts.gate, counts only while no other node of this run holds
+ * a lease, and again from the run's last release: waiting behind siblings
+ * for a slot of the gate's cap is not a failure (their own steps are
+ * bounded), and a gate that refuses for any other reason still ends the
+ * wait in timeouts.gate. A stopping run (a sibling failed) stops the
+ * wait without having changed anything: the step goes back to pending. */
 int orch_st_lease(struct nctx *c, char **msg)
 {
 	struct orch *o = c->o;
+	struct orch_priv *p = o->p;
+	size_t ticket = order_index(o, c->n);
 	int64_t deadline = mono_ms() + o->plan->t_gate_ms;
 	char d[32], *why = NULL, *last = NULL;
+	unsigned long seen;
+	bool first;
+	int rc = 0;
 
+	queue_enter(p, ticket);
+	pthread_mutex_lock(&p->qmu);
+	seen = p->releases;
+	first = queue_first(p, ticket);
+	pthread_mutex_unlock(&p->qmu);
 	for (;;) {
-		int rc = gate_acquire(o, c->n->name, c->n->role, &why);
-		if (rc == 1) {
-			orch_keep_lease(o, c->n->name, c->n->role, true);
-			free(last);
-			free(why);
-			c->note = xstrdup("granted");
-			return ORCH_OK;
+		if (first) {
+			rc = gate_acquire(o, c->n->name, c->n->role, &why);
+			if (rc == 1) {
+				queue_leave(p, ticket);
+				orch_keep_lease(o, c->n->name, c->n->role, true);
+				free(last);
+				free(why);
+				c->note = xstrdup("granted");
+				return ORCH_OK;
+			}
+			if (!last || strcmp(last, why)) {
+				orch_emit(o, ORCH_EV_WAIT, c->n->name, c->step, c->step_start,
+					  "the gate %s: %s",
+					  rc == 0 ? "refuses" : "cannot be asked", why);
+				free(last);
+				last = why;
+			} else {
+				free(why);
+			}
+			why = NULL;
+		} else if (!last) {
+			last = xstrdup("waiting for an earlier node of this run to get its lease");
+			orch_emit(o, ORCH_EV_WAIT, c->n->name, c->step, c->step_start, "%s", last);
 		}
-		if (!last || strcmp(last, why)) {
-			orch_emit(o, ORCH_EV_WAIT, c->n->name, c->step, c->step_start,
-				  "the gate %s: %s", rc == 0 ? "refuses" : "cannot be asked", why);
+		if (orch_stopping(o)) {
+			queue_leave(p, ticket);
+			*msg = xasprintf("%s: not started: the run is stopping", c->n->name);
 			free(last);
-			last = why;
-		} else {
-			free(why);
+			return orch_interrupted(o) ? ORCH_FAILED : ORCH_NOT_STARTED;
 		}
-		why = NULL;
-		if (mono_ms() >= deadline || orch_stopping(o)) {
+		if (siblings_hold(p, c->n->name)) /* waiting behind this run is no failure */
+			deadline = mono_ms() + o->plan->t_gate_ms;
+		if (mono_ms() >= deadline) {
+			queue_leave(p, ticket);
 			*msg = xasprintf(
 			    "%s: the gate %s for %s: %s. Nothing was changed on %s. Next: fix what "
 			    "it says (`lbctl gate status`), then run again with --resume",
 			    c->n->name, rc == 0 ? "refused a lease" : "could not be asked",
 			    orch_dur(mono_ms() - c->step_start, d, sizeof(d)), last, c->n->name);
 			free(last);
-			return orch_stopping(o) ? ORCH_FAILED
-			       : rc == 0	? ORCH_REFUSED
-						: ORCH_FAILED;
+			return rc == 0 ? ORCH_REFUSED : ORCH_FAILED;
 		}
-		orch_sleep_ms(GATE_RETRY_MS);
+		pthread_mutex_lock(&p->qmu);
+		first = queue_wait(p, ticket, first ? GATE_RETRY_MS : 500);
+		if (p->releases != seen) { /* the run moved on: a slot may be free */
+			seen = p->releases;
+			deadline = mono_ms() + o->plan->t_gate_ms;
+		}
+		pthread_mutex_unlock(&p->qmu);
 	}
 }
 
@@ -217,7 +321,12 @@ int orch_st_release(struct nctx *c, char **msg)
 	bool was = false;
 	char *err = NULL;
 	orch_keep_lease(c->o, c->n->name, c->n->role, false);
-	if (gate_release(c->o, c->n->name, &was, &err) < 0) {
+	int rc = gate_release(c->o, c->n->name, &was, &err);
+	pthread_mutex_lock(&c->o->p->qmu);
+	c->o->p->releases++; /* wake the next node waiting for a slot */
+	pthread_cond_broadcast(&c->o->p->qcv);
+	pthread_mutex_unlock(&c->o->p->qmu);
+	if (rc < 0) {
 		*msg =
 		    xasprintf("%s: releasing the lease: %s. Next: `lbctl gate release --node %s`",
 			      c->n->name, err, c->n->name);

@@ -22,48 +22,87 @@
 #include "kube/kube.h"
 #include "kube/kubeconfig.h"
 
-/* The gate's answer for node now, from its status. */
-static char *gate_answer(json_t *st, const struct plan_node *n)
+/* What holds for node n now, read now, for a failure message: cordoned or
+ * not, its gate lease held or not, its backend's state. Never what a step
+ * assumed: a gate may have released the lease, someone may have
+ * uncordoned the node or enabled the backend meanwhile. */
+char *orch_node_now(struct nctx *c)
 {
-	json_t *d, *r;
-	size_t i, j;
-	if (!st)
-		return NULL;
-	json_array_foreach(
-	    json_object_get(st, "leases"), i,
-	    d) if (!strcmp(orch_jstr(d, "node"), n->name)) return xstrdup("holds a lease now");
-	if (n->role == PLAN_MASTER) {
-		json_array_foreach(json_object_get(st, "master"), i,
-				   d) if (!strcmp(orch_jstr(d, "node"), n->name))
-		{
-			if (json_is_true(json_object_get(d, "granted")))
-				return xstrdup("would be GRANTED");
-			struct sbuf b = {0};
-			orch_sb_add(&b, "would be REFUSED");
-			json_array_foreach(json_object_get(d, "reasons"), j, r)
-			    orch_sb_add(&b, "\n        - %s", json_string_value(r));
-			return b.s;
-		}
-		return xstrdup(
-		    "not one of the gate's masters (no backend of that name in its pool)");
-	}
-	d = json_object_get(st, "worker");
-	if (json_is_true(json_object_get(d, "granted")))
-		return xstrdup("would be GRANTED (a worker now)");
+	struct orch *o = c->o;
 	struct sbuf b = {0};
-	orch_sb_add(&b, "would be REFUSED (a worker now)");
-	json_array_foreach(json_object_get(d, "reasons"), j, r)
-	    orch_sb_add(&b, "\n        - %s", json_string_value(r));
+	struct kube_node kn;
+	char *err = NULL;
+	long st = 0;
+	json_t *out = NULL, *l;
+	size_t i;
+
+	int got = c->k ? orch_node_get(c->k, c->n->name, &kn, &err) : -1;
+	if (got == 1) {
+		orch_sb_add(&b, "Now: %s is %s", c->n->name,
+			    kn.unschedulable ? "cordoned" : "NOT cordoned");
+		kube_node_clear(&kn);
+	} else {
+		orch_sb_add(&b, "Now: %s: %s", c->n->name,
+			    got == 0 ? "not in the cluster" : "cordon unknown (no answer)");
+	}
+	xfree(&err);
+	if (orch_lbd(o, "GET", "/v1/gate/leases", NULL, &st, &out, &err) == 0 && st == 200) {
+		const char *holder = NULL;
+		json_array_foreach(json_object_get(out, "leases"), i, l)
+		{
+			if (!strcmp(orch_jstr(l, "node"), c->n->name))
+				holder = orch_jstr(l, "holder");
+		}
+		if (holder)
+			orch_sb_add(&b,
+				    "; it holds its gate lease (%s), so the gate lets no other "
+				    "node down meanwhile",
+				    holder);
+		else
+			orch_sb_add(&b, "; it holds NO gate lease: the gate may let another node "
+					"down");
+	} else {
+		orch_sb_add(&b, "; its gate lease: unknown (%s)", err ? err : orch_jerr(out));
+	}
+	json_decref(out);
+	xfree(&err);
+	if (c->n->role == PLAN_MASTER && c->n->backend) {
+		json_t *be = orch_get_backend(o, c->n->backend, NULL, &err);
+		if (be)
+			orch_sb_add(&b, "; backend %s/%s is %s (%s)", o->plan->pool, c->n->backend,
+				    orch_jstr(be, "state"), orch_jstr(be, "health"));
+		else
+			orch_sb_add(&b, "; backend %s: %s", c->n->backend, err);
+		json_decref(be);
+		free(err);
+	}
+	orch_sb_add(&b, ".");
 	return b.s;
 }
 
-int orch_dry_run(struct orch *o, FILE *out)
+static json_t *strv_json(const struct strv *v)
+{
+	json_t *a = json_array();
+	for (size_t i = 0; i < v->n; i++)
+		json_array_append_new(a, json_string(v->v[i]));
+	return a;
+}
+
+/* The dry run, as text on out, or (json) as one JSON object: what the
+ * preflight found, what the hook would run, each node with the gate's answer
+ * now and its steps, and whether the run would start. */
+int orch_dry_run(struct orch *o, FILE *out, bool json)
 {
 	const struct plan *pl = o->plan;
 	struct strv why = {0}, ok = {0};
-	char d1[32], desc[1024], *err = NULL;
+	char d1[32], desc[1024], *err = NULL, *tbuf = NULL;
+	size_t tlen = 0;
+	FILE *real = out;
+	json_t *jn = json_array(), *jpre = json_object();
 	int rc;
 
+	if (json) /* the text goes nowhere; the same walk fills the JSON */
+		out = open_memstream(&tbuf, &tlen);
 	orch_priv_init(o);
 	struct kube *k = o->p->kc_ok ? orch_kube_for(o) : NULL;
 	if (pl->kind == PLAN_UPGRADE)
@@ -81,10 +120,13 @@ int orch_dry_run(struct orch *o, FILE *out)
 		fprintf(out, "  ok      %s\n", ok.v[i]);
 	for (size_t i = 0; i < why.n; i++)
 		fprintf(out, "  REFUSE  %s\n", why.v[i]);
+	json_object_set_new(jpre, "ok", strv_json(&ok));
+	json_object_set_new(jpre, "refuse", strv_json(&why));
 	if (pl->hook_preflight) {
 		struct plan_vars v = {.version = pl->version, .date = o->p->date};
 		char *cmd = plan_expand(pl->hook_preflight, &v, &err, NULL);
 		fprintf(out, "  hook    would run: %s\n", cmd ? cmd : err);
+		json_object_set_new(jpre, "hook", json_string(cmd ? cmd : err));
 		free(cmd);
 		xfree(&err);
 	}
@@ -102,10 +144,14 @@ int orch_dry_run(struct orch *o, FILE *out)
 		if (k && orch_node_get(k, n->name, &kn, &err) == 1) {
 			ver = xstrdup(kn.kubelet_version ? kn.kubelet_version : "?");
 			skip = pl->kind == PLAN_UPGRADE &&
-			       orch_at_target(kn.kubelet_version, pl->version);
+			       (orch_at_target(kn.kubelet_version, pl->version) ||
+				orch_vcmp(kn.kubelet_version, pl->version) > 0);
 			kube_node_clear(&kn);
 		}
 		xfree(&err);
+		json_t *jnode = json_pack("{s:s,s:s,s:s?,s:b}", "name", n->name, "role",
+					  plan_role_name(n->role), "now", ver, "skipped", skip);
+		json_array_append_new(jn, jnode);
 		fprintf(out, "%s (%s%s%s)", n->name, plan_role_name(n->role), ver ? ", now " : "",
 			ver ? ver : "");
 		if (skip) {
@@ -114,16 +160,23 @@ int orch_dry_run(struct orch *o, FILE *out)
 			continue;
 		}
 		if (ns && !strcmp(names[0], "lease")) {
-			gate = gate_answer(st, n);
+			gate = orch_gate_answer(st, n, NULL);
 			fprintf(out, "\n    gate now: %s",
 				gate ? gate : "unknown (gate not reachable)");
+			json_object_set_new(
+			    jnode, "gate",
+			    json_string(gate ? gate : "unknown (gate not reachable)"));
 			free(gate);
 		}
 		fprintf(out, "\n");
+		json_t *jsteps = json_array();
 		for (size_t s = 0; s < ns; s++) {
 			orch_describe(o, n, names[s], desc, sizeof(desc));
 			fprintf(out, "  %3zu. %-14s %s\n", ++num, names[s], desc);
+			json_array_append_new(
+			    jsteps, json_pack("{s:s,s:s}", "step", names[s], "does", desc));
 		}
+		json_object_set_new(jnode, "steps", jsteps);
 		free(ver);
 	}
 	json_decref(st);
@@ -132,6 +185,20 @@ int orch_dry_run(struct orch *o, FILE *out)
 		rc == ORCH_OK
 		    ? "dry run: the preflight passes; nothing was changed"
 		    : "dry run: the preflight would refuse to start; nothing was changed");
+	if (json) {
+		fclose(out);
+		free(tbuf);
+		json_t *j = json_pack("{s:s,s:s,s:s?,s:s?,s:o,s:o,s:b}", "plan", pl->path, "kind",
+				      pl->kind == PLAN_UPGRADE ? "upgrade" : "migration", "version",
+				      pl->version, "pool", pl->pool, "preflight", jpre, "nodes", jn,
+				      "would_start", rc == ORCH_OK);
+		json_dumpf(j, real, JSON_INDENT(2));
+		fputc('\n', real);
+		json_decref(j);
+	} else {
+		json_decref(jpre);
+		json_decref(jn);
+	}
 	kube_free(&k);
 	orch_sv_free(&why);
 	orch_sv_free(&ok);

@@ -59,6 +59,11 @@ bool orch_stopping(struct orch *o)
 	return failed || (o->stop && *o->stop);
 }
 
+bool orch_interrupted(struct orch *o)
+{
+	return o->stop && *o->stop;
+}
+
 void orch_fail_run(struct orch *o, int rc, const char *msg)
 {
 	pthread_mutex_lock(&o->p->fmu);
@@ -139,4 +144,62 @@ bool orch_at_target(const char *v, const char *target)
 		return true;
 	return !strpbrk(target, "+-") && orch_vcmp(v, target) == 0 &&
 	       plan_version_parse(v, &(int){0}, &(int){0}, &(int){0}) == 0;
+}
+
+/* Splits text into lines (pointers into a copy; caller frees *buf and the array). */
+static char **split_lines(const char *text, char **buf, size_t *n)
+{
+	size_t cap = 16;
+	char **v = xcalloc(cap, sizeof(*v));
+	*n = 0;
+	*buf = xstrdup(text ? text : "");
+	for (char *p = *buf; *p;) {
+		char *nl = strchr(p, '\n');
+		if (*n == cap)
+			v = xrealloc(v, (cap *= 2) * sizeof(*v));
+		v[(*n)++] = p;
+		if (!nl)
+			break;
+		*nl = 0;
+		p = nl + 1;
+	}
+	return v;
+}
+
+char *orch_line_diff(const char *a, const char *b)
+{
+	char *ba, *bb;
+	size_t na, nb;
+	char **la = split_lines(a, &ba, &na), **lb = split_lines(b, &bb, &nb);
+	struct sbuf out = {0};
+
+	if (na > 4000 || nb > 4000) { /* not a plan anyone writes: say so, no table */
+		orch_sb_add(&out, "(%zu lines before, %zu after)\n", na, nb);
+	} else {
+		/* longest common subsequence, then walk it */
+		size_t w = nb + 1;
+		unsigned short *t = xcalloc((na + 1) * w, sizeof(*t));
+		for (size_t i = na; i-- > 0;)
+			for (size_t j = nb; j-- > 0;)
+				t[i * w + j] = !strcmp(la[i], lb[j]) ? t[(i + 1) * w + j + 1] + 1
+					       : t[(i + 1) * w + j] >= t[i * w + j + 1]
+						   ? t[(i + 1) * w + j]
+						   : t[i * w + j + 1];
+		size_t i = 0, j = 0;
+		while (i < na || j < nb) {
+			if (i < na && j < nb && !strcmp(la[i], lb[j])) {
+				i++, j++;
+			} else if (j < nb && (i == na || t[i * w + j + 1] > t[(i + 1) * w + j])) {
+				orch_sb_add(&out, "+ %s\n", lb[j++]);
+			} else {
+				orch_sb_add(&out, "- %s\n", la[i++]);
+			}
+		}
+		free(t);
+	}
+	free(la);
+	free(lb);
+	free(ba);
+	free(bb);
+	return out.s ? out.s : xstrdup("");
 }

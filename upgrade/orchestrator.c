@@ -229,11 +229,15 @@ static int run_node(struct orch *o, struct kube **k, const struct plan_node *n)
 		char *msg = NULL, *err = NULL;
 		if (!s || s->state == JS_DONE || s->state == JS_SKIPPED)
 			continue;
-		if (orch_stopping(o))
+		/* A node under way is taken to a safe point (its end) even when a
+		 * sibling failed; Ctrl-C stops it between steps; a node not yet
+		 * leased is not started once the run is stopping. */
+		if (orch_interrupted(o) || (orch_stopping(o) && !strcmp(names[i], "lease")))
 			return ORCH_FAILED;
 		struct nctx c = {
 		    .o = o, .k = *k, .n = n, .step = names[i], .step_start = mono_ms()};
 		c.resumed = s->state == JS_RUNNING || s->state == JS_FAILED;
+		c.was = s->state;
 		orch_describe(o, n, names[i], desc, sizeof(desc));
 		if (journal_mark(j, s, JS_RUNNING, NULL, &err) < 0) {
 			orch_fail_run(o, ORCH_FAILED, err);
@@ -257,9 +261,18 @@ static int run_node(struct orch *o, struct kube **k, const struct plan_node *n)
 			continue;
 		}
 		free(c.note);
+		if (rc == ORCH_NOT_STARTED) { /* the run stops: this node never began */
+			journal_mark(j, s, JS_PENDING, msg, &err);
+			free(err);
+			free(msg);
+			return ORCH_FAILED;
+		}
 		if (o->stop && *o->stop && rc == ORCH_FAILED && !msg)
 			msg = xasprintf("%s: interrupted", n->name);
-		journal_mark(j, s, JS_FAILED, msg, &err);
+		if (c.detached) /* its command runs on: the step is still running */
+			journal_note(j, s, msg, &err);
+		else
+			journal_mark(j, s, JS_FAILED, msg, &err);
 		free(err);
 		orch_emit(o, ORCH_EV_STEP_FAIL, n->name, names[i], c.step_start, "%s", msg);
 		orch_fail_run(o, rc, msg);
@@ -299,10 +312,13 @@ void orch_priv_init(struct orch *o)
 	pthread_mutex_init(&p->ev_mu, NULL);
 	pthread_mutex_init(&p->kmu, NULL);
 	pthread_mutex_init(&p->fmu, NULL);
+	pthread_mutex_init(&p->qmu, NULL);
 	pthread_cond_init(&p->kcv, NULL);
+	pthread_cond_init(&p->qcv, NULL);
 	p->run_start = mono_ms();
 	plan_date(p->date, sizeof(p->date));
 	p->order = orch_node_order(o->plan, &p->norder);
+	p->queue = xcalloc(p->norder + 1, sizeof(*p->queue));
 	p->nheld = o->plan->nnodes;
 	p->held = xcalloc(p->nheld + 1, sizeof(*p->held));
 	p->held_role = xcalloc(p->nheld + 1, sizeof(*p->held_role));
@@ -326,6 +342,7 @@ void orch_priv_free(struct orch *o)
 	free(p->held);
 	free(p->held_role);
 	free(p->order);
+	free(p->queue);
 	if (p->have_j)
 		journal_close(&p->j);
 	kubeconfig_free(&p->kc);
@@ -334,15 +351,23 @@ void orch_priv_free(struct orch *o)
 	pthread_mutex_destroy(&p->ev_mu);
 	pthread_mutex_destroy(&p->kmu);
 	pthread_mutex_destroy(&p->fmu);
+	pthread_mutex_destroy(&p->qmu);
 	pthread_cond_destroy(&p->kcv);
+	pthread_cond_destroy(&p->qcv);
 	xfree(&o->p);
 }
 
-/* Writes the steps of a fresh run into the journal; nodes at the target are skipped. */
-static void plan_steps(struct orch *o, struct kube *k)
+/* Writes the steps of a fresh run into the journal (only_new: of the nodes
+ * an accepted plan change added); nodes at the target are skipped. */
+static void plan_steps(struct orch *o, struct kube *k, bool only_new)
 {
 	const struct plan_node **order = o->p->order;
 	for (size_t i = 0; i < o->p->norder; i++) {
+		bool known = false;
+		for (size_t s = 0; only_new && s < o->p->j.n; s++)
+			known |= !strcmp(o->p->j.steps[s].node, order[i]->name);
+		if (known)
+			continue;
 		const char *names[16];
 		size_t ns = orch_steps_for(o->plan, order[i], names);
 		struct kube_node kn;
@@ -351,6 +376,10 @@ static void plan_steps(struct orch *o, struct kube *k)
 		    orch_node_get(k, order[i]->name, &kn, &err) == 1) {
 			if (orch_at_target(kn.kubelet_version, o->plan->version))
 				skip = xasprintf("already at %s", kn.kubelet_version);
+			else if (orch_vcmp(kn.kubelet_version, o->plan->version) > 0)
+				/* the preflight let only a newer patch through */
+				skip = xasprintf("already at %s, a newer patch than %s",
+						 kn.kubelet_version, o->plan->version);
 			kube_node_clear(&kn);
 		}
 		free(err);
@@ -384,11 +413,88 @@ static void finish(struct orch *o, int rc)
 		    j->message ? j->message : "");
 }
 
+static char *read_text(const char *path)
+{
+	FILE *f = fopen(path, "re");
+	struct sbuf b = {0};
+	char buf[4096];
+	size_t n;
+	if (!f)
+		return NULL;
+	while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
+		orch_sb_add(&b, "%.*s", (int)n, buf);
+	fclose(f);
+	return b.s ? b.s : xstrdup("");
+}
+
+/* A resume of an edited plan. An edit that leaves the plan's meaning
+ * (plan_meaning: nodes and their order, roles, version, pool) alone is the
+ * fix of a failed run (a command, a drain option, a timeout, a comment): it
+ * is taken and its diff logged. A changed meaning is refused with its diff,
+ * unless --accept-plan-change; nodes it adds get their steps (*add_nodes).
+ * A journal from before meanings were kept takes only the same file. */
+static int plan_edit(struct orch *o, bool *add_nodes)
+{
+	struct journal *j = &o->p->j;
+	char *h = journal_hash_file(o->plan->path);
+	int rc = 0;
+
+	if (h && !strcmp(h, j->plan_hash)) {
+		free(h);
+		return 0;
+	}
+	char *meaning = plan_meaning(o->plan), *text = read_text(o->plan->path);
+	if (!h || !text || !j->plan_meaning) {
+		orch_emit(o, ORCH_EV_RUN_END, "-", "resume", 0,
+			  "%s changed since the run started (journal %s, which predates plan "
+			  "edits being taken): --resume continues only the same plan; restore it, "
+			  "or move the journal away to start afresh",
+			  o->plan->path, j->path);
+		rc = -1;
+		goto out;
+	}
+	bool same = !strcmp(meaning, j->plan_meaning);
+	char *diff = orch_line_diff(j->plan_text, text);
+	if (!same && !o->accept_plan_change) {
+		char *md = orch_line_diff(j->plan_meaning, meaning);
+		orch_emit(o, ORCH_EV_RUN_END, "-", "resume", 0,
+			  "%s changed what the run's steps mean (nodes, their order or roles, "
+			  "the version or the pool):\n%sThe edit:\n%sNext: restore it, or "
+			  "take it with --resume --accept-plan-change (steps done stay done; "
+			  "nodes it adds are planned afresh)",
+			  o->plan->path, md, diff);
+		free(md);
+		free(diff);
+		rc = -1;
+		goto out;
+	}
+	journal_log(j, "-", "plan", "edited since the run %s; taken%s:\n%s",
+		    j->resumes ? "last resumed" : "started",
+		    same ? " (commands, options or comments only)" : " (--accept-plan-change)",
+		    diff);
+	orch_emit(o, ORCH_EV_INFO, "-", "plan", 0, "the plan was edited; taken%s:\n%s",
+		  same ? "" : " (--accept-plan-change)", diff);
+	free(diff);
+	*add_nodes = !same;
+	free(j->plan_hash);
+	free(j->plan_text);
+	free(j->plan_meaning);
+	j->plan_hash = h, h = NULL;
+	j->plan_text = text, text = NULL;
+	j->plan_meaning = meaning, meaning = NULL;
+out:
+	free(h);
+	free(text);
+	free(meaning);
+	return rc;
+}
+
 int orch_run(struct orch *o, bool resume)
 {
 	struct strv why = {0}, ok = {0};
 	char *err = NULL;
 	int rc = ORCH_OK;
+	bool add_nodes = false;
 
 	orch_priv_init(o);
 	const char *kind = o->plan->kind == PLAN_UPGRADE ? "upgrade" : "migration";
@@ -400,19 +506,10 @@ int orch_run(struct orch *o, bool resume)
 			return ORCH_FAILED;
 		}
 		o->p->have_j = true;
-		char *h = journal_hash_file(o->plan->path);
-		if (!h || strcmp(h, o->p->j.plan_hash)) {
-			orch_emit(
-			    o, ORCH_EV_RUN_END, "-", "resume", 0,
-			    "%s changed since the run started (journal %s): --resume continues "
-			    "only the same plan; restore it, or move the journal away to start "
-			    "afresh",
-			    o->plan->path, o->p->j.path);
-			free(h);
+		if (plan_edit(o, &add_nodes) < 0) {
 			orch_priv_free(o);
 			return ORCH_FAILED;
 		}
-		free(h);
 		if (!strcmp(o->p->j.status, "done")) {
 			orch_emit(o, ORCH_EV_RUN_END, "-", "resume", 0,
 				  "nothing to resume: the run is done");
@@ -452,6 +549,8 @@ int orch_run(struct orch *o, bool resume)
 			return ORCH_FAILED;
 		}
 		o->p->have_j = true;
+		o->p->j.plan_meaning = plan_meaning(o->plan);
+		o->p->j.plan_text = read_text(o->plan->path);
 		journal_log(&o->p->j, "-", "run", "%s %s started", kind, o->plan->path);
 	}
 
@@ -482,8 +581,8 @@ int orch_run(struct orch *o, bool resume)
 		goto finish;
 	}
 	orch_emit(o, ORCH_EV_STEP_DONE, "-", "preflight", 0, "%zu check(s) passed", ok.n);
-	if (!resume) {
-		plan_steps(o, k);
+	if (!resume || add_nodes) {
+		plan_steps(o, k, add_nodes);
 		if (journal_save(&o->p->j, &err) < 0) {
 			orch_fail_run(o, ORCH_FAILED, err);
 			free(err);

@@ -82,14 +82,18 @@ struct orch {
 	void *ev_arg;
 	volatile sig_atomic_t *stop; /* set by SIGINT/SIGTERM: stop at the next safe point */
 	int64_t poll_ms;	     /* between outcome checks; default 500 */
+	bool accept_plan_change;     /* --resume takes a plan whose meaning changed */
 
 	/* private */
 	struct orch_priv *p;
 };
 
 /* Dry run: the preflight verdict, every step in order, the gate's answer for
- * each node now. Returns 0 (would start) or ORCH_FAILED/ORCH_REFUSED. */
-int orch_dry_run(struct orch *o, FILE *out);
+ * each node now; as text, or (json) one JSON object {plan, kind, version,
+ * pool, preflight {ok, refuse, hook}, nodes [{name, role, now, skipped,
+ * gate, steps [{step, does}]}], would_start}. Returns 0 (would start) or
+ * ORCH_FAILED/ORCH_REFUSED. */
+int orch_dry_run(struct orch *o, FILE *out, bool json);
 /* A run, fresh or resumed (--resume). Returns an enum orch_rc. */
 int orch_run(struct orch *o, bool resume);
 /* `lbctl upgrade status PLAN`: prints the journal. Returns 0, or 1 if there is none. */

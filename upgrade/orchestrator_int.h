@@ -60,12 +60,24 @@ struct orch_priv {
 	enum plan_role *held_role;
 	size_t nheld;
 
+	/* Worker nodes wait for a gate slot in plan order (FIFO): only the first
+	 * waiting one asks; a release by this run wakes it at once. */
+	pthread_mutex_t qmu;
+	pthread_cond_t qcv;
+	size_t *queue; /* the order index of each node waiting for a lease */
+	size_t nq;
+	unsigned long releases; /* leases this run gave back: progress */
+
 	/* the first failure stops the run */
 	pthread_mutex_t fmu;
 	int rc;
 	char *fail_msg;
 	size_t next_worker;
 };
+
+/* A step that gave up before it changed anything (a lease not asked for
+ * because the run is stopping): it goes back to pending. */
+#define ORCH_NOT_STARTED 100
 
 /* A node being worked on, by one thread. */
 struct nctx {
@@ -74,8 +86,10 @@ struct nctx {
 	const struct plan_node *n;
 	const char *step;
 	int64_t step_start;
-	bool resumed; /* this step was interrupted before */
-	char *note;   /* what the step did, for the journal */
+	bool resumed;	 /* this step was interrupted before */
+	enum jstate was; /* its journal state before this start */
+	bool detached;	 /* stopped (Ctrl-C) while its command runs on: step stays running */
+	char *note;	 /* what the step did, for the journal */
 };
 
 /* A string being built (orch_sb_add). */
@@ -98,10 +112,15 @@ void orch_emit(struct orch *o, enum orch_ev type, const char *node, const char *
 void orch_fail_run(struct orch *o, int rc, const char *msg);
 __attribute__((format(printf, 2, 3))) void orch_sb_add(struct sbuf *b, const char *fmt, ...);
 void orch_sleep_ms(int64_t ms);
+/* Take no new node: the run failed somewhere, or was interrupted. */
 bool orch_stopping(struct orch *o);
+/* Ctrl-C (SIGINT/SIGTERM/SIGHUP): stop even a node in progress at its next safe point. */
+bool orch_interrupted(struct orch *o);
 __attribute__((format(printf, 2, 3))) void orch_sv_add(struct strv *s, const char *fmt, ...);
 void orch_sv_free(struct strv *s);
 int orch_vcmp(const char *a, const char *b);
+/* The lines removed ("- ") and added ("+ ") from a to b; "" if none (caller frees). */
+char *orch_line_diff(const char *a, const char *b);
 
 /* lbclient.c */
 json_t *orch_gate_status(struct orch *o, char **err);
@@ -136,10 +155,18 @@ bool orch_node_is_master(const struct kube_node *n);
 
 /* preflight.c */
 bool orch_is_new_node(const struct plan *pl, const char *name);
+/* The gate's answer for node n now, from its status, by the role the gate
+ * gives it (a node the gate counts among its masters is asked as one,
+ * whatever the plan says). *verdict (if not NULL): ORCH_GATE_*. */
+enum { ORCH_GATE_REFUSED, ORCH_GATE_GRANTED, ORCH_GATE_HELD, ORCH_GATE_NOT_MASTER };
+char *orch_gate_answer(json_t *st, const struct plan_node *n, int *verdict);
 void orch_preflight(struct orch *o, struct kube *k, bool fresh, struct strv *why, struct strv *ok);
 int orch_run_hook(struct orch *o, struct strv *why);
 
 /* upgrade_steps.c */
+/* What became of the command this step started before: an enum exec_fate,
+ * EXEC_LOST for a failure already reported (run it again), -1 for none. */
+int orch_cmd_fate(struct nctx *c);
 int orch_run_command(struct nctx *c, const char *what, const char *tmpl, const char *old_node,
 		     const char *new_node, char **msg);
 int orch_set_backend_state(struct nctx *c, const char *state, char **msg);
@@ -162,6 +189,11 @@ int orch_st_etcd_remove(struct nctx *c, char **msg);
 int orch_st_join(struct nctx *c, char **msg);
 int orch_st_node_delete(struct nctx *c, char **msg);
 int orch_st_remove_command(struct nctx *c, char **msg);
+
+/* orch_report.c */
+/* "Now: NODE is cordoned; it holds its gate lease ...; backend P/B is drain (up)."
+ * read at this moment, for failure messages (caller frees). */
+char *orch_node_now(struct nctx *c);
 
 /* orchestrator.c */
 void orch_describe(struct orch *o, const struct plan_node *n, const char *step, char *buf,

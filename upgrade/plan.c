@@ -69,6 +69,32 @@ static int perr_cmp(const void *a, const void *b)
 	return x->seq < y->seq ? -1 : x->seq > y->seq;
 }
 
+char *plan_meaning(const struct plan *p)
+{
+	char *out = xasprintf("kind: %s\nversion: %s\npool: %s\n",
+			      p->kind == PLAN_UPGRADE ? "upgrade" : "migration",
+			      p->version ? p->version : "-", p->pool ? p->pool : "-");
+	for (size_t i = 0; i < p->nnodes; i++) {
+		const struct plan_node *n = &p->nodes[i];
+		char *t = xasprintf("%snode: %s %s backend %s\n", out, n->name,
+				    plan_role_name(n->role), n->backend ? n->backend : "-");
+		free(out);
+		out = t;
+	}
+	for (size_t i = 0; i < p->nreplace; i++) {
+		char *t = xasprintf("%sreplace: %s with %s\n", out, p->replace[i].old_node,
+				    p->replace[i].new_node);
+		free(out);
+		out = t;
+	}
+	for (size_t i = 0; i < p->nadd; i++) {
+		char *t = xasprintf("%sadd: %s\n", out, p->add[i]);
+		free(out);
+		out = t;
+	}
+	return out;
+}
+
 const char *plan_role_name(enum plan_role r)
 {
 	return r == PLAN_MASTER ? "master" : "worker";
@@ -716,6 +742,11 @@ static void check_plan(struct ctx *c, const struct ynode *root, struct plan *p, 
 	/* migration */
 	if (!p->nreplace && !p->nadd)
 		perr(c, root, "a migration needs replace: [{old, new}] or add: [NODE, ...]");
+	if (p->nreplace && !ynode_get(root, "remove_command"))
+		perr(c, root,
+		     "remove_command: missing: a replace deletes the old node, and lbctl deletes a "
+		     "Node only once its machine's kubelet is stopped (else it registers the "
+		     "Node again); say how (k3s-uninstall.sh, systemctl stop kubelet)");
 	for (size_t i = 0; i < p->nreplace; i++) {
 		const struct plan_replace *r = &p->replace[i];
 		const struct plan_node *o = plan_node_find(p, r->old_node),

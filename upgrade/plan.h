@@ -96,6 +96,12 @@ void plan_errors_free(struct plan_errors *e);
 
 const struct plan_node *plan_node_find(const struct plan *p, const char *name);
 const char *plan_role_name(enum plan_role r);
+/* What changes the meaning of steps already done, one line each: the kind,
+ * the version, the pool, each node in order with its role and backend, a
+ * migration's replacements and additions (caller frees). Commands, hooks,
+ * timeouts, drain options and comments are not in it: a resume may take
+ * an edit of those (the fix of a failed run). */
+char *plan_meaning(const struct plan *p);
 
 /* The values a template may use; NULL = not available here. */
 struct plan_vars {

@@ -61,10 +61,13 @@ static void check_versions(struct orch *o, struct kube *k, struct kube_node_list
 			    "version skew: %s is at %s; %s skips a minor version: upgrade to "
 			    "v%d.%d first",
 			    n->name, n->kubelet_version, pl->version, t1, c2 + 1);
-		else if (orch_vcmp(n->kubelet_version, pl->version) > 0)
+		else if (c2 > t2)
+			/* Kubernetes' skew policy counts minor versions: a newer patch
+			 * of the target minor is fine (the node is skipped). */
 			orch_sv_add(
 			    why,
-			    "version skew: %s is at %s, newer than %s: lbctl does not downgrade",
+			    "version skew: %s is at %s, a newer minor than %s: lbctl does not "
+			    "downgrade",
 			    n->name, n->kubelet_version, pl->version);
 	}
 	if (kube_version(k, &api, &e) == 0) {
@@ -118,6 +121,125 @@ static void check_gate(struct orch *o, struct strv *why, struct strv *ok, bool f
 	if (!unknown)
 		orch_sv_add(ok, "gate reachable, every input known (store %s)",
 			    orch_jstr(st, "store"));
+	json_decref(st);
+}
+
+static void answer_reasons(struct sbuf *b, json_t *d, const char *sep)
+{
+	json_t *r;
+	size_t j;
+	json_array_foreach(json_object_get(d, "reasons"), j, r)
+	    orch_sb_add(b, "%s%s", sep, json_string_value(r));
+}
+
+char *orch_gate_answer(json_t *st, const struct plan_node *n, int *verdict)
+{
+	json_t *d;
+	size_t i;
+	int v = ORCH_GATE_REFUSED;
+	struct sbuf b = {0};
+	if (!verdict)
+		verdict = &v;
+	if (!st)
+		return NULL;
+	json_array_foreach(json_object_get(st, "leases"), i, d)
+	{
+		if (!strcmp(orch_jstr(d, "node"), n->name)) {
+			*verdict = ORCH_GATE_HELD;
+			return xstrdup("holds a lease now");
+		}
+	}
+	json_array_foreach(json_object_get(st, "master"), i, d)
+	{
+		if (strcmp(orch_jstr(d, "node"), n->name))
+			continue;
+		bool ok = json_is_true(json_object_get(d, "granted"));
+		*verdict = ok ? ORCH_GATE_GRANTED : ORCH_GATE_REFUSED;
+		orch_sb_add(&b, "would be %s%s", ok ? "GRANTED" : "REFUSED",
+			    n->role == PLAN_MASTER ? "" : " (the gate counts it as a master)");
+		answer_reasons(&b, d, "\n        - ");
+		return b.s;
+	}
+	if (n->role == PLAN_MASTER) {
+		*verdict = ORCH_GATE_NOT_MASTER;
+		return xstrdup(
+		    "not one of the gate's masters (no backend of that name in its pool)");
+	}
+	d = json_object_get(st, "worker");
+	bool ok = json_is_true(json_object_get(d, "granted"));
+	*verdict = ok ? ORCH_GATE_GRANTED : ORCH_GATE_REFUSED;
+	orch_sb_add(&b, "would be %s (a worker now)", ok ? "GRANTED" : "REFUSED");
+	answer_reasons(&b, d, "\n        - ");
+	return b.s;
+}
+
+/* What the run will ask the gate, asked now: each node that takes a lease, in
+ * the plan's order, by the role the gate gives it. A node the gate refuses now
+ * would be refused then (the run only takes capacity away), and a role the
+ * plan has wrong is refused by the gate. Concurrency against the gate's caps. */
+static void check_gate_nodes(struct orch *o, struct kube *k, struct strv *why, struct strv *ok)
+{
+	const struct plan *pl = o->plan;
+	char *err = NULL;
+	json_t *st = orch_gate_status(o, &err);
+	int asked = 0;
+	if (!st) {
+		free(err);
+		return; /* check_gate said why */
+	}
+	for (size_t i = 0; i < o->p->norder; i++) {
+		const struct plan_node *n = o->p->order[i];
+		const char *names[16];
+		struct kube_node kn;
+		int verdict;
+		if (!orch_steps_for(pl, n, names) || strcmp(names[0], "lease"))
+			continue;
+		if (pl->kind == PLAN_UPGRADE && k && orch_node_get(k, n->name, &kn, &err) == 1) {
+			bool done = orch_at_target(kn.kubelet_version, pl->version) ||
+				    orch_vcmp(kn.kubelet_version, pl->version) > 0;
+			kube_node_clear(&kn);
+			if (done)
+				continue; /* skipped: never asks */
+		}
+		xfree(&err);
+		char *a = orch_gate_answer(st, n, &verdict);
+		asked++;
+		if (verdict == ORCH_GATE_REFUSED) {
+			/* its reasons, one line: "would be REFUSED\n        - r1..." */
+			struct sbuf b = {0};
+			for (const char *r = a ? strstr(a, "\n        - ") : NULL; r;) {
+				const char *next = strstr(r + 11, "\n        - ");
+				int len = next ? (int)(next - r - 11) : (int)strlen(r + 11);
+				orch_sb_add(&b, "%s%.*s", b.s ? "; " : ": ", len, r + 11);
+				r = next;
+			}
+			orch_sv_add(why, "gate: %s (%s in the plan) would be REFUSED now%s",
+				    n->name, plan_role_name(n->role), b.s ? b.s : "");
+			free(b.s);
+		} else if (verdict == ORCH_GATE_NOT_MASTER) {
+			orch_sv_add(why,
+				    "gate: %s is a master in the plan, but not one of the gate's "
+				    "masters (no backend %s in its pool): it would be refused",
+				    n->name, n->backend ? n->backend : n->name);
+		} else if (verdict == ORCH_GATE_GRANTED && n->role == PLAN_WORKER && a &&
+			   strstr(a, "counts it as a master")) {
+			orch_sv_add(why,
+				    "gate: %s is a worker in the plan, but the gate counts it as a "
+				    "master (its backend is in the gate's pool): fix its role",
+				    n->name);
+		}
+		free(a);
+	}
+	if (asked)
+		orch_sv_add(ok, "gate: asked now for each of the %d node(s) in plan order", asked);
+	json_t *c = json_object_get(st, "concurrency");
+	long long cap = json_integer_value(json_object_get(c, "workers"));
+	if (pl->kind == PLAN_UPGRADE && cap > 0 && pl->worker_concurrency > cap)
+		orch_sv_add(ok,
+			    "concurrency: workers.concurrency %d is above the gate's cap of %lld: "
+			    "at most %lld worker(s) at a time; the others wait their turn, in "
+			    "order",
+			    pl->worker_concurrency, cap, cap);
 	json_decref(st);
 }
 
@@ -273,9 +395,11 @@ void orch_preflight(struct orch *o, struct kube *k, bool fresh, struct strv *why
 	kube_node_list_free(&nl);
 	check_pool(o, why, ok, fresh);
 	check_gate(o, why, ok, fresh);
+	if (fresh)
+		check_gate_nodes(o, k, why, ok);
 	/* etcd last, and only when the cluster and lbd answered: a plan copied
 	 * from the examples must not send anyone's packets anywhere. */
-	if (pl->kind == PLAN_MIGRATION && pl->netcd_endpoints) {
+	if (pl->netcd_endpoints) {
 		if (why->n)
 			orch_sv_add(why, "etcd: not asked until the reasons above are fixed");
 		else

@@ -11,6 +11,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/clock.h"
@@ -111,7 +112,7 @@ int orch_st_backend_drain(struct nctx *c, char **msg)
 					 o->plan->pool);
 			return ORCH_TIMEOUT;
 		}
-		if (orch_stopping(o)) {
+		if (orch_interrupted(o)) {
 			*msg = xasprintf("%s: interrupted while backend %s drains", c->n->name, b);
 			return ORCH_FAILED;
 		}
@@ -160,14 +161,15 @@ int orch_st_drain(struct nctx *c, char **msg)
 		orch_sb_add(&left, "%s%s/%s%s", i ? ", " : "", r.left[i].ns, r.left[i].name,
 			    r.left[i].pdb_blocked ? " (PodDisruptionBudget)" : "");
 	orch_dur(pl->drain_timeout_ms, t, sizeof(t));
-	*msg = xasprintf("%s: drain %s%s: %s%s%s. %s stays cordoned, its lease held. Next: deal "
-			 "with those pods, then --resume",
+	char *now_s = orch_node_now(c);
+	*msg = xasprintf("%s: drain %s%s: %s%s%s. %s Next: deal with those pods, then --resume",
 			 c->n->name,
 			 rc == DRAIN_TIMEOUT   ? "timed out after "
 			 : rc == DRAIN_REFUSED ? "refused"
 					       : "failed",
 			 rc == DRAIN_TIMEOUT ? t : "", r.error ? r.error : "",
-			 left.s ? "; pods left: " : "", left.s ? left.s : "", c->n->name);
+			 left.s ? "; pods left: " : "", left.s ? left.s : "", now_s);
+	free(now_s);
 	free(left.s);
 	drain_result_free(&r);
 	return rc == DRAIN_TIMEOUT ? ORCH_TIMEOUT : ORCH_FAILED;
@@ -186,7 +188,68 @@ static bool on_tick(void *arg)
 	return c->o->stop && *c->o->stop;
 }
 
-/* Runs a template for node n with old/new set for migrations. */
+/* Writes the job to the journal before it starts (exec_job_run's started). */
+static int on_started(void *arg, const struct exec_job *job)
+{
+	struct nctx *c = arg;
+	struct jstep *s = journal_find(&c->o->p->j, c->n->name, c->step);
+	char *err = NULL;
+	int rc = s ? journal_cmd(&c->o->p->j, s, job->pid, job->start, job->marker, job->output,
+				 job->cmd, &err)
+		   : -1;
+	free(err);
+	return rc;
+}
+
+/* What became of the command this step started before, if any (-1: none). */
+int orch_cmd_fate(struct nctx *c)
+{
+	struct jstep *s = journal_find(&c->o->p->j, c->n->name, c->step);
+	struct exec_result r = {0};
+	if (!s || !s->cmd.marker)
+		return -1;
+	struct exec_job job = {.cmd = s->cmd.command,
+			       .marker = s->cmd.marker,
+			       .output = s->cmd.output,
+			       .pid = s->cmd.pid,
+			       .start = s->cmd.start};
+	enum exec_fate f = exec_job_fate(&job, &r);
+	if (f == EXEC_ENDED && (r.status != 0 || r.signal) && c->was != JS_RUNNING)
+		return EXEC_LOST; /* its failure was reported: the operator fixed it; run again */
+	return f;
+}
+
+static int command_result(struct nctx *c, const char *what, const char *cmd, int pid,
+			  struct exec_result *r, int rc, char **msg)
+{
+	char rs[64];
+	if (rc == 0) {
+		c->note =
+		    xasprintf("%s: exit 0 in %s", what, orch_dur(r->elapsed_ms, rs, sizeof(rs)));
+		return ORCH_OK;
+	}
+	if (r->running) {
+		c->detached = true;
+		*msg = xasprintf("%s: lbctl stopped; %s is still running (pid %d, in its own "
+				 "session): %s\nNext: --resume waits for it and reads its exit "
+				 "status; it is not started again",
+				 c->n->name, what, pid, cmd);
+		return ORCH_FAILED;
+	}
+	const char *tail = text_tail(r->output, 1500);
+	char *now_s = orch_node_now(c);
+	*msg = xasprintf("%s: %s failed (%s): %s\n--- its last output ---\n%s\n--- %s\n"
+			 "Next: look at the node and the output (the plan's .log has all of "
+			 "it), fix it by hand, then --resume",
+			 c->n->name, what, exec_result_str(r, rs, sizeof(rs)), cmd, tail, now_s);
+	free(now_s);
+	return r->timed_out ? ORCH_TIMEOUT : ORCH_FAILED;
+}
+
+/* Runs a template for node n with old/new set for migrations. The command
+ * runs detached (exec.h's job), recorded in the journal before it starts; a
+ * command this step started before is waited for (or its exit status read)
+ * instead of being started again. */
 int orch_run_command(struct nctx *c, const char *what, const char *tmpl, const char *old_node,
 		     const char *new_node, char **msg)
 {
@@ -197,36 +260,60 @@ int orch_run_command(struct nctx *c, const char *what, const char *tmpl, const c
 			      .date = o->p->date,
 			      .old_node = old_node,
 			      .new_node = new_node};
-	char *err = NULL, *cmd = plan_expand(tmpl, &v, &err, NULL), rs[64];
+	struct jstep *s = journal_find(&o->p->j, c->n->name, c->step);
 	struct exec_result r;
+	int rc, fate = orch_cmd_fate(c);
 
+	if (s && (fate == EXEC_RUNNING || fate == EXEC_ENDED)) {
+		struct exec_job job = {.cmd = s->cmd.command,
+				       .marker = s->cmd.marker,
+				       .output = s->cmd.output,
+				       .pid = s->cmd.pid,
+				       .start = s->cmd.start};
+		char *cmd = xstrdup(job.cmd ? job.cmd : "?");
+		journal_log(&o->p->j, c->n->name, c->step, "%s (pid %d) %s: not started again",
+			    what, job.pid,
+			    fate == EXEC_RUNNING
+				? "is still running: waiting for it"
+				: "ended while no lbctl watched: reading its marker");
+		orch_emit(o, ORCH_EV_WAIT, c->n->name, c->step, c->step_start,
+			  "%s started before (pid %d) %s: %s", what, job.pid,
+			  fate == EXEC_RUNNING ? "still running, waiting for it" : "has ended",
+			  cmd);
+		rc = exec_job_follow(&job, o->plan->t_command_ms, NULL, on_tick, c, &r);
+		rc = command_result(c, what, cmd, job.pid, &r, rc, msg);
+		exec_result_free(&r);
+		free(cmd);
+		return rc;
+	}
+	char *err = NULL, *cmd = plan_expand(tmpl, &v, &err, NULL);
 	if (!cmd) {
 		*msg = xasprintf("%s: %s: %s", c->n->name, what, err);
 		free(err);
 		return ORCH_FAILED;
 	}
+	char *dir = journal_path_for(o->plan->path, "cmd");
+	if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
+		*msg = xasprintf("%s: %s: %s", c->n->name, dir, strerror(errno));
+		free(dir);
+		free(cmd);
+		return ORCH_FAILED;
+	}
+	int runs = s ? s->runs : 0;
+	char *marker = xasprintf("%s/%s.%s.%d.exit", dir, c->n->name, c->step, runs);
+	char *output = xasprintf("%s/%s.%s.%d.out", dir, c->n->name, c->step, runs);
+	struct exec_job job = {.cmd = cmd, .marker = marker, .output = output};
+	free(dir);
+	unlink(output);
 	journal_log(&o->p->j, c->n->name, c->step, "run: %s", cmd);
 	orch_emit(o, ORCH_EV_WAIT, c->n->name, c->step, c->step_start, "running: %s", cmd);
-	int rc = exec_run(cmd, o->plan->t_command_ms, on_line, on_tick, c, &r);
-	if (rc == 0) {
-		c->note =
-		    xasprintf("%s: exit 0 in %s", what, orch_dur(r.elapsed_ms, rs, sizeof(rs)));
-		exec_result_free(&r);
-		free(cmd);
-		return ORCH_OK;
-	}
-	const char *tail = text_tail(r.output, 1500);
-	bool leased = !strcmp(c->step, "command") || !strcmp(c->step, "remove-command");
-	*msg =
-	    xasprintf("%s: %s failed (%s): %s\n--- its last output ---\n%s\n--- %s%s"
-		      "Next: look at the node and the output (the plan's .log has all of "
-		      "it), fix it by hand, then --resume",
-		      c->n->name, what, exec_result_str(&r, rs, sizeof(rs)), cmd, tail,
-		      leased ? c->n->name : "", leased ? " stays cordoned, its lease held. " : "");
-	int out = r.timed_out ? ORCH_TIMEOUT : ORCH_FAILED;
+	rc = exec_job_run(&job, o->plan->t_command_ms, on_started, on_line, on_tick, c, &r);
+	rc = command_result(c, what, cmd, job.pid, &r, rc, msg);
 	exec_result_free(&r);
+	free(marker);
+	free(output);
 	free(cmd);
-	return out;
+	return rc;
 }
 
 /* kubelet never newer than the apiservers: every master at (or past) the target. */
@@ -270,8 +357,10 @@ int orch_st_command(struct nctx *c, char **msg)
 		free(err);
 		return ORCH_FAILED;
 	}
-	if (c->resumed) {
-		/* Interrupted: did the command get as far as changing the node? */
+	int fate = c->resumed ? orch_cmd_fate(c) : -1;
+	if (c->resumed && fate != EXEC_RUNNING && fate != EXEC_ENDED) {
+		/* Interrupted with no command known to have run or be running:
+		 * did one get as far as changing the node? */
 		struct jstep *s = journal_find(&c->o->p->j, c->n->name, c->step);
 		const char *was =
 		    s && s->note && !strncmp(s->note, "bootID ", 7) ? s->note + 7 : NULL;

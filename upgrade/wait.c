@@ -141,18 +141,18 @@ int orch_st_wait(struct nctx *c, char **msg)
 		}
 		free(miss.s);
 		if (now >= deadline) {
+			char *now_s = orch_node_now(c);
 			*msg = xasprintf(
-			    "%s never came back within %s: still waiting for %s. %s stays "
-			    "cordoned, "
-			    "its lease held%s, so nothing else goes down. Next: look at the node "
-			    "(journalctl -u k3s / kubelet), then --resume to wait again",
+			    "%s never came back within %s: still waiting for %s. %s Next: look "
+			    "at the node (journalctl -u k3s / kubelet), then --resume to wait "
+			    "again",
 			    c->n->name, orch_dur(o->plan->t_node_ready_ms, d, sizeof(d)),
-			    last ? last : "the soak", c->n->name,
-			    c->n->role == PLAN_MASTER ? " and its backend drained" : "");
+			    last ? last : "the soak", now_s);
+			free(now_s);
 			free(last);
 			return ORCH_TIMEOUT;
 		}
-		if (orch_stopping(o)) {
+		if (orch_interrupted(o)) {
 			*msg = xasprintf("%s: interrupted while waiting for %s", c->n->name,
 					 last ? last : "the soak");
 			free(last);
@@ -226,14 +226,14 @@ static int wait_until(struct nctx *c, cond_fn fn, int64_t timeout_ms, char **msg
 				  "waiting for %s", miss.s);
 		free(last);
 		last = miss.s;
-		if (mono_ms() >= deadline || orch_stopping(c->o)) {
-			*msg =
-			    xasprintf("%s: %s after %s: still waiting for %s. Next: look at %s, "
-				      "then --resume",
-				      c->n->name, orch_stopping(c->o) ? "interrupted" : "timed out",
-				      orch_dur(timeout_ms, d, sizeof(d)), last, c->n->name);
+		if (mono_ms() >= deadline || orch_interrupted(c->o)) {
+			*msg = xasprintf("%s: %s after %s: still waiting for %s. Next: look at %s, "
+					 "then --resume",
+					 c->n->name,
+					 orch_interrupted(c->o) ? "interrupted" : "timed out",
+					 orch_dur(timeout_ms, d, sizeof(d)), last, c->n->name);
 			free(last);
-			return orch_stopping(c->o) ? ORCH_FAILED : ORCH_TIMEOUT;
+			return orch_interrupted(c->o) ? ORCH_FAILED : ORCH_TIMEOUT;
 		}
 		orch_sleep_ms(c->o->poll_ms);
 	}

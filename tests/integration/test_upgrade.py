@@ -279,6 +279,7 @@ class Fixture:
         node, tc = q["node"], self.tc
         tc.etcd.stop(node)
         tc.sim.call("/sim/listeners/" + node, {"state": "down"})
+        tc.sim.call("/sim/nodes/" + node, {"ready": False})  # its kubelet stopped
 
 
 class UpgradeTest(harness.TestCase):
@@ -697,7 +698,7 @@ class TestExamplePlans(unittest.TestCase):
         plan = self.big_plan(
             "kind: migration\nkubeconfig: /nonexistent/kubeconfig\n"
             "lbd: {socket: /nonexistent/admin.sock}\npool: masters\nnodes:\n%s\n"
-            "replace:\n%s\n" % ("\n".join(nodes), "\n".join(repl)))
+            "replace:\n%s\nremove_command: echo {node}\n" % ("\n".join(nodes), "\n".join(repl)))
         r = subprocess.run([LBCTL, "migrate", plan, "--dry-run"], capture_output=True,
                            text=True, timeout=60)
         self.assertEqual(r.returncode, 1, r.stdout[-2000:] + r.stderr)

@@ -64,11 +64,41 @@ START_TEST(test_dry_run_300_nodes)
 	big_upgrade(&p, 3, 297);
 	struct orch o = {.plan = &p, .call = no_lbd};
 	/* The preflight refuses (no kubeconfig, no lbd); every step is printed. */
-	ck_assert_int_eq(orch_dry_run(&o, f), ORCH_FAILED);
+	ck_assert_int_eq(orch_dry_run(&o, f, false), ORCH_FAILED);
 	fclose(f);
 	ck_assert_uint_eq(count_steps(buf), 3 * 8 + 297 * 6);
 	ck_assert_ptr_nonnull(strstr(buf, "\nw296 (worker)"));
 	ck_assert_ptr_nonnull(strstr(buf, "nothing was changed"));
+	free(buf);
+	plan_free(&p);
+}
+END_TEST
+
+/* -o json: one JSON object a CI job can read; the same verdict. */
+START_TEST(test_dry_run_json)
+{
+	struct plan p;
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+	json_error_t je;
+
+	big_upgrade(&p, 3, 5);
+	struct orch o = {.plan = &p, .call = no_lbd};
+	ck_assert_int_eq(orch_dry_run(&o, f, true), ORCH_FAILED);
+	fclose(f);
+	json_t *j = json_loads(buf, 0, &je);
+	ck_assert_msg(j != NULL, "not JSON: %s: %s", je.text, buf);
+	ck_assert(json_is_false(json_object_get(j, "would_start")));
+	ck_assert_str_eq(json_string_value(json_object_get(j, "kind")), "upgrade");
+	ck_assert_uint_gt(
+	    json_array_size(json_object_get(json_object_get(j, "preflight"), "refuse")), 0);
+	json_t *nodes = json_object_get(j, "nodes");
+	ck_assert_uint_eq(json_array_size(nodes), 8);
+	json_t *w = json_array_get(nodes, 7);
+	ck_assert_str_eq(json_string_value(json_object_get(w, "name")), "w4");
+	ck_assert_uint_eq(json_array_size(json_object_get(w, "steps")), 6);
+	json_decref(j);
 	free(buf);
 	plan_free(&p);
 }
@@ -104,6 +134,78 @@ START_TEST(test_keeper_holds_every_lease)
 }
 END_TEST
 
+static char *meaning_of(const char *text)
+{
+	struct plan p;
+	struct plan_errors e;
+	ck_assert_msg(plan_load_string(text, strlen(text), "m.yaml", &p, &e) == 0, "plan: %s",
+		      e.n ? e.msgs[0] : "?");
+	char *m = plan_meaning(&p);
+	plan_free(&p);
+	return m;
+}
+
+/* A resume takes the fix of a failed run (a command, a timeout, a comment)
+ * and refuses what changes what its done steps mean. */
+START_TEST(test_plan_meaning)
+{
+	const char *base = "kind: upgrade\nversion: v1.31.5\nkubeconfig: /k\n"
+			   "lbd: {socket: /s}\npool: masters\nupgrade_command: echo {node}\n"
+			   "nodes:\n  - {name: m0, role: master}\n  - {name: w0, role: worker}\n"
+			   "  - {name: w1, role: worker}\n";
+	char *m0 = meaning_of(base), buf[1024];
+
+	snprintf(buf, sizeof(buf), "# a comment\n%s", base);
+	char *m = meaning_of(buf);
+	ck_assert_str_eq(m, m0);
+	free(m);
+	snprintf(buf, sizeof(buf), "%stimeouts: {command: 1m}\ndrain: {ignore_daemonsets: true}\n",
+		 base);
+	char *fixed = xstrdup(buf);
+	char *cmd = strstr(fixed, "echo {node}");
+	memcpy(cmd, "true {node}", 11);
+	m = meaning_of(fixed);
+	ck_assert_str_eq(m, m0);
+	free(m);
+	free(fixed);
+
+	const char *changed[] = {
+	    "kind: upgrade\nversion: v1.31.6\nkubeconfig: /k\nlbd: {socket: /s}\npool: masters\n"
+	    "upgrade_command: echo\nnodes:\n  - {name: m0, role: master}\n"
+	    "  - {name: w0, role: worker}\n  - {name: w1, role: worker}\n",
+	    "kind: upgrade\nversion: v1.31.5\nkubeconfig: /k\nlbd: {socket: /s}\npool: masters\n"
+	    "upgrade_command: echo\nnodes:\n  - {name: m0, role: master}\n"
+	    "  - {name: w1, role: worker}\n  - {name: w0, role: worker}\n",
+	    "kind: upgrade\nversion: v1.31.5\nkubeconfig: /k\nlbd: {socket: /s}\npool: other\n"
+	    "upgrade_command: echo\nnodes:\n  - {name: m0, role: master}\n"
+	    "  - {name: w0, role: worker}\n  - {name: w1, role: worker}\n",
+	    "kind: upgrade\nversion: v1.31.5\nkubeconfig: /k\nlbd: {socket: /s}\npool: masters\n"
+	    "upgrade_command: echo\nnodes:\n  - {name: m0, role: master}\n"
+	    "  - {name: w0, role: master}\n  - {name: w1, role: worker}\n",
+	};
+	for (size_t i = 0; i < sizeof(changed) / sizeof(*changed); i++) {
+		m = meaning_of(changed[i]);
+		ck_assert_msg(strcmp(m, m0) != 0, "edit %zu left the meaning alone", i);
+		free(m);
+	}
+	free(m0);
+}
+END_TEST
+
+START_TEST(test_line_diff)
+{
+	char *d = orch_line_diff("a\nb\nc\n", "a\nB\nc\nd\n");
+	ck_assert_str_eq(d, "- b\n+ B\n+ d\n");
+	free(d);
+	d = orch_line_diff("same\n", "same\n");
+	ck_assert_str_eq(d, "");
+	free(d);
+	d = orch_line_diff(NULL, "new\n");
+	ck_assert_str_eq(d, "+ new\n");
+	free(d);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("orch");
@@ -111,6 +213,9 @@ int main(void)
 
 	tcase_add_test(tc, test_dry_run_300_nodes);
 	tcase_add_test(tc, test_keeper_holds_every_lease);
+	tcase_add_test(tc, test_plan_meaning);
+	tcase_add_test(tc, test_dry_run_json);
+	tcase_add_test(tc, test_line_diff);
 	tcase_set_timeout(tc, 30);
 	suite_add_tcase(s, tc);
 	return unit_run(s);

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "upgrade/exec.h"
@@ -175,6 +176,7 @@ START_TEST(test_bad_plans)
 	ck_assert_has(all, "p.yaml:8:5: replace: old node zz is not in nodes");
 	ck_assert_has(all, "p.yaml:4:5: nodes: a is a new master: give its backend address");
 	ck_assert_has(all, "p.yaml:9:7: add: b is a worker");
+	ck_assert_has(all, "p.yaml:1:1: remove_command: missing: a replace deletes the old node");
 	free(all);
 
 	/* upgrade-only and YAML syntax */
@@ -338,6 +340,12 @@ START_TEST(test_exec)
 }
 END_TEST
 
+static bool stop_now(void *arg)
+{
+	(void)arg;
+	return true;
+}
+
 static char last_line[4096];
 static void keep_line(void *arg, const char *line)
 {
@@ -360,6 +368,81 @@ START_TEST(test_exec_dirty_output)
 }
 END_TEST
 
+/* A detached job: recorded before it starts, its fate read back from its marker. */
+static int started_calls, started_pid;
+static int record_job(void *arg, const struct exec_job *job)
+{
+	started_calls++;
+	started_pid = job->pid;
+	ck_assert_uint_gt(job->start, 0); /* its keeper is there to be looked at */
+	return arg ? -1 : 0;		  /* arg set: the journal write failed */
+}
+
+START_TEST(test_exec_job)
+{
+	char dir[] = "/tmp/lbd-job-XXXXXX", marker[128], out[128], flag[128], cmd[400], buf[128];
+	struct exec_result r;
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(marker, sizeof(marker), "%s/m.exit", dir);
+	snprintf(out, sizeof(out), "%s/m.out", dir);
+	snprintf(flag, sizeof(flag), "%s/ran", dir);
+
+	/* Runs, exit status to the marker, output to the file and the lines. */
+	snprintf(cmd, sizeof(cmd), "echo one; echo two >&2; touch %s; exit 3", flag);
+	struct exec_job job = {.cmd = cmd, .marker = marker, .output = out};
+	nlines = 0;
+	ck_assert_int_eq(exec_job_run(&job, 5000, record_job, count_line, NULL, NULL, &r), -1);
+	ck_assert_int_eq(started_calls, 1);
+	ck_assert_int_eq(started_pid, job.pid);
+	ck_assert_int_eq(r.status, 3);
+	ck_assert_int_eq(nlines, 2);
+	ck_assert_str_eq(r.output, "one\ntwo\n");
+	exec_result_free(&r);
+	memset(&r, 0, sizeof(r));
+	ck_assert_int_eq(exec_job_fate(&job, &r), EXEC_ENDED);
+	ck_assert_int_eq(r.status, 3);
+	/* Followed again later (a resume): the same answer, nothing run again. */
+	ck_assert_int_eq(unlink(flag), 0);
+	ck_assert_int_eq(exec_job_follow(&job, 5000, NULL, NULL, NULL, &r), -1);
+	ck_assert_int_eq(r.status, 3);
+	ck_assert_int_ne(access(flag, F_OK), 0);
+	exec_result_free(&r);
+
+	/* Not recorded, not started. */
+	ck_assert_int_eq(exec_job_run(&job, 5000, record_job, NULL, NULL, (void *)1, &r), -1);
+	exec_result_free(&r);
+	ck_assert_int_eq(exec_job_fate(&job, &r), EXEC_NOT_STARTED);
+	ck_assert_int_ne(access(flag, F_OK), 0);
+
+	/* Still running after its follower stops following (Ctrl-C); then followed
+	 * to its end by someone else; a reused pid is not taken for it. */
+	snprintf(cmd, sizeof(cmd), "sleep 3; touch %s", flag);
+	ck_assert_int_eq(exec_job_run(&job, 10000, NULL, NULL, stop_now, NULL, &r), -1);
+	ck_assert(r.running);
+	ck_assert_str_eq(exec_result_str(&r, buf, sizeof(buf)),
+			 "still running (lbctl stopped following it)");
+	exec_result_free(&r);
+	ck_assert_int_eq(exec_job_fate(&job, &r), EXEC_RUNNING);
+	struct exec_job other = job;
+	other.start++;
+	ck_assert_int_eq(exec_job_fate(&other, &r), EXEC_LOST);
+	ck_assert_int_eq(exec_job_follow(&job, 10000, NULL, NULL, NULL, &r), 0);
+	ck_assert_int_eq(access(flag, F_OK), 0);
+	exec_result_free(&r);
+	waitpid(job.pid, NULL, 0);
+
+	/* Timed out: its group is killed, and it says so. */
+	snprintf(cmd, sizeof(cmd), "sleep 30");
+	ck_assert_int_eq(exec_job_run(&job, 300, NULL, NULL, NULL, NULL, &r), -1);
+	ck_assert(r.timed_out);
+	ck_assert(r.elapsed_ms < 6000);
+	exec_result_free(&r);
+
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	ck_assert_int_eq(system(cmd), 0);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("plan");
@@ -374,6 +457,7 @@ int main(void)
 	tcase_add_test(tc, test_journal_round_trip);
 	tcase_add_test(tc, test_exec);
 	tcase_add_test(tc, test_exec_dirty_output);
+	tcase_add_test(tc, test_exec_job);
 	tcase_set_timeout(tc, 30);
 	suite_add_tcase(s, tc);
 	return unit_run(s);
