@@ -161,7 +161,7 @@ static void dry_run(struct plan *p)
 	free(p->kubeconfig);
 	p->kubeconfig = xstrdup("/nonexistent/lbd-fuzz-plan/kubeconfig");
 	struct orch o = {.plan = p, .call = stub_lbd, .call_arg = p};
-	int rc = orch_dry_run(&o, f);
+	int rc = orch_dry_run(&o, f, false);
 	fclose(f);
 	FUZZ_ASSERT(rc == ORCH_FAILED, "a dry run without a cluster returned %d", rc);
 	FUZZ_ASSERT(o.p == NULL, "the run's private state was not freed");
