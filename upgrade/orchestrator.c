@@ -489,72 +489,66 @@ out:
 	return rc;
 }
 
-int orch_run(struct orch *o, bool resume)
+/* Opens the journal: a resume loads it (and takes an edited plan, see
+ * plan_edit), a fresh run refuses an unfinished one and creates it. 0 go on,
+ * 1 nothing to do (a done run resumed), -1 stopped (said why). */
+static int open_journal(struct orch *o, bool resume, bool *add_nodes)
 {
-	struct strv why = {0}, ok = {0};
-	char *err = NULL;
-	int rc = ORCH_OK;
-	bool add_nodes = false;
-
-	orch_priv_init(o);
 	const char *kind = o->plan->kind == PLAN_UPGRADE ? "upgrade" : "migration";
+	struct journal *j = &o->p->j;
+	char *err = NULL;
+
 	if (resume) {
-		if (journal_load(&o->p->j, o->plan->path, true, &err) < 0) {
+		if (journal_load(j, o->plan->path, true, &err) < 0) {
 			orch_emit(o, ORCH_EV_RUN_END, "-", "resume", 0, "%s", err);
 			free(err);
-			orch_priv_free(o);
-			return ORCH_FAILED;
+			return -1;
 		}
 		o->p->have_j = true;
-		if (plan_edit(o, &add_nodes) < 0) {
-			orch_priv_free(o);
-			return ORCH_FAILED;
-		}
-		if (!strcmp(o->p->j.status, "done")) {
+		if (plan_edit(o, add_nodes) < 0)
+			return -1;
+		if (!strcmp(j->status, "done")) {
 			orch_emit(o, ORCH_EV_RUN_END, "-", "resume", 0,
 				  "nothing to resume: the run is done");
-			orch_priv_free(o);
-			return ORCH_OK;
+			return 1;
 		}
-		o->p->j.resumes++;
-		free(o->p->j.status);
-		o->p->j.status = xstrdup("running");
-		journal_log(&o->p->j, "-", "run", "resumed (%d)", o->p->j.resumes);
-	} else {
-		if (journal_exists(o->plan->path)) {
-			struct journal old;
-			if (journal_load(&old, o->plan->path, false, &err) == 0) {
-				bool done = !strcmp(old.status, "done");
-				char *jp = xstrdup(old.path);
-				journal_close(&old);
-				if (!done) {
-					orch_emit(
-					    o, ORCH_EV_RUN_END, "-", "start", 0,
-					    "%s holds an unfinished run: continue it with --resume "
-					    "(or move it away to start afresh)",
-					    jp);
-					free(jp);
-					orch_priv_free(o);
-					return ORCH_FAILED;
-				}
-				free(jp);
-			}
-			free(err);
-			err = NULL;
-		}
-		if (journal_create(&o->p->j, o->plan->path, kind, &err) < 0) {
-			orch_emit(o, ORCH_EV_RUN_END, "-", "start", 0, "%s", err);
-			free(err);
-			orch_priv_free(o);
-			return ORCH_FAILED;
-		}
-		o->p->have_j = true;
-		o->p->j.plan_meaning = plan_meaning(o->plan);
-		o->p->j.plan_text = read_text(o->plan->path);
-		journal_log(&o->p->j, "-", "run", "%s %s started", kind, o->plan->path);
+		j->resumes++;
+		free(j->status);
+		j->status = xstrdup("running");
+		journal_log(j, "-", "run", "resumed (%d)", j->resumes);
+		return 0;
 	}
+	if (journal_exists(o->plan->path)) {
+		struct journal old;
+		if (journal_load(&old, o->plan->path, false, &err) == 0) {
+			bool done = !strcmp(old.status, "done");
+			if (!done)
+				orch_emit(o, ORCH_EV_RUN_END, "-", "start", 0,
+					  "%s holds an unfinished run: continue it with --resume "
+					  "(or move it away to start afresh)",
+					  old.path);
+			journal_close(&old);
+			if (!done)
+				return -1;
+		}
+		xfree(&err);
+	}
+	if (journal_create(j, o->plan->path, kind, &err) < 0) {
+		orch_emit(o, ORCH_EV_RUN_END, "-", "start", 0, "%s", err);
+		free(err);
+		return -1;
+	}
+	o->p->have_j = true;
+	j->plan_meaning = plan_meaning(o->plan);
+	j->plan_text = read_text(o->plan->path);
+	journal_log(j, "-", "run", "%s %s started", kind, o->plan->path);
+	return 0;
+}
 
-	struct kube *k = o->p->kc_ok ? orch_kube_for(o) : NULL;
+/* The preflight, then (a fresh run) the hook: ORCH_OK or ORCH_FAILED, said. */
+static int preflight(struct orch *o, struct kube *k, bool resume)
+{
+	struct strv why = {0}, ok = {0};
 	orch_emit(o, ORCH_EV_STEP_START, "-", "preflight", 0,
 		  "checking the cluster, lbd and the gate");
 	orch_preflight(o, k, !resume, &why, &ok);
@@ -572,27 +566,20 @@ int orch_run(struct orch *o, bool resume)
 		orch_emit(o, ORCH_EV_STEP_FAIL, "-", "preflight", 0, "%s", b.s);
 		orch_fail_run(o, ORCH_FAILED, b.s);
 		free(b.s);
-		rc = ORCH_FAILED;
-		if (!resume) {
-			/* Nothing was done: leave no journal that would ask for --resume. */
-			unlink(o->p->j.path);
-			goto out;
-		}
-		goto finish;
+	} else {
+		orch_emit(o, ORCH_EV_STEP_DONE, "-", "preflight", 0, "%zu check(s) passed", ok.n);
 	}
-	orch_emit(o, ORCH_EV_STEP_DONE, "-", "preflight", 0, "%zu check(s) passed", ok.n);
-	if (!resume || add_nodes) {
-		plan_steps(o, k, add_nodes);
-		if (journal_save(&o->p->j, &err) < 0) {
-			orch_fail_run(o, ORCH_FAILED, err);
-			free(err);
-			rc = ORCH_FAILED;
-			goto out;
-		}
-	}
+	int rc = why.n ? ORCH_FAILED : ORCH_OK;
+	orch_sv_free(&why);
+	orch_sv_free(&ok);
+	return rc;
+}
+
+/* Starts the lease keeper; a lease a resumed run holds is renewed again. */
+static void keep_leases(struct orch *o)
+{
 	if (pthread_create(&o->p->keeper, NULL, orch_keeper_main, o) == 0)
 		o->p->keeper_on = true;
-	/* A resumed lease is held again: keep renewing it. */
 	for (size_t i = 0; i < o->p->j.n; i++) {
 		struct jstep *s = &o->p->j.steps[i];
 		if (!strcmp(s->step, "lease") && s->state == JS_DONE) {
@@ -602,34 +589,64 @@ int orch_run(struct orch *o, bool resume)
 				orch_keep_lease(o, s->node, pn->role, true);
 		}
 	}
+}
 
+/* Masters (and a migration's nodes) one at a time here, then the workers
+ * from workers.concurrency threads. */
+static void run_nodes(struct orch *o, struct kube **k)
+{
 	const struct plan_node **order = o->p->order;
 	for (size_t i = 0; i < o->p->norder && !orch_stopping(o); i++)
 		if (o->plan->kind == PLAN_MIGRATION || order[i]->role == PLAN_MASTER)
-			run_node(o, &k, order[i]);
-	if (!orch_stopping(o) && o->plan->kind == PLAN_UPGRADE) {
-		int nt = o->plan->worker_concurrency;
-		pthread_t t[100];
-		int started = 0;
-		for (int i = 0; i < nt && i < 100; i++)
-			if (pthread_create(&t[i], NULL, worker_main, o) == 0)
-				started++;
-		for (int i = 0; i < started; i++)
-			pthread_join(t[i], NULL);
+			run_node(o, k, order[i]);
+	if (orch_stopping(o) || o->plan->kind != PLAN_UPGRADE)
+		return;
+	pthread_t t[100];
+	int started = 0;
+	for (int i = 0; i < o->plan->worker_concurrency && i < 100; i++)
+		if (pthread_create(&t[i], NULL, worker_main, o) == 0)
+			started++;
+	for (int i = 0; i < started; i++)
+		pthread_join(t[i], NULL);
+}
+
+int orch_run(struct orch *o, bool resume)
+{
+	char *err = NULL;
+	bool add_nodes = false;
+	int rc;
+
+	orch_priv_init(o);
+	if ((rc = open_journal(o, resume, &add_nodes)) != 0) {
+		orch_priv_free(o);
+		return rc > 0 ? ORCH_OK : ORCH_FAILED;
 	}
-	rc = o->p->rc;
-	if (rc == ORCH_OK && o->stop && *o->stop) {
-		rc = ORCH_FAILED;
-		orch_fail_run(o, rc, "interrupted");
+	struct kube *k = o->p->kc_ok ? orch_kube_for(o) : NULL;
+	if ((rc = preflight(o, k, resume)) != ORCH_OK) {
+		if (!resume) /* nothing was done: no journal that would ask for --resume */
+			unlink(o->p->j.path);
+		else
+			finish(o, rc);
+		goto out;
 	}
-finish:
+	if (!resume || add_nodes) {
+		plan_steps(o, k, add_nodes);
+		if (journal_save(&o->p->j, &err) < 0) {
+			orch_fail_run(o, ORCH_FAILED, err);
+			free(err);
+			rc = ORCH_FAILED;
+			goto out;
+		}
+	}
+	keep_leases(o);
+	run_nodes(o, &k);
+	if ((rc = o->p->rc) == ORCH_OK && orch_interrupted(o))
+		orch_fail_run(o, rc = ORCH_FAILED, "interrupted");
 	finish(o, rc);
 out:
 	orch_emit(o, ORCH_EV_RUN_END, "-", rc == ORCH_OK ? "done" : "stopped", 0, "%s",
 		  rc == ORCH_OK ? "every step done" : (o->p->fail_msg ? o->p->fail_msg : "failed"));
 	kube_free(&k);
-	orch_sv_free(&why);
-	orch_sv_free(&ok);
 	orch_priv_free(o);
 	return rc;
 }

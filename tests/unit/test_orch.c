@@ -5,10 +5,13 @@
 #include <check.h>
 
 #include "tests/unit/unit.h"
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "common/clock.h"
 #include "common/xmalloc.h"
 #include "upgrade/orchestrator_int.h"
 #include "upgrade/plan.h"
@@ -206,6 +209,115 @@ START_TEST(test_line_diff)
 }
 END_TEST
 
+/* A gate with one worker slot: grants a lease when no other node holds one,
+ * counts the asks per node. */
+static pthread_mutex_t fg_mu = PTHREAD_MUTEX_INITIALIZER;
+static char fg_holder[32];
+static int fg_asks[8];
+
+static int fake_gate(void *arg, const char *method, const char *path, json_t *body, long timeout_ms,
+		     long *status, json_t **out, char **err)
+{
+	pthread_mutex_lock(&fg_mu);
+	if (!strcmp(method, "POST")) {
+		const char *node = json_string_value(json_object_get(body, "node"));
+		fg_asks[node[1] - '0']++;
+		if (!fg_holder[0] || !strcmp(fg_holder, node)) {
+			snprintf(fg_holder, sizeof(fg_holder), "%s", node);
+			*status = 200;
+			*out = json_pack("{s:b}", "granted", 1);
+		} else {
+			*status = 409;
+			*out = json_pack("{s:b,s:[s]}", "granted", 0, "reasons",
+					 "concurrency: 1 worker lease held");
+		}
+	} else if (!strcmp(method, "DELETE")) {
+		*status = strstr(path, fg_holder) && fg_holder[0] ? 200 : 404;
+		fg_holder[0] = 0;
+		*out = json_object();
+	} else {
+		*status = 200;
+		*out = json_pack("{s:[]}", "leases");
+	}
+	pthread_mutex_unlock(&fg_mu);
+	return 0;
+}
+
+struct lease_try {
+	struct orch *o;
+	const struct plan_node *n;
+	int rc;
+	char *msg;
+};
+
+static void *lease_thread(void *arg)
+{
+	struct lease_try *t = arg;
+	struct nctx c = {.o = t->o, .n = t->n, .step = "lease", .step_start = mono_ms()};
+	t->rc = orch_st_lease(&c, &t->msg);
+	free(c.note);
+	return NULL;
+}
+
+static bool holder_is(const char *node)
+{
+	pthread_mutex_lock(&fg_mu);
+	bool is = !strcmp(fg_holder, node);
+	pthread_mutex_unlock(&fg_mu);
+	return is;
+}
+
+static void release(struct orch *o, const struct plan_node *n)
+{
+	struct nctx c = {.o = o, .n = n, .step = "release", .step_start = mono_ms()};
+	char *msg = NULL;
+	ck_assert_int_eq(orch_st_release(&c, &msg), ORCH_OK);
+	free(c.note);
+}
+
+/* Workers wait for the gate's one slot in plan order, and waiting behind a
+ * sibling of the run that holds it is not a gate timeout (timeouts.gate
+ * here is 300ms, the wait much longer). */
+START_TEST(test_lease_fifo)
+{
+	struct plan p;
+	big_upgrade(&p, 0, 3);
+	p.t_gate_ms = 300;
+	struct orch o = {.plan = &p, .call = fake_gate};
+	struct lease_try t[3] = {{0}};
+	pthread_t th[3];
+
+	orch_priv_init(&o);
+	for (int i = 0; i < 3; i++)
+		t[i] = (struct lease_try){.o = &o, .n = &p.nodes[i], .rc = -1};
+	lease_thread(&t[0]); /* w0 holds the slot */
+	ck_assert_int_eq(t[0].rc, ORCH_OK);
+	pthread_create(&th[2], NULL, lease_thread, &t[2]); /* w2 asks first ... */
+	usleep(300 * 1000);
+	pthread_create(&th[1], NULL, lease_thread, &t[1]); /* ... w1 comes later */
+	usleep(1500 * 1000);
+	pthread_mutex_lock(&fg_mu);
+	int w2_asks = fg_asks[2];
+	pthread_mutex_unlock(&fg_mu);
+	release(&o, &p.nodes[0]);
+	for (int i = 0; i < 200 && !holder_is("w1") && !holder_is("w2"); i++)
+		usleep(20 * 1000);
+	ck_assert_msg(holder_is("w1"), "w1 (earlier in plan order) must get the slot first");
+	pthread_join(th[1], NULL);
+	ck_assert_int_eq(t[1].rc, ORCH_OK);
+	/* w2 stopped asking once w1, earlier in order, was waiting too. */
+	pthread_mutex_lock(&fg_mu);
+	ck_assert_int_le(fg_asks[2], w2_asks + 1);
+	pthread_mutex_unlock(&fg_mu);
+	release(&o, &p.nodes[1]);
+	pthread_join(th[2], NULL);
+	ck_assert_msg(t[2].rc == ORCH_OK, "w2: %s", t[2].msg ? t[2].msg : "?");
+	orch_keep_lease(&o, "w2", PLAN_WORKER, false);
+	orch_priv_free(&o);
+	plan_free(&p);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("orch");
@@ -215,6 +327,7 @@ int main(void)
 	tcase_add_test(tc, test_keeper_holds_every_lease);
 	tcase_add_test(tc, test_plan_meaning);
 	tcase_add_test(tc, test_dry_run_json);
+	tcase_add_test(tc, test_lease_fifo);
 	tcase_add_test(tc, test_line_diff);
 	tcase_set_timeout(tc, 30);
 	suite_add_tcase(s, tc);
