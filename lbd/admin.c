@@ -871,6 +871,17 @@ static void h_status(struct admin_req *r, void *arg)
 
 static void h_page(struct admin_req *r, void *arg)
 {
+	struct evkeyvalq *out = evhttp_request_get_output_headers(r->req);
+
+	/* Defence in depth: the page loads nothing but itself and the JSON API,
+	 * so even text that slipped past its escaping could fetch nothing. */
+	evhttp_add_header(
+	    out, "Content-Security-Policy",
+	    "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+	    "connect-src 'self'; img-src data:; base-uri 'none'; form-action 'none'; "
+	    "frame-ancestors 'none'");
+	evhttp_add_header(out, "X-Content-Type-Options", "nosniff");
+	evhttp_add_header(out, "Referrer-Policy", "no-referrer");
 	admin_reply_text(r, 200, "text/html; charset=utf-8", statuspage_html,
 			 strlen(statuspage_html));
 }

@@ -277,6 +277,11 @@ class StatusPageTest(harness.TestCase):
         st, hdr, body = harness.http_get(LOOPBACK, self.mport, "/", tls=False)
         self.assertEqual(st, 200)
         self.assertIn(b"<title>lbd status</title>", body)
+        # and a policy that lets it load nothing but itself and the JSON API
+        h = {k.lower(): v for k, v in dict(hdr).items()}
+        self.assertIn("default-src 'none'", h.get("content-security-policy", ""), hdr)
+        self.assertIn("connect-src 'self'", h.get("content-security-policy", ""), hdr)
+        self.assertEqual(h.get("x-content-type-options"), "nosniff", hdr)
         st2, _, body2 = harness.admin_request(sock, "GET", "/")
         self.assertEqual(st2, 200)
         self.assertEqual(body2.encode() if isinstance(body2, str) else body2, body)
