@@ -152,10 +152,12 @@ run: deps all
 unit: $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; CK_DEFAULT_TIMEOUT=60 $$t; done
 
+# Two test files at a time (LBD_TEST_JOBS=1: one after another): they mostly
+# wait on timers, see tests/integration/run.py.
 integration: all
-	LBD_BUILD=$(BUILD) SAN=$(SAN) $(PY) -m unittest discover -s tests/integration -p 'test_*.py' -v
+	LBD_BUILD=$(BUILD) SAN=$(SAN) $(PY) tests/integration/run.py
 
-# Compile on every core; test one thing after another (the tests measure time).
+# Compile on every core; the unit suites one after another.
 NPROC := $(shell nproc 2>/dev/null || echo 2)
 build-tests: all $(UNIT_BINS)
 
