@@ -183,14 +183,22 @@ static size_t order_index(struct orch *o, const struct plan_node *n)
 	return o->p->norder;
 }
 
-static void queue_enter(struct orch_priv *p, size_t ticket)
+/* Puts ticket in line once (the worker that claims a node does it at once,
+ * under the claim's lock, so the line is plan order whatever the threads'
+ * timing; the lease step again, for masters). */
+void orch_queue_enter(struct orch_priv *p, size_t ticket)
 {
 	pthread_mutex_lock(&p->qmu);
-	p->queue[p->nq++] = ticket;
+	bool in = false;
+	for (size_t i = 0; i < p->nq && !in; i++)
+		in = p->queue[i] == ticket;
+	if (!in)
+		p->queue[p->nq++] = ticket;
 	pthread_mutex_unlock(&p->qmu);
 }
 
-static void queue_leave(struct orch_priv *p, size_t ticket)
+/* Takes ticket out of line, if it is there. */
+void orch_queue_leave(struct orch_priv *p, size_t ticket)
 {
 	pthread_mutex_lock(&p->qmu);
 	for (size_t i = 0; i < p->nq; i++)
@@ -258,7 +266,7 @@ int orch_st_lease(struct nctx *c, char **msg)
 	bool first;
 	int rc = 0;
 
-	queue_enter(p, ticket);
+	orch_queue_enter(p, ticket);
 	pthread_mutex_lock(&p->qmu);
 	seen = p->releases;
 	first = queue_first(p, ticket);
@@ -267,7 +275,7 @@ int orch_st_lease(struct nctx *c, char **msg)
 		if (first) {
 			rc = gate_acquire(o, c->n->name, c->n->role, &why);
 			if (rc == 1) {
-				queue_leave(p, ticket);
+				orch_queue_leave(p, ticket);
 				orch_keep_lease(o, c->n->name, c->n->role, true);
 				free(last);
 				free(why);
@@ -289,7 +297,7 @@ int orch_st_lease(struct nctx *c, char **msg)
 			orch_emit(o, ORCH_EV_WAIT, c->n->name, c->step, c->step_start, "%s", last);
 		}
 		if (orch_stopping(o)) {
-			queue_leave(p, ticket);
+			orch_queue_leave(p, ticket);
 			*msg = xasprintf("%s: not started: the run is stopping", c->n->name);
 			free(last);
 			return orch_interrupted(o) ? ORCH_FAILED : ORCH_NOT_STARTED;
@@ -297,7 +305,7 @@ int orch_st_lease(struct nctx *c, char **msg)
 		if (siblings_hold(p, c->n->name)) /* waiting behind this run is no failure */
 			deadline = mono_ms() + o->plan->t_gate_ms;
 		if (mono_ms() >= deadline) {
-			queue_leave(p, ticket);
+			orch_queue_leave(p, ticket);
 			*msg = xasprintf(
 			    "%s: the gate %s for %s: %s. Nothing was changed on %s. Next: fix what "
 			    "it says (`lbctl gate status`), then run again with --resume",

@@ -295,10 +295,16 @@ static void *worker_main(void *arg)
 		while (i < n && order[i]->role != PLAN_WORKER)
 			i++;
 		o->p->next_worker = i + 1;
+		if (i < n) /* in line for the gate in plan order, not thread order */
+			orch_queue_enter(o->p, i);
 		pthread_mutex_unlock(&o->p->fmu);
-		if (i >= n || orch_stopping(o))
+		if (i >= n || orch_stopping(o)) {
+			if (i < n)
+				orch_queue_leave(o->p, i);
 			break;
+		}
 		run_node(o, &k, order[i]);
+		orch_queue_leave(o->p, i); /* a node that needed no lease step */
 	}
 	kube_free(&k);
 	return NULL;

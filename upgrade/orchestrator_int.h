@@ -137,6 +137,9 @@ char *orch_lease_holder(struct orch *o);
 void orch_keep_lease(struct orch *o, const char *node, enum plan_role role, bool on);
 void *orch_keeper_main(void *arg);
 int orch_st_lease(struct nctx *c, char **msg);
+/* The line of this run's nodes waiting for a lease, by plan order index. */
+void orch_queue_enter(struct orch_priv *p, size_t ticket);
+void orch_queue_leave(struct orch_priv *p, size_t ticket);
 int orch_st_release(struct nctx *c, char **msg);
 
 /* orch_cluster.c */
