@@ -10,7 +10,7 @@ ephemeral ports and namespaces, as when it runs alone.
 
 The longest files start first: each run writes every file's time to
 $LBD_BUILD/integration-times.json, and the next run orders by it (files not
-yet timed go first). Every file's output is printed whole when it ends, then a
+yet timed go first); a fresh build dir uses tests/integration/times.json. Every file's output is printed whole when it ends, then a
 summary; the exit status is 1 if any file failed.
 
     tests/integration/run.py [TEST_FILE...]      (LBD_BUILD, SAN as for unittest)
@@ -36,11 +36,15 @@ def times_path():
 
 
 def load_times():
-    try:
-        with open(times_path()) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return {}
+    """This build's last times, else the ones kept beside this file (a fresh
+    clone: the long upgrade files must not start last)."""
+    for path in (times_path(), os.path.join(HERE, "times.json")):
+        try:
+            with open(path) as f:
+                return json.load(f)
+        except (OSError, ValueError):
+            pass
+    return {}
 
 
 def save_times(times):
