@@ -438,6 +438,14 @@ int orch_st_gate_members(struct nctx *c, char **msg)
 				   d) if (!strcmp(orch_jstr(d, "node"), c->n->backend))
 		    orch_sb_add(&mem, "    members:\n      %s: {backend: %s, etcd: %s}   # add\n",
 				c->n->name, c->n->backend, c->n->etcd);
+		/* lbd checks members against the file's pool, not its runtime edits. */
+		if (mem.s)
+			orch_sb_add(
+			    &mem,
+			    "  pools:   # the backend lbctl added, so that members can name it\n"
+			    "    - name: %s\n      backends:\n"
+			    "        - {name: %s, address: '%s'}   # add\n",
+			    o->plan->pool, c->n->backend, c->n->address);
 	}
 	json_decref(gs);
 	if (!add.s && !del.s && !mem.s) {
