@@ -18,6 +18,7 @@
 #include "common/duration.h"
 #include "common/xmalloc.h"
 #include "common/http.h"
+#include "common/text.h"
 #include "upgrade/drain.h"
 #include "upgrade/exec.h"
 #include "kube/kube.h"
@@ -339,8 +340,11 @@ static bool json_has_url(json_t *a, const char *url)
 {
 	size_t i;
 	json_t *v;
-	json_array_foreach(a, i, v) if (json_is_string(v) &&
-					same_url(json_string_value(v), url)) return true;
+	json_array_foreach(a, i, v)
+	{
+		if (json_is_string(v) && same_url(json_string_value(v), url))
+			return true;
+	}
 	return false;
 }
 
@@ -349,9 +353,11 @@ static bool gate_view_ok(json_t *etcd, const char *ep)
 {
 	size_t i;
 	json_t *v;
-	json_array_foreach(json_object_get(etcd, "endpoints"), i,
-			   v) if (same_url(orch_jstr(v, "endpoint"),
-					   ep)) return json_is_true(json_object_get(v, "ok"));
+	json_array_foreach(json_object_get(etcd, "endpoints"), i, v)
+	{
+		if (same_url(orch_jstr(v, "endpoint"), ep))
+			return json_is_true(json_object_get(v, "ok"));
+	}
 	return false;
 }
 
@@ -405,12 +411,18 @@ int orch_st_gate_members(struct nctx *c, char **msg)
 			json_decref(gs);
 			return ORCH_FAILED;
 		}
-		for (size_t m = 0; m < e.nmembers; m++)
-			if (!e.members[m].learner && e.members[m].url &&
-			    !json_has_url(conf, e.members[m].url))
-				orch_sb_add(&add, "          - %s   # add (etcd member %s)\n",
-					    e.members[m].url,
-					    *e.members[m].name ? e.members[m].name : "(unstarted)");
+		for (size_t m = 0; m < e.nmembers; m++) {
+			const struct kube_etcd_member *km = &e.members[m];
+			if (km->learner || !km->url || json_has_url(conf, km->url))
+				continue;
+			/* etcd's text, outside ours: cleaned before the terminal and journal. */
+			char *url = text_clean(km->url, strlen(km->url), 512),
+			     *name = text_clean(km->name, strlen(km->name), 128);
+			orch_sb_add(&add, "          - %s   # add (etcd member %s)\n", url,
+				    *name ? name : "(unstarted)");
+			free(url);
+			free(name);
+		}
 		json_array_foreach(conf, i, v)
 		{
 			const char *ep = json_string_value(v);
@@ -434,18 +446,22 @@ int orch_st_gate_members(struct nctx *c, char **msg)
 	 * its backend's name unless members maps it to the node. */
 	if (is_new && c->n->role == PLAN_MASTER && strcmp(c->n->backend, c->n->name)) {
 		json_t *d;
-		json_array_foreach(json_object_get(gs, "master"), i,
-				   d) if (!strcmp(orch_jstr(d, "node"), c->n->backend))
-		    orch_sb_add(&mem, "    members:\n      %s: {backend: %s, etcd: %s}   # add\n",
-				c->n->name, c->n->backend, c->n->etcd);
+		bool by_backend = false;
+		json_array_foreach(json_object_get(gs, "master"), i, d)
+		{
+			if (!strcmp(orch_jstr(d, "node"), c->n->backend))
+				by_backend = true;
+		}
 		/* lbd checks members against the file's pool, not its runtime edits. */
-		if (mem.s)
+		if (by_backend)
 			orch_sb_add(
 			    &mem,
+			    "    members:\n      %s: {backend: %s, etcd: %s}   # add\n"
 			    "  pools:   # the backend lbctl added, so that members can name it\n"
 			    "    - name: %s\n      backends:\n"
 			    "        - {name: %s, address: '%s'}   # add\n",
-			    o->plan->pool, c->n->backend, c->n->address);
+			    c->n->name, c->n->backend, c->n->etcd, o->plan->pool, c->n->backend,
+			    c->n->address);
 	}
 	json_decref(gs);
 	if (!add.s && !del.s && !mem.s) {
