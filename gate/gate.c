@@ -730,6 +730,12 @@ static json_t *inputs_json(const struct gate_conf *conf, const struct gate_input
 							   in->etcd.views[i].ok, "error",
 							   in->etcd.views[i].err));
 		json_object_set_new(e, "endpoints", a);
+		/* What the config names (endpoints above also has the members'
+		 * own URLs it covers): lbctl migrate compares it with the cluster. */
+		a = json_array();
+		for (size_t i = 0; i < conf->netcd_endpoints; i++)
+			json_array_append_new(a, json_string(conf->etcd_endpoints[i]));
+		json_object_set_new(e, "configured_endpoints", a);
 		json_object_set_new(o, "etcd", e);
 	}
 	if (conf->kubeconfig) {

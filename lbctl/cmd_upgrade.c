@@ -59,9 +59,16 @@ static void usage(FILE *f, bool migrate)
 		    "    removes its etcd member once etcd keeps quorum without it, deletes the\n"
 		    "    node and removes its backend. add: [NODE...] grows the control plane\n"
 		    "    (one master to three), checking etcd membership between nodes.\n\n"
+		    "    lbctl edits lbd's pool itself, but the gate's quorum.etcd.endpoints and\n"
+		    "    members are lbd's config file: after each added master, and after a\n"
+		    "    replaced master has left (its lease still held), the gate-members step\n"
+		    "    compares what the gate counts (GET /v1/gate/status) with etcd's member\n"
+		    "    list. When they differ it prints the exact YAML lines to add and remove\n"
+		    "    and stops (exit 3); apply them, lbctl reload, then --resume.\n\n"
 		    "    --dry-run, --resume, the journal, the history log and the exit status\n"
 		    "    are those of lbctl upgrade (see lbctl upgrade --help, "
-		    "docs/upgrade.md).\n");
+		    "docs/upgrade.md);\n"
+		    "    exit 3 also means the gate's config must be edited first.\n");
 	else
 		fprintf(
 		    f,

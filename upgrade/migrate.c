@@ -18,10 +18,14 @@
 #include "common/duration.h"
 #include "common/xmalloc.h"
 #include "common/http.h"
+#include "common/text.h"
 #include "upgrade/drain.h"
 #include "upgrade/exec.h"
 #include "kube/kube.h"
 #include "kube/kubeconfig.h"
+
+/* etcd-remove's note ends with this and the removed member's client URL. */
+#define NOTE_URL "its client URL was "
 
 /* ---- migration steps -------------------------------------------------------------------- */
 
@@ -170,7 +174,7 @@ int orch_st_etcd_remove(struct nctx *c, char **msg)
 	}
 	free(bad.s);
 	move_leader_off(c, &e, me);
-	char *idtxt = xasprintf("%" PRIu64, me->id);
+	char *idtxt = xasprintf("%" PRIu64, me->id), *url = xstrdup(me->url ? me->url : "");
 	char *body = xasprintf("{\"ID\":\"%s\"}", idtxt);
 	kube_etcd_clear(&e);
 	int rc = -1;
@@ -192,6 +196,7 @@ int orch_st_etcd_remove(struct nctx *c, char **msg)
 				 idtxt, why.s);
 		free(why.s);
 		free(idtxt);
+		free(url);
 		return ORCH_FAILED;
 	}
 	free(why.s);
@@ -204,13 +209,17 @@ int orch_st_etcd_remove(struct nctx *c, char **msg)
 			    "lists it after 10s. Next: `etcdctl member list`, then --resume",
 			    c->n->name, c->n->etcd, idtxt);
 			free(idtxt);
+			free(url);
 			return ORCH_FAILED;
 		}
 		orch_sleep_ms(o->poll_ms);
 	}
-	c->note = xasprintf("etcd member %s (ID %s) removed; %d voters left, %d healthy",
-			    c->n->etcd, idtxt, after, healthy_others);
+	/* gate-members reads the client URL back from this note (NOTE_URL). */
+	c->note =
+	    xasprintf("etcd member %s (ID %s) removed; %d voters left, %d healthy; " NOTE_URL "%s",
+		      c->n->etcd, idtxt, after, healthy_others, *url ? url : "(none)");
 	free(idtxt);
+	free(url);
 	return ORCH_OK;
 }
 
@@ -312,4 +321,163 @@ int orch_st_backend_remove(struct nctx *c, char **msg)
 	json_decref(out);
 	c->note = xstrdup(st == 404 ? "the backend was gone already" : "backend removed");
 	return ORCH_OK;
+}
+
+/* ---- the gate's membership follows the cluster ------------------------------------------ */
+
+/* a and b name the same URL (a trailing slash aside). */
+static bool same_url(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b);
+	while (la && a[la - 1] == '/')
+		la--;
+	while (lb && b[lb - 1] == '/')
+		lb--;
+	return la == lb && !strncmp(a, b, la);
+}
+
+static bool json_has_url(json_t *a, const char *url)
+{
+	size_t i;
+	json_t *v;
+	json_array_foreach(a, i, v)
+	{
+		if (json_is_string(v) && same_url(json_string_value(v), url))
+			return true;
+	}
+	return false;
+}
+
+/* The gate's last answer from endpoint ep (its view's ok). */
+static bool gate_view_ok(json_t *etcd, const char *ep)
+{
+	size_t i;
+	json_t *v;
+	json_array_foreach(json_object_get(etcd, "endpoints"), i, v)
+	{
+		if (same_url(orch_jstr(v, "endpoint"), ep))
+			return json_is_true(json_object_get(v, "ok"));
+	}
+	return false;
+}
+
+/* The gate's etcd endpoints and members are its config file's, which lbctl
+ * cannot change: after a master joins or leaves, compare what the gate now
+ * counts (GET /v1/gate/status) with the cluster; when they differ, print the
+ * exact YAML edit and stop (--resume once lbd has reloaded it). A voter's
+ * client URL the config lacks must be added; the removed member's client URL
+ * (from etcd-remove's note) must go, and so must a configured endpoint that
+ * is no member's URL and does not answer the gate (one that answers, a DNS
+ * name or VIP, is left alone). */
+int orch_st_gate_members(struct nctx *c, char **msg)
+{
+	struct orch *o = c->o;
+	char *err = NULL;
+	long st = 0;
+	json_t *gs = NULL, *etcd, *conf;
+	struct sbuf add = {0}, del = {0}, mem = {0};
+	bool is_new = orch_is_new_node(o->plan, c->n->name);
+	size_t i;
+
+	if (orch_lbd(o, "GET", "/v1/gate/status", NULL, &st, &gs, &err) < 0) {
+		*msg = xasprintf("%s: the gate's status: %s", c->n->name, err);
+		free(err);
+		return ORCH_FAILED;
+	}
+	if (st == 404) {
+		json_decref(gs);
+		c->note = xstrdup("lbd runs no gate: nothing to check");
+		return ORCH_OK;
+	}
+	if (st != 200 || !gs) {
+		*msg = xasprintf("%s: the gate's status: %ld %s", c->n->name, st, orch_jerr(gs));
+		json_decref(gs);
+		return ORCH_FAILED;
+	}
+	/* The old master's etcd client URL, from its etcd-remove step. */
+	const char *gone = NULL;
+	struct jstep *rm = o->p->have_j ? journal_find(&o->p->j, c->n->name, "etcd-remove") : NULL;
+	if (rm && rm->note && strstr(rm->note, NOTE_URL))
+		gone = strstr(rm->note, NOTE_URL) + strlen(NOTE_URL);
+	etcd = json_object_get(json_object_get(gs, "inputs"), "etcd");
+	conf = json_object_get(etcd, "configured_endpoints");
+	if (json_is_array(conf)) {
+		struct kube_etcd e;
+		json_t *v;
+		if (orch_etcd_poll(o, &e, &err) < 0) {
+			*msg = xasprintf("%s: etcd: %s", c->n->name, err);
+			free(err);
+			kube_etcd_clear(&e);
+			json_decref(gs);
+			return ORCH_FAILED;
+		}
+		for (size_t m = 0; m < e.nmembers; m++) {
+			const struct kube_etcd_member *km = &e.members[m];
+			if (km->learner || !km->url || json_has_url(conf, km->url))
+				continue;
+			/* etcd's text, outside ours: cleaned before the terminal and journal. */
+			char *url = text_clean(km->url, strlen(km->url), 512),
+			     *name = text_clean(km->name, strlen(km->name), 128);
+			orch_sb_add(&add, "          - %s   # add (etcd member %s)\n", url,
+				    *name ? name : "(unstarted)");
+			free(url);
+			free(name);
+		}
+		json_array_foreach(conf, i, v)
+		{
+			const char *ep = json_string_value(v);
+			bool member = false;
+			for (size_t m = 0; m < e.nmembers; m++)
+				if (e.members[m].url && same_url(e.members[m].url, ep))
+					member = true;
+			if (ep && gone && same_url(ep, gone))
+				orch_sb_add(&del,
+					    "          - %s   # remove (etcd member %s, removed)\n",
+					    ep, c->n->etcd);
+			else if (ep && !member && !gate_view_ok(etcd, ep))
+				orch_sb_add(&del,
+					    "          - %s   # remove (no member's URL, "
+					    "does not answer)\n",
+					    ep);
+		}
+		kube_etcd_clear(&e);
+	}
+	/* A new master whose backend is named otherwise: the gate asks about
+	 * its backend's name unless members maps it to the node. */
+	if (is_new && c->n->role == PLAN_MASTER && strcmp(c->n->backend, c->n->name)) {
+		json_t *d;
+		bool by_backend = false;
+		json_array_foreach(json_object_get(gs, "master"), i, d)
+		{
+			if (!strcmp(orch_jstr(d, "node"), c->n->backend))
+				by_backend = true;
+		}
+		/* lbd checks members against the file's pool, not its runtime edits. */
+		if (by_backend)
+			orch_sb_add(
+			    &mem,
+			    "    members:\n      %s: {backend: %s, etcd: %s}   # add\n"
+			    "  pools:   # the backend lbctl added, so that members can name it\n"
+			    "    - name: %s\n      backends:\n"
+			    "        - {name: %s, address: '%s'}   # add\n",
+			    c->n->name, c->n->backend, c->n->etcd, o->plan->pool, c->n->backend,
+			    c->n->address);
+	}
+	json_decref(gs);
+	if (!add.s && !del.s && !mem.s) {
+		c->note = xstrdup("the gate's etcd endpoints and members follow the cluster");
+		return ORCH_OK;
+	}
+	*msg = xasprintf("%s: the gate's config no longer matches the cluster, so its quorum "
+			 "arithmetic would be wrong. lbctl cannot change it: edit lbd's config "
+			 "file:\n  gate:\n%s%s%s%s"
+			 "Then `lbctl reload` (or systemctl reload lbd) and --resume; this step "
+			 "checks GET /v1/gate/status again.",
+			 c->n->name,
+			 add.s || del.s ? "    quorum:\n      etcd:\n        endpoints:\n" : "",
+			 add.s ? add.s : "", del.s ? del.s : "", mem.s ? mem.s : "");
+	free(add.s);
+	free(del.s);
+	free(mem.s);
+	return ORCH_REFUSED;
 }

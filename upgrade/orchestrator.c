@@ -51,6 +51,7 @@ static const struct step_def all_steps[] = {
     {"remove-command", orch_st_remove_command},
     {"node-delete", orch_st_node_delete},
     {"backend-remove", orch_st_backend_remove},
+    {"gate-members", orch_st_gate_members},
     {"release", orch_st_release},
     {NULL, NULL},
 };
@@ -87,6 +88,13 @@ size_t orch_steps_for(const struct plan *pl, const struct plan_node *n, const ch
 		if (m) {
 			out[k++] = "backend-add";
 			out[k++] = "backend-up";
+			/* A replacement's new master: checked once, after the old one left. */
+			bool replaces = false;
+			for (size_t r = 0; r < pl->nreplace; r++)
+				if (!strcmp(pl->replace[r].new_node, n->name))
+					replaces = true;
+			if (!replaces)
+				out[k++] = "gate-members";
 		}
 		return k;
 	}
@@ -100,8 +108,10 @@ size_t orch_steps_for(const struct plan *pl, const struct plan_node *n, const ch
 		if (pl->remove_command)
 			out[k++] = "remove-command";
 		out[k++] = "node-delete";
-		if (m)
+		if (m) {
 			out[k++] = "backend-remove";
+			out[k++] = "gate-members";
+		}
 		out[k++] = "release";
 	}
 	return k;
@@ -191,6 +201,10 @@ void orch_describe(struct orch *o, const struct plan_node *n, const char *step, 
 		snprintf(buf, len, "uncordon %s", n->name);
 	else if (!strcmp(step, "release"))
 		snprintf(buf, len, "release the gate lease");
+	else if (!strcmp(step, "gate-members"))
+		snprintf(buf, len,
+			 "check the gate's etcd endpoints and members follow the cluster "
+			 "(else print the config edit and stop)");
 	else if (!strcmp(step, "joined"))
 		snprintf(buf, len, "wait for %s Ready%s%s%s (within %s)", n->name,
 			 n->role == PLAN_MASTER ? ", etcd member " : "",

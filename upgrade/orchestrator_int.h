@@ -185,6 +185,7 @@ int orch_st_joined(struct nctx *c, char **msg);
 int orch_st_wait(struct nctx *c, char **msg);
 
 /* migrate.c */
+int orch_st_gate_members(struct nctx *c, char **msg);
 const char *orch_replaced_by(const struct plan *pl, const char *old_node);
 int orch_st_backend_add(struct nctx *c, char **msg);
 int orch_st_backend_remove(struct nctx *c, char **msg);

@@ -364,8 +364,14 @@ void orch_preflight(struct orch *o, struct kube *k, bool fresh, struct strv *why
 			bool found = false;
 			for (size_t j = 0; j < nl.n; j++)
 				found |= !strcmp(nl.v[j].name, pl->nodes[i].name);
-			if (!found && !(pl->kind == PLAN_MIGRATION &&
-					orch_is_new_node(pl, pl->nodes[i].name))) {
+			/* A resumed migration deleted the old node already. */
+			struct jstep *del =
+			    !fresh && pl->kind == PLAN_MIGRATION && o->p->have_j
+				? journal_find(&o->p->j, pl->nodes[i].name, "node-delete")
+				: NULL;
+			if (!found && !(del && del->state == JS_DONE) &&
+			    !(pl->kind == PLAN_MIGRATION &&
+			      orch_is_new_node(pl, pl->nodes[i].name))) {
 				orch_sv_add(why, "node %s (plan line %d) is not in the cluster",
 					    pl->nodes[i].name, pl->nodes[i].line);
 				bad++;

@@ -148,7 +148,6 @@ int orch_st_drain(struct nctx *c, char **msg)
 	d.disable_eviction = pl->disable_eviction;
 	d.grace_period_s = pl->grace_period_s;
 	d.timeout_ms = pl->drain_timeout_ms;
-	d.retry_ms = 2000;
 	d.poll_ms = 500;
 	int rc = drain_node(c->k, c->n->name, &d, on_drain, c, &r);
 	if (rc == DRAIN_OK) {

@@ -601,6 +601,35 @@ class TestMigration(UpgradeTest):
         self.assertIn("etcd-remove    check etcd keeps quorum without member master-3", out)
         self.start_watchers()
         rc, out, err = self.lbctl("migrate", plan)
+        # The gate's etcd endpoints are its config file's: they still name
+        # master-3's etcd and not master-4's. The run stops (main went on and
+        # left the gate counting a stale cluster), prints the exact edit and
+        # keeps master-3's lease until the edit is applied.
+        self.assertEqual(rc, 3, out + err + "\nfixture: %s" % self.fixture.errors)
+        url4 = self.etcd.url("master-4")
+        self.assertIn("master-3: the gate's config no longer matches the cluster", err)
+        self.assertIn("        endpoints:\n          - %s   # add (etcd member master-4)\n"
+                      "          - %s   # remove (etcd member master-3, removed)\n"
+                      % (url4, self.etcd.url("master-3")), err)
+
+        def configured():
+            return self.gate_status()["inputs"]["etcd"]["configured_endpoints"]
+        self.assertNotIn(url4, configured())
+        self.assertEqual([l["node"] for l in self.gate_status()["leases"]], ["master-3"])
+        rc, out, err = self.lbctl("migrate", plan, "--resume")
+        self.assertEqual(rc, 3, out + err)
+        self.assertIn("# add (etcd member master-4)", err)
+        # The operator applies the edit; the resumed run checks the gate again.
+        cfg = self.lbd_cfg()
+        cfg["gate"]["quorum"]["etcd"]["endpoints"] = [
+            self.etcd.url(m) for m in ("master-1", "master-2", "master-4")]
+        self.write_config(cfg)
+        rc, out, err = self.lbctl("--socket", self.admin, "reload")
+        self.assertEqual(rc, 0, out + err)
+        harness.wait_for(lambda: url4 in configured(), harness.T(10),
+                         "the gate to count master-4's etcd endpoint")
+        self.wait_gate_ready()
+        rc, out, err = self.lbctl("migrate", plan, "--resume")
         self.assertEqual(rc, 0, out + err + "\nfixture: %s" % self.fixture.errors)
         self.check_watchers()
         names = sorted(m["name"] for m in self.etcd.members())
@@ -655,11 +684,12 @@ class TestExamplePlans(unittest.TestCase):
         steps = [s for s in re.findall(r"^\s+\d+\. (\S+)", out, re.M)]
         self.assertEqual(steps, ["join", "joined", "backend-add", "backend-up", "lease",
                                  "backend-drain", "drain", "etcd-remove", "remove-command",
-                                 "node-delete", "backend-remove", "release"])
+                                 "node-delete", "backend-remove", "gate-members", "release"])
         self.assertIn("etcd: not asked until the reasons above are fixed", out)
         rc, out, err = self.dry("migrate", "migrate-one-to-three.yaml")
         steps = re.findall(r"^\s+\d+\. (\S+)", out, re.M)
-        self.assertEqual(steps, ["join", "joined", "backend-add", "backend-up"] * 2)
+        self.assertEqual(steps, ["join", "joined", "backend-add", "backend-up",
+                                 "gate-members"] * 2)
         # The wrong verb for a kind is a usage error.
         rc, out, err = self.dry("upgrade", "migrate-one-to-three.yaml")
         self.assertEqual(rc, 2)

@@ -318,6 +318,84 @@ START_TEST(test_lease_fifo)
 }
 END_TEST
 
+/* lbd's gate status for gate-members: 404 (no gate) or a gate without etcd
+ * that asks about fg_master under "master". */
+static long gs_status;
+static const char *gs_master;
+
+static int fake_status(void *arg, const char *method, const char *path, json_t *body,
+		       long timeout_ms, long *status, json_t **out, char **err)
+{
+	ck_assert_str_eq(path, "/v1/gate/status");
+	*status = gs_status;
+	*out = gs_status == 404
+		   ? json_pack("{s:s}", "error", "the gate is not enabled")
+		   : json_pack("{s:{},s:[{s:s}]}", "inputs", "master", "node", gs_master);
+	return 0;
+}
+
+static int gate_members(struct orch *o, const char *node, char **msg)
+{
+	struct nctx c = {.o = o,
+			 .n = plan_node_find(o->plan, node),
+			 .step = "gate-members",
+			 .step_start = mono_ms()};
+	*msg = NULL;
+	int rc = orch_st_gate_members(&c, msg);
+	free(c.note);
+	return rc;
+}
+
+/* A migration's new master whose backend is named otherwise needs a members
+ * entry in the gate: printed as YAML, and the step refuses until the gate
+ * asks about the node by its name. A replacement's new master is checked
+ * with the old one's removal; an lbd without a gate passes. */
+START_TEST(test_gate_members)
+{
+	static const char t[] =
+	    "kind: migration\nkubeconfig: /nonexistent/kubeconfig\n"
+	    "lbd: {socket: /nonexistent/admin.sock}\npool: masters\n"
+	    "nodes:\n"
+	    "  - {name: k1, role: master, backend: m1}\n"
+	    "  - {name: k2, role: master, backend: m2, address: 192.0.2.12:6443}\n"
+	    "  - {name: k3, role: master, backend: m3, address: 192.0.2.13:6443}\n"
+	    "add: [k2]\nreplace: [{old: k1, new: k3}]\n"
+	    "remove_command: echo {node}\njoin_command: echo {node}\n"
+	    "etcd: {endpoints: ['http://127.0.0.1:1']}\n";
+	struct plan p;
+	struct plan_errors e;
+	const char *names[16];
+	char *msg;
+	ck_assert_msg(plan_load_string(t, sizeof(t) - 1, "m.yaml", &p, &e) == 0, "plan: %s",
+		      e.n ? e.msgs[0] : "?");
+	size_t n = orch_steps_for(&p, plan_node_find(&p, "k2"), names);
+	ck_assert_str_eq(names[n - 1], "gate-members");
+	n = orch_steps_for(&p, plan_node_find(&p, "k3"), names);
+	ck_assert_str_eq(names[n - 1], "backend-up");
+	n = orch_steps_for(&p, plan_node_find(&p, "k1"), names);
+	ck_assert_str_eq(names[n - 2], "gate-members");
+	ck_assert_str_eq(names[n - 1], "release");
+
+	struct orch o = {.plan = &p, .call = fake_status};
+	orch_priv_init(&o);
+	gs_status = 200;
+	gs_master = "m2";
+	ck_assert_int_eq(gate_members(&o, "k2", &msg), ORCH_REFUSED);
+	ck_assert_msg(
+	    strstr(msg, "  gate:\n    members:\n      k2: {backend: m2, etcd: k2}   # add\n"), "%s",
+	    msg);
+	ck_assert_ptr_nonnull(strstr(msg, "--resume"));
+	free(msg);
+	gs_master = "k2";
+	ck_assert_int_eq(gate_members(&o, "k2", &msg), ORCH_OK);
+	gs_status = 404;
+	gs_master = "m2";
+	ck_assert_int_eq(gate_members(&o, "k2", &msg), ORCH_OK);
+	orch_priv_free(&o);
+	plan_free(&p);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("orch");
@@ -329,6 +407,7 @@ int main(void)
 	tcase_add_test(tc, test_dry_run_json);
 	tcase_add_test(tc, test_lease_fifo);
 	tcase_add_test(tc, test_line_diff);
+	tcase_add_test(tc, test_gate_members);
 	tcase_set_timeout(tc, 30);
 	suite_add_tcase(s, tc);
 	return unit_run(s);
