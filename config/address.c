@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -153,23 +154,49 @@ static bool dns_on = true;
  * them for the resolver's own retries (5 s x 2 per server by default). */
 #define RESOLVE_TIMEOUT_MS 2000
 
+/* A lookup's request, as getaddrinfo_a() wants it kept. */
+struct lookup_req {
+	struct gaicb cb;
+	struct addrinfo hints;
+	struct lookup_req *next; /* on the abandoned list */
+	char host[];
+};
+
+/* Lookups that outlived their deadline: glibc's resolver thread still writes
+ * into them, so they are freed only once it is done (by a later lookup). */
+static struct lookup_req *abandoned;
+static pthread_mutex_t abandoned_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static void reap_abandoned(void)
+{
+	pthread_mutex_lock(&abandoned_mu);
+	for (struct lookup_req **pp = &abandoned; *pp;) {
+		struct lookup_req *r = *pp;
+		if (gai_error(&r->cb) == EAI_INPROGRESS) {
+			pp = &r->next;
+			continue;
+		}
+		*pp = r->next;
+		if (r->cb.ar_result)
+			freeaddrinfo(r->cb.ar_result);
+		free(r);
+	}
+	pthread_mutex_unlock(&abandoned_mu);
+}
+
 /* getaddrinfo() with a deadline. 0 or an EAI_ code; EAI_AGAIN when the
- * deadline passed. A lookup still running then is left to glibc's resolver
- * thread with its request: that memory is the thread's until it ends, so it
- * is not freed here (one small block per timed-out lookup). */
+ * deadline passed (the lookup then goes on the abandoned list). */
 static int lookup(const char *host, const struct addrinfo *hints, struct addrinfo **res)
 {
-	struct req {
-		struct gaicb cb;
-		struct addrinfo hints;
-		char host[];
-	} *r = xmalloc(sizeof(*r) + strlen(host) + 1);
+	struct lookup_req *r = xmalloc(sizeof(*r) + strlen(host) + 1);
 	struct gaicb *list[1] = {&r->cb};
 	struct timespec now, end;
 	int rc;
 
+	reap_abandoned();
 	strcpy(r->host, host);
 	r->hints = *hints;
+	r->next = NULL;
 	memset(&r->cb, 0, sizeof(r->cb));
 	r->cb.ar_name = r->host;
 	r->cb.ar_request = &r->hints;
@@ -197,18 +224,19 @@ static int lookup(const char *host, const struct addrinfo *hints, struct addrinf
 			    &left); /* done, timeout or EINTR */
 	}
 	if (rc == EAI_INPROGRESS) {
-		if (gai_cancel(&r->cb) == EAI_CANCELED)
+		if (gai_cancel(&r->cb) == EAI_CANCELED) {
 			free(r);
+		} else {
+			pthread_mutex_lock(&abandoned_mu);
+			r->next = abandoned;
+			abandoned = r;
+			pthread_mutex_unlock(&abandoned_mu);
+		}
 		return EAI_AGAIN;
 	}
 	*res = r->cb.ar_result;
 	free(r);
 	return rc;
-}
-
-void sockaddr_conf_set_dns(bool on)
-{
-	dns_on = on;
 }
 
 int sockaddr_conf_resolve(const char *text, struct sockaddr_conf *out, const char **why)
