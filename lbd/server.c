@@ -71,12 +71,12 @@ static void prepared_free(struct prepared *prep, size_t n)
 	}
 }
 
-static bool addr_is_any(const struct sockaddr_conf *a)
+static bool addr_unspecified(const struct sockaddr_conf *a)
 {
 	if (a->ss.ss_family == AF_INET)
-		return ((const struct sockaddr_in *)&a->ss)->sin_addr.s_addr == htonl(INADDR_ANY);
-	return a->ss.ss_family == AF_INET6 &&
-	       IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)&a->ss)->sin6_addr);
+		return ((const struct sockaddr_in *)&a->ss)->sin_addr.s_addr == 0;
+	const struct in6_addr *i6 = &((const struct sockaddr_in6 *)&a->ss)->sin6_addr;
+	return IN6_IS_ADDR_UNSPECIFIED(i6);
 }
 
 /* Does a frontend of this lbd listen on a already, or on an address whose
@@ -91,7 +91,7 @@ static bool listening_on(const struct server *s, const struct sockaddr_conf *a)
 				return true;
 			if (x->ss.ss_family == a->ss.ss_family &&
 			    sockaddr_conf_port(x) == sockaddr_conf_port(a) &&
-			    (addr_is_any(x) || addr_is_any(a)))
+			    (addr_unspecified(x) || addr_unspecified(a)))
 				return true;
 		}
 	return false;
@@ -497,14 +497,6 @@ static enum server_err persist(struct server *s, const char *pool, const char *n
 	st.n = 0;
 	state_free(&st);
 	return SERR_OK;
-}
-
-static bool addr_unspecified(const struct sockaddr_conf *a)
-{
-	if (a->ss.ss_family == AF_INET)
-		return ((const struct sockaddr_in *)&a->ss)->sin_addr.s_addr == 0;
-	const struct in6_addr *i6 = &((const struct sockaddr_in6 *)&a->ss)->sin6_addr;
-	return IN6_IS_ADDR_UNSPECIFIED(i6);
 }
 
 static enum server_err find_backend(struct server *s, const char *pool, const char *name,
