@@ -21,6 +21,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/clock.h"
 #include "common/xmalloc.h"
 
 static int parse_port(const char *s, in_port_t *port, const char **why)
@@ -190,7 +191,6 @@ static int lookup(const char *host, const struct addrinfo *hints, struct addrinf
 {
 	struct lookup_req *r = xmalloc(sizeof(*r) + strlen(host) + 1);
 	struct gaicb *list[1] = {&r->cb};
-	struct timespec now, end;
 	int rc;
 
 	reap_abandoned();
@@ -204,24 +204,13 @@ static int lookup(const char *host, const struct addrinfo *hints, struct addrinf
 		free(r);
 		return getaddrinfo(host, NULL, hints, res); /* no resolver thread: wait */
 	}
-	clock_gettime(CLOCK_MONOTONIC, &end);
-	end.tv_sec += RESOLVE_TIMEOUT_MS / 1000;
-	end.tv_nsec += (RESOLVE_TIMEOUT_MS % 1000) * 1000000L;
-	if (end.tv_nsec >= 1000000000L) {
-		end.tv_sec++;
-		end.tv_nsec -= 1000000000L;
-	}
+	int64_t end = mono_ms() + RESOLVE_TIMEOUT_MS;
 	while ((rc = gai_error(&r->cb)) == EAI_INPROGRESS) {
-		clock_gettime(CLOCK_MONOTONIC, &now);
-		struct timespec left = {end.tv_sec - now.tv_sec, end.tv_nsec - now.tv_nsec};
-		if (left.tv_nsec < 0) {
-			left.tv_sec--;
-			left.tv_nsec += 1000000000L;
-		}
-		if (left.tv_sec < 0)
+		int64_t left = end - mono_ms();
+		if (left <= 0)
 			break;
-		gai_suspend((const struct gaicb *const *)list, 1,
-			    &left); /* done, timeout or EINTR */
+		struct timespec ts = {left / 1000, (left % 1000) * 1000000L};
+		gai_suspend((const struct gaicb *const *)list, 1, &ts); /* done, timeout or EINTR */
 	}
 	if (rc == EAI_INPROGRESS) {
 		if (gai_cancel(&r->cb) == EAI_CANCELED) {
