@@ -228,6 +228,11 @@ static int lookup(const char *host, const struct addrinfo *hints, struct addrinf
 	return rc;
 }
 
+void sockaddr_conf_set_dns(bool on)
+{
+	dns_on = on;
+}
+
 int sockaddr_conf_resolve(const char *text, struct sockaddr_conf *out, const char **why)
 {
 	static __thread char buf[400];
