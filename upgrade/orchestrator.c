@@ -520,7 +520,11 @@ static int open_journal(struct orch *o, bool resume, bool *add_nodes)
 
 	if (resume) {
 		if (journal_load(j, o->plan->path, true, &err) < 0) {
-			orch_emit(o, ORCH_EV_RUN_END, "-", "resume", 0, "%s", err);
+			char *path = journal_path_for(o->plan->path, "journal");
+			bool none = access(path, F_OK) < 0;
+			free(path);
+			orch_emit(o, ORCH_EV_RUN_END, "-", "resume", 0, "%s%s", err,
+				  none ? ". Next: run it without --resume" : "");
 			free(err);
 			return -1;
 		}
