@@ -44,6 +44,10 @@ json_t *kube_etcd_call(const struct kube_etcd_conf *c, const char *endpoint, con
 	long status = 0;
 
 	*err = NULL;
+	if (c->call) {
+		free(url);
+		return c->call(c->call_arg, endpoint, path, body, err);
+	}
 	if (http_json(body ? "POST" : "GET", url, body, &c->tls, c->timeout_ms, &status, &out, &e) <
 	    0) {
 		*err = xasprintf("%s: %s", path, e);

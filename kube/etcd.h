@@ -36,6 +36,10 @@ struct kube_etcd_conf {
 	size_t nendpoints;
 	struct http_tls tls;
 	int64_t timeout_ms; /* per call */
+	/* A test's fake etcd in place of HTTP: kube_etcd_call's contract. */
+	json_t *(*call)(void *arg, const char *endpoint, const char *path, const char *body,
+			char **err);
+	void *call_arg;
 };
 
 /* What one endpoint said. */

@@ -88,6 +88,17 @@ struct kube *kube_clone(const struct kube *k);
 void kube_set_dry_run(struct kube *k, bool on);
 
 /*
+ * A transport in place of HTTP, for tests that fake the apiserver: it
+ * answers method and path (query string included) with an HTTP status and
+ * a JSON body (*out, may stay NULL), or -1 with *err (caller frees) for a
+ * transport error. Clones share it. Errors and Status objects are handled
+ * as real answers are.
+ */
+typedef int (*kube_transport_fn)(void *arg, const char *method, const char *path, json_t *body,
+				 json_t **out, char **err);
+void kube_set_transport(struct kube *k, kube_transport_fn fn, void *arg);
+
+/*
  * The generic call: method, path ("/api/v1/nodes"), optional JSON body and
  * content type. On 2xx returns 0 and, if out, the decoded answer (caller
  * decrefs; NULL for an empty body). Otherwise -1 with e filled.

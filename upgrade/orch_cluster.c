@@ -27,6 +27,8 @@ struct kube *orch_kube_for(struct orch *o)
 {
 	struct kube *k = kube_new(&o->p->kc);
 	kube_set_timeout(k, 10000);
+	if (o->kube_fake)
+		kube_set_transport(k, o->kube_fake, o->kube_fake_arg);
 	return k;
 }
 
@@ -74,6 +76,8 @@ static struct kube_etcd_conf etcd_conf(const struct orch *o)
 	    .nendpoints = pl->netcd_endpoints,
 	    .tls = {pl->etcd_ca, pl->etcd_cert, pl->etcd_key},
 	    .timeout_ms = ORCH_ETCD_TIMEOUT_MS,
+	    .call = o->etcd_fake,
+	    .call_arg = o->etcd_fake_arg,
 	};
 }
 

@@ -136,7 +136,7 @@ int orch_dry_run(struct orch *o, FILE *out, bool json)
 	size_t num = 0;
 	for (size_t i = 0; i < o->p->norder; i++) {
 		const struct plan_node *n = o->p->order[i];
-		const char *names[16];
+		const char *names[ORCH_MAX_STEPS];
 		size_t ns = orch_steps_for(pl, n, names);
 		struct kube_node kn;
 		char *ver = NULL, *gate = NULL;

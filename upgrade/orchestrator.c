@@ -26,94 +26,108 @@
 #include "kube/kube.h"
 #include "kube/kubeconfig.h"
 
-/* ---- which steps, in which order --------------------------------------------------------- */
+/* ---- the step table ---------------------------------------------------------------------- */
 
 typedef int (*step_fn)(struct nctx *c, char **msg);
 
+/* Which nodes a step is for: an upgrade's, a migration's new ones (joining)
+ * and old ones (leaving), by role. */
+enum {
+	UPG_MASTER = 1 << 0,
+	UPG_WORKER = 1 << 1,
+	NEW_MASTER = 1 << 2,
+	NEW_WORKER = 1 << 3,
+	OLD_MASTER = 1 << 4,
+	OLD_WORKER = 1 << 5,
+	UPG = UPG_MASTER | UPG_WORKER,
+	NEW = NEW_MASTER | NEW_WORKER,
+	OLD = OLD_MASTER | OLD_WORKER,
+};
+
+/*
+ * A step: for which nodes (and, if also is set, only when it says so); pre,
+ * whether it may start now (NULL: always); action, what it does (an
+ * orch_st_* function); done, whether its outcome is there (NULL: the action
+ * is its own check). See run_step for how they are used.
+ */
 struct step_def {
 	const char *name;
-	step_fn fn;
+	unsigned nodes;
+	bool (*also)(const struct plan *pl, const struct plan_node *n);
+	step_fn pre;
+	step_fn action;
+	step_fn done;
 };
 
-static const struct step_def all_steps[] = {
-    {"join", orch_st_join},
-    {"joined", orch_st_joined},
-    {"backend-add", orch_st_backend_add},
-    {"backend-up", orch_st_backend_up},
-    {"lease", orch_st_lease},
-    {"backend-drain", orch_st_backend_drain},
-    {"drain", orch_st_drain},
-    {"command", orch_st_command},
-    {"wait", orch_st_wait},
-    {"backend-enable", orch_st_backend_enable},
-    {"uncordon", orch_st_uncordon},
-    {"etcd-remove", orch_st_etcd_remove},
-    {"remove-command", orch_st_remove_command},
-    {"node-delete", orch_st_node_delete},
-    {"backend-remove", orch_st_backend_remove},
-    {"gate-members", orch_st_gate_members},
-    {"release", orch_st_release},
-    {NULL, NULL},
-};
-
-static step_fn step_by_name(const char *name)
+static bool has_remove_command(const struct plan *pl, const struct plan_node *n)
 {
-	for (const struct step_def *d = all_steps; d->name; d++)
-		if (!strcmp(d->name, name))
-			return d->fn;
+	return pl->remove_command != NULL;
+}
+
+/* A new master joining as a replacement is checked once, after the old one left. */
+static bool gate_members_here(const struct plan *pl, const struct plan_node *n)
+{
+	for (size_t r = 0; r < pl->nreplace; r++)
+		if (!strcmp(pl->replace[r].new_node, n->name))
+			return false;
+	return true;
+}
+
+/* In the order a node goes through them. */
+static const struct step_def steps[] = {
+    /* name		nodes			also		pre		action / done */
+    {"lease", UPG | OLD, NULL, NULL, orch_st_lease, orch_chk_leased},
+    {"join", NEW, NULL, NULL, orch_st_join, NULL},
+    {"joined", NEW, NULL, NULL, orch_st_joined, NULL},
+    {"backend-add", NEW_MASTER, NULL, NULL, orch_st_backend_add, orch_chk_backend_present},
+    {"backend-up", NEW_MASTER, NULL, NULL, orch_st_backend_up, NULL},
+    {"backend-drain", UPG_MASTER | OLD_MASTER, NULL, orch_pre_leased, orch_st_backend_drain,
+     orch_chk_backend_disabled},
+    {"drain", UPG | OLD, NULL, orch_pre_leased, orch_st_drain, NULL},
+    {"command", UPG, NULL, orch_pre_drained, orch_st_command, NULL},
+    {"wait", UPG, NULL, NULL, orch_st_wait, NULL},
+    {"backend-enable", UPG_MASTER, NULL, NULL, orch_st_backend_enable, orch_chk_backend_enabled},
+    {"uncordon", UPG, NULL, NULL, orch_st_uncordon, orch_chk_uncordoned},
+    {"etcd-remove", OLD_MASTER, NULL, orch_pre_leased, orch_st_etcd_remove, NULL},
+    {"remove-command", OLD, has_remove_command, orch_pre_leased, orch_st_remove_command, NULL},
+    {"node-delete", OLD, NULL, orch_pre_leased, orch_st_node_delete, orch_chk_node_gone},
+    {"backend-remove", OLD_MASTER, NULL, orch_pre_leased, orch_st_backend_remove,
+     orch_chk_backend_absent},
+    {"gate-members", NEW_MASTER | OLD_MASTER, gate_members_here, NULL, orch_st_gate_members, NULL},
+    {"release", UPG | OLD, NULL, NULL, orch_st_release, orch_chk_released},
+};
+
+_Static_assert(sizeof(steps) / sizeof(steps[0]) == ORCH_MAX_STEPS, "ORCH_MAX_STEPS is the table");
+
+static const struct step_def *step_by_name(const char *name)
+{
+	for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++)
+		if (!strcmp(steps[i].name, name))
+			return &steps[i];
 	return NULL;
 }
 
-/* The step names for node n, in order. */
+/* Node n's place in the table's columns. */
+static unsigned node_kind(const struct plan *pl, const struct plan_node *n)
+{
+	bool m = n->role == PLAN_MASTER;
+	if (pl->kind == PLAN_UPGRADE)
+		return m ? UPG_MASTER : UPG_WORKER;
+	if (orch_is_new_node(pl, n->name))
+		return m ? NEW_MASTER : NEW_WORKER;
+	if (orch_replaced_by(pl, n->name))
+		return m ? OLD_MASTER : OLD_WORKER;
+	return 0;
+}
+
+/* The step names for node n, in order (at most ORCH_MAX_STEPS). */
 size_t orch_steps_for(const struct plan *pl, const struct plan_node *n, const char **out)
 {
+	unsigned kind = node_kind(pl, n);
 	size_t k = 0;
-	bool m = n->role == PLAN_MASTER;
-	if (pl->kind == PLAN_UPGRADE) {
-		out[k++] = "lease";
-		if (m)
-			out[k++] = "backend-drain";
-		out[k++] = "drain";
-		out[k++] = "command";
-		out[k++] = "wait";
-		if (m)
-			out[k++] = "backend-enable";
-		out[k++] = "uncordon";
-		out[k++] = "release";
-		return k;
-	}
-	if (orch_is_new_node(pl, n->name)) {
-		out[k++] = "join";
-		out[k++] = "joined";
-		if (m) {
-			out[k++] = "backend-add";
-			out[k++] = "backend-up";
-			/* A replacement's new master: checked once, after the old one left. */
-			bool replaces = false;
-			for (size_t r = 0; r < pl->nreplace; r++)
-				if (!strcmp(pl->replace[r].new_node, n->name))
-					replaces = true;
-			if (!replaces)
-				out[k++] = "gate-members";
-		}
-		return k;
-	}
-	if (orch_replaced_by(pl, n->name)) {
-		out[k++] = "lease";
-		if (m)
-			out[k++] = "backend-drain";
-		out[k++] = "drain";
-		if (m)
-			out[k++] = "etcd-remove";
-		if (pl->remove_command)
-			out[k++] = "remove-command";
-		out[k++] = "node-delete";
-		if (m) {
-			out[k++] = "backend-remove";
-			out[k++] = "gate-members";
-		}
-		out[k++] = "release";
-	}
+	for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++)
+		if ((steps[i].nodes & kind) && (!steps[i].also || steps[i].also(pl, n)))
+			out[k++] = steps[i].name;
 	return k;
 }
 
@@ -231,67 +245,108 @@ void orch_describe(struct orch *o, const struct plan_node *n, const char *step, 
 
 /* ---- running a node --------------------------------------------------------------------- */
 
-static int run_node(struct orch *o, struct kube **k, const struct plan_node *n)
+/*
+ * A step's work: its precondition (skipped when a command the step started
+ * before is still running or has ended: that command is followed, not
+ * judged again), its action, then its outcome check. Every action is
+ * idempotent, so a step interrupted before simply runs again and finds
+ * what it did (a drained backend, a deleted node, a command's marker).
+ */
+static int step_work(struct nctx *c, const struct step_def *d, char **msg)
+{
+	char *why = NULL;
+	int fate = c->resumed ? orch_cmd_fate(c) : -1;
+	bool following = fate == EXEC_RUNNING || fate == EXEC_ENDED;
+
+	if (d->pre && !following && d->pre(c, &why) != ORCH_OK) {
+		char *now = orch_node_now(c);
+		*msg = xasprintf("%s.\nNothing was done in step %s: it needs that first. %s\n"
+				 "Next: set it right, then --resume",
+				 why, d->name, now);
+		free(now);
+		free(why);
+		return ORCH_FAILED;
+	}
+	int rc = d->action(c, msg);
+	if (rc != ORCH_OK || !d->done || d->done(c, &why) == ORCH_OK)
+		return rc;
+	char *now = orch_node_now(c);
+	*msg = xasprintf("%s: step %s finished, but its outcome is not there: %s. %s\n"
+			 "Next: look at it, then --resume",
+			 c->n->name, d->name, why, now);
+	free(now);
+	free(why);
+	return ORCH_FAILED;
+}
+
+/* One step, journaled running before and done or failed after. */
+static int run_step(struct orch *o, struct kube **k, const struct plan_node *n,
+		    const struct step_def *d, struct jstep *s)
 {
 	struct journal *j = &o->p->j;
-	const char *names[16];
-	size_t ns = orch_steps_for(o->plan, n, names);
-	char desc[1024];
+	struct nctx c = {.o = o, .k = *k, .n = n, .step = d->name, .step_start = mono_ms()};
+	char desc[1024], *msg = NULL, *err = NULL;
 
-	for (size_t i = 0; i < ns; i++) {
-		struct jstep *s = journal_find(j, n->name, names[i]);
-		char *msg = NULL, *err = NULL;
-		if (!s || s->state == JS_DONE || s->state == JS_SKIPPED)
-			continue;
-		/* A node under way is taken to a safe point (its end) even when a
-		 * sibling failed; Ctrl-C stops it between steps; a node not yet
-		 * leased is not started once the run is stopping. */
-		if (orch_interrupted(o) || (orch_stopping(o) && !strcmp(names[i], "lease")))
-			return ORCH_FAILED;
-		struct nctx c = {
-		    .o = o, .k = *k, .n = n, .step = names[i], .step_start = mono_ms()};
-		c.resumed = s->state == JS_RUNNING || s->state == JS_FAILED;
-		c.was = s->state;
-		orch_describe(o, n, names[i], desc, sizeof(desc));
-		if (journal_mark(j, s, JS_RUNNING, NULL, &err) < 0) {
-			orch_fail_run(o, ORCH_FAILED, err);
+	c.resumed = s->state == JS_RUNNING || s->state == JS_FAILED;
+	c.was = s->state;
+	orch_describe(o, n, d->name, desc, sizeof(desc));
+	if (journal_mark(j, s, JS_RUNNING, NULL, &err) < 0) {
+		orch_fail_run(o, ORCH_FAILED, err);
+		free(err);
+		return ORCH_FAILED;
+	}
+	orch_emit(o, ORCH_EV_STEP_START, n->name, d->name, c.step_start, "%s%s", desc,
+		  c.resumed ? " (again: it did not finish before)" : "");
+	int rc = step_work(&c, d, &msg);
+	*k = c.k; /* steps may reconnect */
+	if (rc == ORCH_OK) {
+		const char *note = c.note ? c.note : "ok";
+		if (journal_mark(j, s, JS_DONE, note, &err) < 0) {
+			orch_fail_run(o, rc = ORCH_FAILED, err);
 			free(err);
-			return ORCH_FAILED;
-		}
-		orch_emit(o, ORCH_EV_STEP_START, n->name, names[i], c.step_start, "%s%s", desc,
-			  c.resumed ? " (again: it did not finish before)" : "");
-		int rc = step_by_name(names[i])(&c, &msg);
-		*k = c.k; /* steps may reconnect */
-		if (rc == ORCH_OK) {
-			if (journal_mark(j, s, JS_DONE, c.note ? c.note : "ok", &err) < 0) {
-				orch_fail_run(o, ORCH_FAILED, err);
-				free(err);
-				free(c.note);
-				return ORCH_FAILED;
-			}
-			orch_emit(o, ORCH_EV_STEP_DONE, n->name, names[i], c.step_start, "%s",
-				  c.note ? c.note : "ok");
-			free(c.note);
-			continue;
+		} else {
+			orch_emit(o, ORCH_EV_STEP_DONE, n->name, d->name, c.step_start, "%s", note);
 		}
 		free(c.note);
-		if (rc == ORCH_NOT_STARTED) { /* the run stops: this node never began */
-			journal_mark(j, s, JS_PENDING, msg, &err);
-			free(err);
-			free(msg);
-			return ORCH_FAILED;
-		}
-		if (o->stop && *o->stop && rc == ORCH_FAILED && !msg)
-			msg = xasprintf("%s: interrupted", n->name);
-		if (c.detached) /* its command runs on: the step is still running */
-			journal_note(j, s, msg, &err);
-		else
-			journal_mark(j, s, JS_FAILED, msg, &err);
-		free(err);
-		orch_emit(o, ORCH_EV_STEP_FAIL, n->name, names[i], c.step_start, "%s", msg);
-		orch_fail_run(o, rc, msg);
-		free(msg);
 		return rc;
+	}
+	free(c.note);
+	if (rc == ORCH_NOT_STARTED) { /* the run stops: this node never began */
+		journal_mark(j, s, JS_PENDING, msg, &err);
+		free(err);
+		free(msg);
+		return ORCH_FAILED;
+	}
+	if (o->stop && *o->stop && rc == ORCH_FAILED && !msg)
+		msg = xasprintf("%s: interrupted", n->name);
+	if (c.detached) /* its command runs on: the step is still running */
+		journal_note(j, s, msg, &err);
+	else
+		journal_mark(j, s, JS_FAILED, msg, &err);
+	free(err);
+	orch_emit(o, ORCH_EV_STEP_FAIL, n->name, d->name, c.step_start, "%s", msg);
+	orch_fail_run(o, rc, msg);
+	free(msg);
+	return rc;
+}
+
+/* Node n's steps that are not done yet, in order. A node under way is taken
+ * to a safe point (its end) even when a sibling failed; Ctrl-C stops it
+ * between steps; a node not yet leased is not started once the run stops. */
+static int run_node(struct orch *o, struct kube **k, const struct plan_node *n)
+{
+	const char *names[ORCH_MAX_STEPS];
+	size_t ns = orch_steps_for(o->plan, n, names);
+
+	for (size_t i = 0; i < ns; i++) {
+		struct jstep *s = journal_find(&o->p->j, n->name, names[i]);
+		if (!s || s->state == JS_DONE || s->state == JS_SKIPPED)
+			continue;
+		if (orch_interrupted(o) || (orch_stopping(o) && !strcmp(names[i], "lease")))
+			return ORCH_FAILED;
+		int rc = run_step(o, k, n, step_by_name(names[i]), s);
+		if (rc != ORCH_OK)
+			return rc;
 	}
 	return ORCH_OK;
 }
@@ -342,6 +397,9 @@ void orch_priv_init(struct orch *o)
 	p->nheld = o->plan->nnodes;
 	p->held = xcalloc(p->nheld + 1, sizeof(*p->held));
 	p->held_role = xcalloc(p->nheld + 1, sizeof(*p->held_role));
+	static const struct orch_exec real_exec = {exec_job_run, exec_job_follow, exec_job_fate};
+	if (!o->exec)
+		o->exec = &real_exec;
 	if (!o->poll_ms)
 		o->poll_ms = 500;
 	p->kc_ok = kubeconfig_load(o->plan->kubeconfig, o->plan->context, &p->kc, &p->kc_err) == 0;
@@ -388,7 +446,7 @@ static void plan_steps(struct orch *o, struct kube *k, bool only_new)
 			known |= !strcmp(o->p->j.steps[s].node, order[i]->name);
 		if (known)
 			continue;
-		const char *names[16];
+		const char *names[ORCH_MAX_STEPS];
 		size_t ns = orch_steps_for(o->plan, order[i], names);
 		struct kube_node kn;
 		char *err = NULL, *skip = NULL;

@@ -41,6 +41,9 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "kube/etcd.h"
+#include "kube/kube.h"
+#include "upgrade/exec.h"
 #include "upgrade/journal.h"
 #include "upgrade/plan.h"
 
@@ -74,6 +77,15 @@ struct orch_event {
 
 typedef void (*orch_event_fn)(void *arg, const struct orch_event *ev);
 
+/* How node commands run: exec.h's detached jobs, unless a test fakes them. */
+struct orch_exec {
+	int (*job_run)(struct exec_job *job, int64_t timeout_ms, exec_started_fn started,
+		       exec_line_fn on_line, exec_tick_fn tick, void *arg, struct exec_result *r);
+	int (*job_follow)(const struct exec_job *job, int64_t timeout_ms, exec_line_fn on_line,
+			  exec_tick_fn tick, void *arg, struct exec_result *r);
+	enum exec_fate (*job_fate)(const struct exec_job *job, struct exec_result *r);
+};
+
 struct orch {
 	const struct plan *plan;
 	orch_call_fn call;
@@ -83,6 +95,15 @@ struct orch {
 	volatile sig_atomic_t *stop; /* set by SIGINT/SIGTERM: stop at the next safe point */
 	int64_t poll_ms;	     /* between outcome checks; default 500 */
 	bool accept_plan_change;     /* --resume takes a plan whose meaning changed */
+
+	/* The world besides lbd, for tests of the step machine (unset: the real
+	 * one): the apiserver, etcd's gateway and the node commands. */
+	kube_transport_fn kube_fake;
+	void *kube_fake_arg;
+	json_t *(*etcd_fake)(void *arg, const char *endpoint, const char *path, const char *body,
+			     char **err);
+	void *etcd_fake_arg;
+	const struct orch_exec *exec;
 
 	/* private */
 	struct orch_priv *p;

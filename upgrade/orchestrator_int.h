@@ -3,6 +3,7 @@
  * not for use outside upgrade/ (the API is orchestrator.h).
  *
  *   orchestrator.c   the step machine: step table, node runner, orch_run
+ *   orch_checks.c    the table's preconditions and outcome checks
  *   orch_util.c      events, the failure flag, string builders, versions
  *   lbclient.c       lbd's admin API and the gate's status
  *   orch_lease.c     gate leases: the lease step, the keeper, the release step
@@ -199,7 +200,21 @@ int orch_st_remove_command(struct nctx *c, char **msg);
  * read at this moment, for failure messages (caller frees). */
 char *orch_node_now(struct nctx *c);
 
+/* orch_checks.c: the step table's preconditions and outcome checks */
+int orch_chk_backend_absent(struct nctx *c, char **msg);
+int orch_chk_backend_disabled(struct nctx *c, char **msg);
+int orch_chk_backend_enabled(struct nctx *c, char **msg);
+int orch_chk_backend_present(struct nctx *c, char **msg);
+int orch_chk_leased(struct nctx *c, char **msg);
+int orch_chk_node_gone(struct nctx *c, char **msg);
+int orch_chk_released(struct nctx *c, char **msg);
+int orch_chk_uncordoned(struct nctx *c, char **msg);
+int orch_pre_drained(struct nctx *c, char **msg);
+int orch_pre_leased(struct nctx *c, char **msg);
+
 /* orchestrator.c */
+/* The most steps a node has (the step table's length). */
+#define ORCH_MAX_STEPS 17
 void orch_describe(struct orch *o, const struct plan_node *n, const char *step, char *buf,
 		   size_t len);
 /* The nodes in the order they are worked on, in an array the caller frees

@@ -189,7 +189,7 @@ static void check_gate_nodes(struct orch *o, struct kube *k, struct strv *why, s
 	}
 	for (size_t i = 0; i < o->p->norder; i++) {
 		const struct plan_node *n = o->p->order[i];
-		const char *names[16];
+		const char *names[ORCH_MAX_STEPS];
 		struct kube_node kn;
 		int verdict;
 		if (!orch_steps_for(pl, n, names) || strcmp(names[0], "lease"))
@@ -364,12 +364,13 @@ void orch_preflight(struct orch *o, struct kube *k, bool fresh, struct strv *why
 			bool found = false;
 			for (size_t j = 0; j < nl.n; j++)
 				found |= !strcmp(nl.v[j].name, pl->nodes[i].name);
-			/* A resumed migration deleted the old node already. */
+			/* A resumed migration deleted the old node already (or was
+			 * stopped while it did: the delete may have happened). */
 			struct jstep *del =
 			    !fresh && pl->kind == PLAN_MIGRATION && o->p->have_j
 				? journal_find(&o->p->j, pl->nodes[i].name, "node-delete")
 				: NULL;
-			if (!found && !(del && del->state == JS_DONE) &&
+			if (!found && !(del && del->state != JS_PENDING) &&
 			    !(pl->kind == PLAN_MIGRATION &&
 			      orch_is_new_node(pl, pl->nodes[i].name))) {
 				orch_sv_add(why, "node %s (plan line %d) is not in the cluster",

@@ -212,7 +212,7 @@ int orch_cmd_fate(struct nctx *c)
 			       .output = s->cmd.output,
 			       .pid = s->cmd.pid,
 			       .start = s->cmd.start};
-	enum exec_fate f = exec_job_fate(&job, &r);
+	enum exec_fate f = c->o->exec->job_fate(&job, &r);
 	if (f == EXEC_ENDED && (r.status != 0 || r.signal) && c->was != JS_RUNNING)
 		return EXEC_LOST; /* its failure was reported: the operator fixed it; run again */
 	return f;
@@ -279,7 +279,7 @@ int orch_run_command(struct nctx *c, const char *what, const char *tmpl, const c
 			  "%s started before (pid %d) %s: %s", what, job.pid,
 			  fate == EXEC_RUNNING ? "still running, waiting for it" : "has ended",
 			  cmd);
-		rc = exec_job_follow(&job, o->plan->t_command_ms, NULL, on_tick, c, &r);
+		rc = o->exec->job_follow(&job, o->plan->t_command_ms, NULL, on_tick, c, &r);
 		rc = command_result(c, what, cmd, job.pid, &r, rc, msg);
 		exec_result_free(&r);
 		free(cmd);
@@ -306,7 +306,7 @@ int orch_run_command(struct nctx *c, const char *what, const char *tmpl, const c
 	unlink(output);
 	journal_log(&o->p->j, c->n->name, c->step, "run: %s", cmd);
 	orch_emit(o, ORCH_EV_WAIT, c->n->name, c->step, c->step_start, "running: %s", cmd);
-	rc = exec_job_run(&job, o->plan->t_command_ms, on_started, on_line, on_tick, c, &r);
+	rc = o->exec->job_run(&job, o->plan->t_command_ms, on_started, on_line, on_tick, c, &r);
 	rc = command_result(c, what, cmd, job.pid, &r, rc, msg);
 	exec_result_free(&r);
 	free(marker);
