@@ -364,7 +364,7 @@ START_TEST(test_gate_members)
 	    "etcd: {endpoints: ['http://127.0.0.1:1']}\n";
 	struct plan p;
 	struct plan_errors e;
-	const char *names[16];
+	const char *names[ORCH_MAX_STEPS];
 	char *msg;
 	ck_assert_msg(plan_load_string(t, sizeof(t) - 1, "m.yaml", &p, &e) == 0, "plan: %s",
 		      e.n ? e.msgs[0] : "?");
