@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/text.h"
 #include "common/xmalloc.h"
 
 int kube_etcd_parse_id(json_t *v, uint64_t *out)
@@ -93,9 +94,11 @@ static void parse_members(json_t *list, struct kube_etcd_view *v, struct kube_et
 			    json_string_value(json_array_get(json_object_get(m, "clientURLs"), 0));
 			struct kube_etcd_member *km = &(*members)[(*nmembers)++];
 			km->id = id;
-			km->name = xstrdup(name ? name : "");
+			/* etcd's text, quoted into messages, journals and JSON: cleaned here,
+			 * as kube_err's fields are, so no caller has to. */
+			km->name = text_clean(name ? name : "", name ? strlen(name) : 0, 256);
 			km->learner = json_is_true(json_object_get(m, "isLearner"));
-			km->url = url ? xstrdup(url) : NULL;
+			km->url = url ? text_clean(url, strlen(url), 1024) : NULL;
 		}
 	}
 	qsort(v->members, v->nmembers, sizeof(*v->members), cmp_u64);

@@ -21,6 +21,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "common/text.h"
 #include "common/xmalloc.h"
 #include "gate/etcd.h"
 #include "gate/policy.h"
@@ -623,6 +624,43 @@ START_TEST(test_dup)
 }
 END_TEST
 
+/* An etcd (or what answers in its place) whose member name and URL carry
+ * terminal escapes and control bytes (its JSON is valid UTF-8: jansson
+ * refuses any other): they come out clean, ready for a message, a journal
+ * or JSON. */
+static json_t *hostile(void *arg, const char *endpoint, const char *path, const char *body,
+		       char **err)
+{
+	json_t *hdr = json_pack("{s:s,s:s}", "cluster_id", "7", "member_id", "1");
+	if (!strcmp(path, "/v3/cluster/member/list"))
+		return json_pack("{s:o,s:[{s:s,s:s,s:[s]}]}", "header", hdr, "members", "ID", "1",
+				 "name", "m1\x1b[2J\n", "clientURLs", "http://m1:2379/\x07");
+	if (!strcmp(path, "/v3/maintenance/status"))
+		return json_pack("{s:o,s:s}", "header", hdr, "leader", "1");
+	if (!strcmp(path, "/v3/maintenance/alarm"))
+		return json_pack("{s:o,s:[]}", "header", hdr, "alarms");
+	json_decref(hdr);
+	return json_pack("{s:s}", "health", "true");
+}
+
+START_TEST(test_member_text_cleaned)
+{
+	char *eps[] = {"http://m1:2379"};
+	struct kube_etcd_conf c = {.endpoints = eps, .nendpoints = 1, .call = hostile};
+	struct kube_etcd e;
+	char *why = NULL;
+
+	ck_assert_int_eq(kube_etcd_poll(&c, &e, &why), 0);
+	free(why);
+	ck_assert_uint_eq(e.nmembers, 1);
+	ck_assert(!text_is_clean("m1\x1b[2J\n")); /* the check can fail */
+	ck_assert(text_is_clean(e.members[0].name));
+	ck_assert(text_is_clean(e.members[0].url));
+	ck_assert_ptr_nonnull(strstr(e.members[0].name, "m1"));
+	kube_etcd_clear(&e);
+}
+END_TEST
+
 static Suite *etcd_suite(void)
 {
 	Suite *s = suite_create("etcd");
@@ -632,6 +670,7 @@ static Suite *etcd_suite(void)
 	tcase_add_test(rule, test_agree);
 	tcase_add_test(rule, test_quorum);
 	tcase_add_test(rule, test_dup);
+	tcase_add_test(rule, test_member_text_cleaned);
 	tcase_add_test(paths, test_paths_all_healthy);
 	tcase_add_test(paths, test_paths_alarm);
 	tcase_add_test(paths, test_paths_learner);
