@@ -350,6 +350,7 @@ static int run_plan(int argc, char **argv, const struct lbctl_opts *go, bool mig
 	bool dry = false, resume = false, accept = false;
 	int ch, rc;
 
+	opterr = 0; /* lbctl_bad_option says it, with a suggestion */
 	while ((ch = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
 		switch (ch) {
 		case 'n':
@@ -365,8 +366,7 @@ static int run_plan(int argc, char **argv, const struct lbctl_opts *go, bool mig
 			usage(stdout, migrate);
 			return EXIT_OK;
 		default:
-			usage(stderr, migrate);
-			return EXIT_USAGE;
+			return lbctl_bad_option(verb, argv, lo);
 		}
 	}
 	if (optind + 1 != argc) {

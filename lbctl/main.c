@@ -7,6 +7,7 @@
  *
  * Each verb lives in its own cmd_*.c and is listed in verbs[] below.
  */
+#define _GNU_SOURCE
 #include <ctype.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -16,6 +17,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "common/text.h"
 #include "common/version.h"
 #include "lbctl/client.h"
 #include "lbctl/lbctl.h"
@@ -129,6 +131,58 @@ int lbctl_bad_option(const char *verb, char **argv, const struct option *lo)
 	else
 		fprintf(stderr, "%s: unknown option '%s' (%s)\n", who, arg, help);
 	return EXIT_USAGE;
+}
+
+/*
+ * stderr while a verb runs under -o json: everything is written through,
+ * and the first line is kept, so a usage error's JSON says what was wrong
+ * (getopt's own words included), not only that something was.
+ */
+struct err_tee {
+	FILE *to;
+	char first[256];
+	size_t n;
+	bool done; /* the first line is complete (or full) */
+};
+
+static ssize_t tee_write(void *cookie, const char *buf, size_t len)
+{
+	struct err_tee *t = cookie;
+	fwrite(buf, 1, len, t->to);
+	for (size_t i = 0; i < len && !t->done; i++) {
+		if (buf[i] == '\n' || t->n + 1 >= sizeof(t->first))
+			t->done = t->n > 0 || t->n + 1 >= sizeof(t->first);
+		else
+			t->first[t->n++] = buf[i];
+	}
+	return (ssize_t)len;
+}
+
+/* Runs verb v; under -o json, a usage error is also one JSON object on stdout. */
+static int run_verb(const struct verb *v, int argc, char **argv, struct lbctl_opts *o)
+{
+	struct err_tee t = {.to = stderr};
+	FILE *tee =
+	    o->json ? fopencookie(&t, "w", (cookie_io_functions_t){.write = tee_write}) : NULL;
+	if (tee) {
+		setvbuf(tee, NULL, _IONBF, 0);
+		stderr = tee;
+	}
+	int rc = v->fn(argc, argv, o);
+	if (tee) {
+		stderr = t.to;
+		fclose(tee);
+	}
+	if (rc == EXIT_USAGE && o->json) {
+		/* the words went to stderr; a script gets them and the outcome too */
+		char *msg = text_clean(t.first, t.n, sizeof(t.first));
+		json_t *j = json_pack("{s:s,s:s,s:i}", "error", *msg ? msg : "usage error", "verb",
+				      v->name, "exit", EXIT_USAGE);
+		lbctl_print_json(j, stdout);
+		json_decref(j);
+		free(msg);
+	}
+	return rc;
 }
 
 static const struct verb verbs[] = {
@@ -434,16 +488,7 @@ int main(int argc, char **argv)
 				return parse_only(v, n, argv + vi, &o);
 			optind = 0; /* glibc: the verb's getopt starts afresh */
 			opterr = 1; /* and says what it does not know, unless it asks */
-			int rc = v->fn(n, argv + vi, &o);
-			if (rc == EXIT_USAGE && o.json) {
-				/* the words went to stderr; a script gets the outcome too */
-				json_t *j =
-				    json_pack("{s:s,s:s,s:i}", "error", "usage error (see stderr)",
-					      "verb", name, "exit", EXIT_USAGE);
-				lbctl_print_json(j, stdout);
-				json_decref(j);
-			}
-			return rc;
+			return run_verb(v, n, argv + vi, &o);
 		}
 	}
 	const char *names[sizeof(verbs) / sizeof(verbs[0])];

@@ -163,6 +163,14 @@ class TestCliWithoutLbd(Case):
                              sock=nosock)
         self.assertEqual(rc, 2, err)
         self.assertEqual(json.loads(out)["exit"], 2)  # -o json: the outcome as JSON too
+        self.assertIn("master or worker", json.loads(out)["error"])  # and what was wrong
+        # a typo in an option: one line that names it, not the whole manual
+        # (main printed upgrade's 60-line help, and JSON said only "see stderr")
+        rc, out, err = lbctl("-o", "json", "upgrade", "plan.yaml", "--resme", sock=nosock)
+        self.assertEqual(rc, 2, err)
+        self.assertEqual(len(err.strip().splitlines()), 1, err)
+        self.assertIn("did you mean --resume", err)
+        self.assertIn("--resme", json.loads(out)["error"])
         rc, _, err = lbctl("gate", "acquire", "--node", "n", "--ttl", "soon", sock=nosock)
         self.assertEqual(rc, 2, err)
         rc, _, err = lbctl("backend", "add", "p", "n", "192.0.2.1:1", "--state", "up",
