@@ -83,6 +83,10 @@ size_t orch_steps_for(const struct plan *pl, const struct plan_node *n, const ch
 		return k;
 	}
 	if (orch_is_new_node(pl, n->name)) {
+		/* A master joins under a master lease: quorum changes meanwhile
+		 * (docs/upgrade.md, "Migrations"). A worker takes nothing away. */
+		if (m)
+			out[k++] = "lease";
 		out[k++] = "join";
 		out[k++] = "joined";
 		if (m) {
@@ -95,6 +99,7 @@ size_t orch_steps_for(const struct plan *pl, const struct plan_node *n, const ch
 					replaces = true;
 			if (!replaces)
 				out[k++] = "gate-members";
+			out[k++] = "release";
 		}
 		return k;
 	}
