@@ -160,9 +160,13 @@ void orch_describe(struct orch *o, const struct plan_node *n, const char *step, 
 
 	if (!strcmp(step, "lease"))
 		snprintf(buf, len,
-			 "ask the gate for a %s lease (ttl %s, renewed every %s; wait up "
+			 "ask the gate for a %s lease%s (ttl %s, renewed every %s; wait up "
 			 "to %s)",
-			 plan_role_name(n->role), orch_dur(pl->lease_ttl_ms, d1, sizeof(d1)),
+			 plan_role_name(n->role),
+			 pl->kind == PLAN_MIGRATION && orch_is_new_node(pl, n->name)
+			     ? " before it joins: no other master goes down meanwhile"
+			     : "",
+			 orch_dur(pl->lease_ttl_ms, d1, sizeof(d1)),
 			 orch_dur(pl->lease_ttl_ms / 3, d2, sizeof(d2)),
 			 orch_dur(pl->t_gate_ms, (char[32]){0}, 32));
 	else if (!strcmp(step, "backend-drain"))
