@@ -800,6 +800,13 @@ static int handle_status(struct gate *g, json_t **out)
 	struct gate_request wr = {
 	    .node = "(any worker)", .role = GATE_ROLE_WORKER, .hypothetical = true};
 	gate_decide(g->conf, &in, &g->table, &wr, &wd);
+	/* What a master about to join would get (lbctl migrate's preflight). */
+	struct gate_decision jd;
+	struct gate_request jr = {.node = "(a joining master)",
+				  .role = GATE_ROLE_MASTER,
+				  .hypothetical = true,
+				  .stricter = true};
+	gate_decide(g->conf, &in, &g->table, &jr, &jd);
 	for (size_t i = 0; i < g->table.n; i++)
 		if (gate_lease_stale(&g->table.v[i], now))
 			json_array_append_new(stale, json_string(g->table.v[i].node));
@@ -809,6 +816,8 @@ static int handle_status(struct gate *g, json_t **out)
 	json_object_set_new(o, "stale", stale);
 	json_object_set_new(o, "master", ma);
 	json_object_set_new(o, "worker", decision_json(&wd, "(any worker)"));
+	json_object_set_new(o, "joining_master", decision_json(&jd, "(a joining master)"));
+	gate_decision_free(&jd);
 	json_object_set_new(o, "concurrency",
 			    json_pack("{s:i,s:i}", "masters", g->conf->conc_masters, "workers",
 				      g->conf->conc_workers));

@@ -161,8 +161,9 @@ bool orch_is_new_node(const struct plan *pl, const char *name);
 /* The gate's answer for node n now, from its status, by the role the gate
  * gives it (a node the gate counts among its masters is asked as one,
  * whatever the plan says). joining: a migration's new master, which asks
- * for a master lease before it is any source's master (ORCH_GATE_JOINING:
- * decided by the master rules when it asks). *verdict (if not NULL): ORCH_GATE_*. */
+ * for a master lease before it is any source's master: the status'
+ * joining_master answer (ORCH_GATE_JOINING from a gate whose status has
+ * none: decided when it asks). *verdict (if not NULL): ORCH_GATE_*. */
 enum {
 	ORCH_GATE_REFUSED,
 	ORCH_GATE_GRANTED,

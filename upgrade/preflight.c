@@ -160,8 +160,17 @@ char *orch_gate_answer(json_t *st, const struct plan_node *n, bool joining, int 
 		answer_reasons(&b, d, "\n        - ");
 		return b.s;
 	}
+	if (n->role == PLAN_MASTER && joining &&
+	    (d = json_object_get(st, "joining_master"))) { /* an lbd since issue 15 */
+		bool ok = json_is_true(json_object_get(d, "granted"));
+		*verdict = ok ? ORCH_GATE_GRANTED : ORCH_GATE_REFUSED;
+		orch_sb_add(&b, "would be %s (asked before it joins, by the master rules)",
+			    ok ? "GRANTED" : "REFUSED");
+		answer_reasons(&b, d, "\n        - ");
+		return b.s;
+	}
 	if (n->role == PLAN_MASTER && joining) {
-		/* No source counts it yet: the gate's status has no decision for it. */
+		/* No source counts it yet, and this gate's status says nothing of it. */
 		json_t *c = json_object_get(st, "concurrency");
 		int taken = 0;
 		json_array_foreach(json_object_get(st, "leases"), i, d) taken +=

@@ -974,6 +974,21 @@ START_TEST(test_stricter_role)
 	ck_assert_int_eq(nodes.n, 0);
 	lease_table_remove(&f.t, "m4");
 
+	/* Status' joining_master: the same rules for no node in particular. */
+	struct gate_request jr = {.node = "(a joining master)",
+				  .role = GATE_ROLE_MASTER,
+				  .hypothetical = true,
+				  .stricter = true};
+	d = decide_req(&f, &jr);
+	ck_assert(d.granted);
+	gate_decision_free(&d);
+	etcd_down(&f, 1); /* one member of one down: a joiner adds none healthy */
+	d = decide_req(&f, &jr);
+	ck_assert(!d.granted);
+	ck_assert(has_reason(&d, "etcd: 0 of 1 voting members healthy"));
+	gate_decision_free(&d);
+	f.in.etcd.views[0].ok = f.in.etcd.views[0].health = true;
+
 	/* The master rules still say no when they must: etcd unknown. */
 	f.in.etcd.src.known = false;
 	ck_assert_int_eq(gate_request_role(&f.conf, &f.in, "m4", "master", false, &r, &why), 0);
