@@ -718,9 +718,8 @@ int gate_request_role(const struct gate_conf *conf, const struct gate_inputs *in
 		}
 		*why = xasprintf(
 		    "role: %s is a %s, by what the gate knows of the cluster; it asked for a "
-		    "master "
-		    "lease, which only an admin gives to a %s (its own token would get past "
-		    "concurrency.workers by the master slot)",
+		    "master lease, which only an admin gives to a %s (its own token would get "
+		    "past concurrency.workers by the master slot)",
 		    node, gate_role_name(judged),
 		    conf->kubeconfig ? "worker running in the cluster"
 				     : "node while gate.kubeconfig is not set");
