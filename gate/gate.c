@@ -430,18 +430,18 @@ static int renew(struct gate *g, const struct gate_ask *a, int64_t now, json_t *
 	return rc;
 }
 
-/* A new lease for a, decided by the policy on role. */
-static int grant(struct gate *g, const struct gate_ask *a, enum gate_role role,
+/* A new lease for a, decided by the policy on req's role. */
+static int grant(struct gate *g, const struct gate_ask *a, const struct gate_request *req,
 		 struct gate_inputs *in, int64_t now, json_t **out)
 {
 	struct gate_decision d;
 	struct gate_lease nl = {0};
 	struct lease_table after;
+	enum gate_role role = req->role;
 	char *err = NULL;
 	int rc;
 
-	struct gate_request req = {.node = a->node, .role = role};
-	gate_decide(g->conf, in, &g->table, &req, &d);
+	gate_decide(g->conf, in, &g->table, req, &d);
 	if (!d.granted) {
 		*out = json_pack("{s:b,s:o}", "granted", 0, "reasons", texts_json(&d.reasons));
 		log_kv(LOG_LVL_INFO,
@@ -505,7 +505,6 @@ int gate_acquire(struct gate *g, const char *who, const struct gate_ask *a, json
 	int64_t now = gate_now_ms();
 	struct gate_ask ask = *a;
 	struct gate_inputs in;
-	enum gate_role role;
 	char *why = NULL, *holder = NULL;
 	int rc;
 
@@ -544,18 +543,14 @@ int gate_acquire(struct gate *g, const char *who, const struct gate_ask *a, json
 	case GATE_HOLD_NEW:
 		break;
 	}
-	/* The role is the cluster's to say, not the asker's. */
+	/* The role is the cluster's to say; the asker may only make it stricter
+	 * (a master about to join: gate_request_role). */
 	gate_inputs_snapshot(g->inputs, now, &in);
-	if (gate_node_role(g->conf, &in, a->node, &role, &why) < 0) {
+	struct gate_request req = {.release_on_outcomes = a->release_on_outcomes};
+	if (gate_request_role(g->conf, &in, a->node, a->role, is_admin(who), &req, &why) < 0)
 		rc = refuse1(out, a->node, why);
-	} else if (a->role && strcmp(a->role, gate_role_name(role)) != 0) {
-		why = xasprintf("role: %s is a %s, by what the gate knows of the cluster; it asked "
-				"for a %s lease",
-				a->node, gate_role_name(role), a->role);
-		rc = refuse1(out, a->node, why);
-	} else {
-		rc = grant(g, &ask, role, &in, now, out);
-	}
+	else
+		rc = grant(g, &ask, &req, &in, now, out);
 	gate_inputs_free(&in);
 done:
 	free(why);
@@ -805,6 +800,13 @@ static int handle_status(struct gate *g, json_t **out)
 	struct gate_request wr = {
 	    .node = "(any worker)", .role = GATE_ROLE_WORKER, .hypothetical = true};
 	gate_decide(g->conf, &in, &g->table, &wr, &wd);
+	/* What a master about to join would get (lbctl migrate's preflight). */
+	struct gate_decision jd;
+	struct gate_request jr = {.node = "(a joining master)",
+				  .role = GATE_ROLE_MASTER,
+				  .hypothetical = true,
+				  .stricter = true};
+	gate_decide(g->conf, &in, &g->table, &jr, &jd);
 	for (size_t i = 0; i < g->table.n; i++)
 		if (gate_lease_stale(&g->table.v[i], now))
 			json_array_append_new(stale, json_string(g->table.v[i].node));
@@ -814,6 +816,8 @@ static int handle_status(struct gate *g, json_t **out)
 	json_object_set_new(o, "stale", stale);
 	json_object_set_new(o, "master", ma);
 	json_object_set_new(o, "worker", decision_json(&wd, "(any worker)"));
+	json_object_set_new(o, "joining_master", decision_json(&jd, "(a joining master)"));
+	gate_decision_free(&jd);
 	json_object_set_new(o, "concurrency",
 			    json_pack("{s:i,s:i}", "masters", g->conf->conc_masters, "workers",
 				      g->conf->conc_workers));

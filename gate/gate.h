@@ -74,7 +74,8 @@ void gate_stop(struct gate **g);
  * holder renews (same slot, same fence); another is refused (409) with
  * who holds it since when, unless it is an admin that names no holder (an
  * admin naming one, as lbctl upgrade does, is that holder like anyone). The role is the
- * cluster's (gate_node_role); a role in the request must match it.
+ * cluster's (gate_node_role); a role in the request must match it or be
+ * stricter (master for a node about to join: gate_request_role).
  */
 struct gate_ask {
 	const char *node;

@@ -322,11 +322,25 @@ static void rule_nodes(const struct gate_conf *conf, const struct gate_inputs *i
 	}
 	if (!kube_ok)
 		return;
-	if (!req->hypothetical && !node_in(in, req->node))
-		refuse(d,
-		       "nodes: %s is not a node of the cluster (check the name: it must match "
-		       "the Kubernetes node name)",
-		       req->node);
+	if (!req->hypothetical && !node_in(in, req->node)) {
+		if (!req->stricter)
+			refuse(d,
+			       "nodes: %s is not a node of the cluster (check the name: it must "
+			       "match the Kubernetes node name)",
+			       req->node);
+		else if (req->release_on_outcomes)
+			/* gate_lease_back would take it for deleted and release it at once. */
+			refuse(d,
+			       "nodes: %s is not a node of the cluster yet, so a lease released on "
+			       "outcomes would be released at once; leave release_on_outcomes out "
+			       "and release it once the node has joined",
+			       req->node);
+		else
+			gate_text_add(&d->arithmetic,
+				      "nodes: %s is not a node of the cluster yet: a master lease "
+				      "while it joins",
+				      req->node);
+	}
 	if (!conf->require_all_nodes_ready) {
 		gate_text_add(&d->arithmetic,
 			      "nodes: %zu in the cluster (require_all_nodes_ready off)",
@@ -561,6 +575,12 @@ void gate_decide(const struct gate_conf *conf, const struct gate_inputs *in,
 	rule_alerts(conf, in, d);
 	rule_nodes(conf, in, leases, req, kube_ok, d);
 	rule_role(conf, in, req, d);
+	if (req->stricter)
+		gate_text_add(
+		    &d->arithmetic,
+		    "role: %s asked for a master lease where the gate counts a worker (or "
+		    "cannot tell): the master rules decide",
+		    req->node);
 	if (req->role == GATE_ROLE_MASTER) {
 		if (!conf->quorum_pool && !conf->netcd_endpoints)
 			gate_text_add(&d->arithmetic,
@@ -661,6 +681,53 @@ int gate_node_role(const struct gate_conf *conf, const struct gate_inputs *in, c
 	return 0;
 master: /* an earlier source may have been unknown: one master's word is enough */
 	gate_text_free(&unknown);
+	return 0;
+}
+
+int gate_request_role(const struct gate_conf *conf, const struct gate_inputs *in, const char *node,
+		      const char *asked, bool admin, struct gate_request *req, char **why)
+{
+	enum gate_role judged;
+	char *unsure = NULL;
+	int placed = gate_node_role(conf, in, node, &judged, &unsure);
+
+	req->node = node;
+	req->stricter = false;
+	if (placed == 0 && (!asked || strcmp(asked, gate_role_name(judged)) == 0)) {
+		req->role = judged;
+		return 0;
+	}
+	if (!asked || strcmp(asked, gate_role_name(GATE_ROLE_MASTER)) != 0) {
+		if (placed < 0) {
+			*why = unsure;
+			return -1;
+		}
+		*why =
+		    xasprintf("role: %s is a %s, by what the gate knows of the cluster; it asked "
+			      "for a %s lease",
+			      node, gate_role_name(judged), asked);
+		return -1;
+	}
+	/* Asked master. A worker running in the cluster (or any node, when the
+	 * gate has no node list to tell) gets it only from an admin. */
+	bool running = !conf->kubeconfig || (fresh(&in->nodes.src, in) && node_in(in, node));
+	if (running && !admin) {
+		if (placed < 0) {
+			*why = unsure;
+			return -1;
+		}
+		*why = xasprintf(
+		    "role: %s is a %s, by what the gate knows of the cluster; it asked for a "
+		    "master lease, which only an admin gives to a %s (its own token would get "
+		    "past concurrency.workers by the master slot)",
+		    node, gate_role_name(judged),
+		    conf->kubeconfig ? "worker running in the cluster"
+				     : "node while gate.kubeconfig is not set");
+		return -1;
+	}
+	free(unsure);
+	req->role = GATE_ROLE_MASTER;
+	req->stricter = true;
 	return 0;
 }
 

@@ -107,6 +107,8 @@ struct gate_request {
 	const char *node;
 	enum gate_role role;
 	bool hypothetical; /* status' "what would a worker get": no such node needed */
+	bool stricter;	   /* asked master, the gate judged worker (gate_request_role) */
+	bool release_on_outcomes;
 };
 
 struct gate_decision {
@@ -132,6 +134,23 @@ void gate_decision_free(struct gate_decision *d);
  */
 int gate_node_role(const struct gate_conf *conf, const struct gate_inputs *in, const char *node,
 		   enum gate_role *role, char **why);
+
+/*
+ * The role a request is decided by. The asker may make its node's role only
+ * stricter: asked (the body's role, or NULL) is master where gate_node_role
+ * says worker or cannot tell, and the request is then decided by the master
+ * rules and holds a master lease (req->stricter): a master about to join,
+ * which lbctl migrate leases before its join command, takes the one master
+ * slot so nothing else takes a master down while quorum changes. A worker
+ * the gate sees running in the cluster gets that only from an admin
+ * (admin): its own token would use the master slot to slip past
+ * concurrency.workers. Without gate.kubeconfig the gate cannot tell a
+ * running worker from a joining node, so only an admin may. Asking worker
+ * for a master is refused: never weaker.
+ * Fills req->role and req->stricter; 0, or -1 with *why (caller frees).
+ */
+int gate_request_role(const struct gate_conf *conf, const struct gate_inputs *in, const char *node,
+		      const char *asked, bool admin, struct gate_request *req, char **why);
 
 /* May holder (admin: an admin token or the admin socket) take node's lease? */
 enum gate_hold {

@@ -215,6 +215,9 @@ int orch_chk_node_gone(struct nctx *c, char **msg)
 
 int orch_pre_leased(struct nctx *c, char **msg)
 {
+	/* a node that takes no lease (a joining worker) needs none */
+	if (!journal_find(&c->o->p->j, c->n->name, "lease"))
+		return ORCH_OK;
 	return orch_chk_leased(c, msg);
 }
 

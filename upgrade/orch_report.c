@@ -160,7 +160,9 @@ int orch_dry_run(struct orch *o, FILE *out, bool json)
 			continue;
 		}
 		if (ns && !strcmp(names[0], "lease")) {
-			gate = orch_gate_answer(st, n, NULL);
+			gate = orch_gate_answer(
+			    st, n, pl->kind == PLAN_MIGRATION && orch_is_new_node(pl, n->name),
+			    NULL);
 			fprintf(out, "\n    gate now: %s",
 				gate ? gate : "unknown (gate not reachable)");
 			json_object_set_new(

@@ -73,11 +73,13 @@ static bool gate_members_here(const struct plan *pl, const struct plan_node *n)
 	return true;
 }
 
-/* In the order a node goes through them. */
+/* In the order a node goes through them. A joining master holds a master
+ * lease from before its join to after it is counted (quorum changes
+ * meanwhile); a joining worker takes nothing away and needs none. */
 static const struct step_def steps[] = {
     /* name		nodes			also		pre		action / done */
-    {"lease", UPG | OLD, NULL, NULL, orch_st_lease, orch_chk_leased},
-    {"join", NEW, NULL, NULL, orch_st_join, NULL},
+    {"lease", UPG | OLD | NEW_MASTER, NULL, NULL, orch_st_lease, orch_chk_leased},
+    {"join", NEW, NULL, orch_pre_leased, orch_st_join, NULL},
     {"joined", NEW, NULL, NULL, orch_st_joined, NULL},
     {"backend-add", NEW_MASTER, NULL, NULL, orch_st_backend_add, orch_chk_backend_present},
     {"backend-up", NEW_MASTER, NULL, NULL, orch_st_backend_up, NULL},
@@ -94,7 +96,7 @@ static const struct step_def steps[] = {
     {"backend-remove", OLD_MASTER, NULL, orch_pre_leased, orch_st_backend_remove,
      orch_chk_backend_absent},
     {"gate-members", NEW_MASTER | OLD_MASTER, gate_members_here, NULL, orch_st_gate_members, NULL},
-    {"release", UPG | OLD, NULL, NULL, orch_st_release, orch_chk_released},
+    {"release", UPG | OLD | NEW_MASTER, NULL, NULL, orch_st_release, orch_chk_released},
 };
 
 _Static_assert(sizeof(steps) / sizeof(steps[0]) == ORCH_MAX_STEPS, "ORCH_MAX_STEPS is the table");
@@ -169,9 +171,13 @@ void orch_describe(struct orch *o, const struct plan_node *n, const char *step, 
 
 	if (!strcmp(step, "lease"))
 		snprintf(buf, len,
-			 "ask the gate for a %s lease (ttl %s, renewed every %s; wait up "
+			 "ask the gate for a %s lease%s (ttl %s, renewed every %s; wait up "
 			 "to %s)",
-			 plan_role_name(n->role), orch_dur(pl->lease_ttl_ms, d1, sizeof(d1)),
+			 plan_role_name(n->role),
+			 pl->kind == PLAN_MIGRATION && orch_is_new_node(pl, n->name)
+			     ? " before it joins: no other master goes down meanwhile"
+			     : "",
+			 orch_dur(pl->lease_ttl_ms, d1, sizeof(d1)),
 			 orch_dur(pl->lease_ttl_ms / 3, d2, sizeof(d2)),
 			 orch_dur(pl->t_gate_ms, (char[32]){0}, 32));
 	else if (!strcmp(step, "backend-drain"))

@@ -161,9 +161,18 @@ bool orch_node_is_master(const struct kube_node *n);
 bool orch_is_new_node(const struct plan *pl, const char *name);
 /* The gate's answer for node n now, from its status, by the role the gate
  * gives it (a node the gate counts among its masters is asked as one,
- * whatever the plan says). *verdict (if not NULL): ORCH_GATE_*. */
-enum { ORCH_GATE_REFUSED, ORCH_GATE_GRANTED, ORCH_GATE_HELD, ORCH_GATE_NOT_MASTER };
-char *orch_gate_answer(json_t *st, const struct plan_node *n, int *verdict);
+ * whatever the plan says). joining: a migration's new master, which asks
+ * for a master lease before it is any source's master: the status'
+ * joining_master answer (ORCH_GATE_JOINING from a gate whose status has
+ * none: decided when it asks). *verdict (if not NULL): ORCH_GATE_*. */
+enum {
+	ORCH_GATE_REFUSED,
+	ORCH_GATE_GRANTED,
+	ORCH_GATE_HELD,
+	ORCH_GATE_NOT_MASTER,
+	ORCH_GATE_JOINING
+};
+char *orch_gate_answer(json_t *st, const struct plan_node *n, bool joining, int *verdict);
 void orch_preflight(struct orch *o, struct kube *k, bool fresh, struct strv *why, struct strv *ok);
 int orch_run_hook(struct orch *o, struct strv *why);
 

@@ -132,7 +132,7 @@ static void answer_reasons(struct sbuf *b, json_t *d, const char *sep)
 	    orch_sb_add(b, "%s%s", sep, json_string_value(r));
 }
 
-char *orch_gate_answer(json_t *st, const struct plan_node *n, int *verdict)
+char *orch_gate_answer(json_t *st, const struct plan_node *n, bool joining, int *verdict)
 {
 	json_t *d;
 	size_t i;
@@ -159,6 +159,26 @@ char *orch_gate_answer(json_t *st, const struct plan_node *n, int *verdict)
 			    n->role == PLAN_MASTER ? "" : " (the gate counts it as a master)");
 		answer_reasons(&b, d, "\n        - ");
 		return b.s;
+	}
+	if (n->role == PLAN_MASTER && joining &&
+	    (d = json_object_get(st, "joining_master"))) { /* an lbd since issue 15 */
+		bool ok = json_is_true(json_object_get(d, "granted"));
+		*verdict = ok ? ORCH_GATE_GRANTED : ORCH_GATE_REFUSED;
+		orch_sb_add(&b, "would be %s (asked before it joins, by the master rules)",
+			    ok ? "GRANTED" : "REFUSED");
+		answer_reasons(&b, d, "\n        - ");
+		return b.s;
+	}
+	if (n->role == PLAN_MASTER && joining) {
+		/* No source counts it yet, and this gate's status says nothing of it. */
+		json_t *c = json_object_get(st, "concurrency");
+		int taken = 0;
+		json_array_foreach(json_object_get(st, "leases"), i, d) taken +=
+		    !strcmp(orch_jstr(d, "role"), "master");
+		*verdict = ORCH_GATE_JOINING;
+		return xasprintf("asked before it joins, for a master lease decided by the master "
+				 "rules (%d of %lld master slot(s) taken now)",
+				 taken, json_integer_value(json_object_get(c, "masters")));
 	}
 	if (n->role == PLAN_MASTER) {
 		*verdict = ORCH_GATE_NOT_MASTER;
@@ -202,7 +222,8 @@ static void check_gate_nodes(struct orch *o, struct kube *k, struct strv *why, s
 				continue; /* skipped: never asks */
 		}
 		xfree(&err);
-		char *a = orch_gate_answer(st, n, &verdict);
+		char *a = orch_gate_answer(
+		    st, n, pl->kind == PLAN_MIGRATION && orch_is_new_node(pl, n->name), &verdict);
 		asked++;
 		if (verdict == ORCH_GATE_REFUSED) {
 			/* its reasons, one line: "would be REFUSED\n        - r1..." */

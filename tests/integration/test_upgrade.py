@@ -682,14 +682,15 @@ class TestExamplePlans(unittest.TestCase):
     def test_migrations(self):
         rc, out, err = self.dry("migrate", "migrate-replace-master.yaml")
         steps = [s for s in re.findall(r"^\s+\d+\. (\S+)", out, re.M)]
-        self.assertEqual(steps, ["join", "joined", "backend-add", "backend-up", "lease",
-                                 "backend-drain", "drain", "etcd-remove", "remove-command",
-                                 "node-delete", "backend-remove", "gate-members", "release"])
+        self.assertEqual(steps, ["lease", "join", "joined", "backend-add", "backend-up",
+                                 "release", "lease", "backend-drain", "drain", "etcd-remove",
+                                 "remove-command", "node-delete", "backend-remove",
+                                 "gate-members", "release"])
         self.assertIn("etcd: not asked until the reasons above are fixed", out)
         rc, out, err = self.dry("migrate", "migrate-one-to-three.yaml")
         steps = re.findall(r"^\s+\d+\. (\S+)", out, re.M)
-        self.assertEqual(steps, ["join", "joined", "backend-add", "backend-up",
-                                 "gate-members"] * 2)
+        self.assertEqual(steps, ["lease", "join", "joined", "backend-add", "backend-up",
+                                 "gate-members", "release"] * 2)
         # The wrong verb for a kind is a usage error.
         rc, out, err = self.dry("upgrade", "migrate-one-to-three.yaml")
         self.assertEqual(rc, 2)

@@ -11,6 +11,8 @@ replaces nodes without a remove_command is refused whole. An `add` stops at
 gate-members until the gate's config counts the new master.
 """
 
+import http.client
+import json
 import os
 import sys
 import unittest
@@ -63,29 +65,90 @@ class TestNodeDeleteWaitsForKubelet(tu.UpgradeTest):
         self.assertEqual(self.client.failed, [], "requests through the VIP failed")
 
 
+KURED_TOKEN = "tok-master-2-kured-0123456789"
+
+
 class TestAddKeepsGateRight(tu.UpgradeTest):
-    """`add` of a master whose backend is named otherwise (vm-4): main finished
-    with the gate's etcd endpoints and members stale. Now the run stops at
-    gate-members with the YAML edit, and finishes once lbd has reloaded it."""
+    """`add` of a master whose backend is named otherwise (vm-4). The new
+    master joins under a master lease: while its join command runs (it waits
+    for a file this test creates), master-2's own request for a lease, as
+    kured would send it, is refused, naming master-4's lease; main granted it
+    (two masters changing at once while etcd goes from 3 to 4 members). Main
+    also finished with the gate's etcd endpoints and members stale. Now the
+    run stops at gate-members with the YAML edit, the lease still held, and
+    finishes once lbd has reloaded it; then the lease is gone and master-2
+    gets its own."""
     listeners = 4
+
+    def lbd_cfg(self):
+        """test_upgrade's config, a token for master-2 (kured's) and the gate
+        listener of the first call kept (gate.listen needs a restart)."""
+        cfg = super().lbd_cfg()
+        with open(cfg["gate"]["tokens_file"], "a") as f:
+            f.write("master-2 %s\n" % KURED_TOKEN)
+        if not hasattr(self, "gate_listen"):
+            self.gate_listen = cfg["gate"]["listen"]
+        cfg["gate"]["listen"] = self.gate_listen
+        return cfg
+
+    def kured_asks(self):
+        """POST /v1/gate/leases for master-2 with master-2's token."""
+        host, port = self.gate_listen.rsplit(":", 1)
+        c = http.client.HTTPConnection(host, int(port), timeout=harness.T(10))
+        try:
+            c.request("POST", "/v1/gate/leases",
+                      body=json.dumps({"node": "master-2", "role": "master",
+                                       "reason": "kured reboot"}),
+                      headers={"Content-Type": "application/json",
+                               "Authorization": "Bearer " + KURED_TOKEN})
+            r = c.getresponse()
+            return r.status, json.loads(r.read() or b"null")
+        finally:
+            c.close()
+
+    def lease_of(self, node):
+        return {l["node"]: l for l in self.gate_status()["leases"]}.get(node)
 
     def test_add_master(self):
         plan = self.path("add.yaml")
+        started, go = self.path("join-started"), self.path("join-go")
         with open(plan, "w") as f:
             f.write("kind: migration\nkubeconfig: %s\nlbd: {socket: %s}\npool: masters\n"
                     "nodes:\n"
                     "  - {name: master-1, role: master}\n"
                     "  - {name: master-4, role: master, backend: vm-4, address: '%s'}\n"
                     "add: [master-4]\n"
-                    "join_command: curl -sf -X POST 'http://127.0.0.1:%d/join?node={node}'\n"
+                    "join_command: touch %s; while [ ! -e %s ]; do sleep 0.1; done; "
+                    "curl -sf -X POST 'http://127.0.0.1:%d/join?node={node}'\n"
                     "etcd: {endpoints: [%s]}\n"
-                    "timeouts: {node_ready: 30s, backend_drain: 10s, command: 30s, gate: 30s}\n"
+                    "timeouts: {node_ready: 30s, backend_drain: 10s, command: 60s, gate: 30s}\n"
                     "soak: 1s\nlease_ttl: 30s\n"
-                    % (self.kubeconfig, self.admin, self.sim.info["listen"][3],
+                    % (self.kubeconfig, self.admin, self.sim.info["listen"][3], started, go,
                        self.fixture.port, ", ".join(self.etcd.url(m) for m in tu.MASTERS)))
+        rc, out, err = self.lbctl("-o", "json", "migrate", plan, "--dry-run")
+        self.assertEqual(rc, 0, out + err)
+        dry = {n["name"]: n for n in json.loads(out)["nodes"]}
+        self.assertEqual([s["step"] for s in dry["master-4"]["steps"]],
+                         ["lease", "join", "joined", "backend-add", "backend-up",
+                          "gate-members", "release"])
+        self.assertEqual(dry["master-4"]["gate"],
+                         "would be GRANTED (asked before it joins, by the master rules)")
+
         self.start_watchers()
-        rc, out, err = self.lbctl("migrate", plan)
-        self.assertEqual(rc, 3, out + err + "\nfixture: %s" % self.fixture.errors)
+        run = self.spawn("lbctl-migrate", [tu.LBCTL, "migrate", plan], cwd=self.tmp)
+        harness.wait_for(lambda: os.path.exists(started) or run.poll() is not None,
+                         harness.T(30), "the join command to start")
+        self.assertIsNone(run.poll(), self.run_log(run))
+        st, a = self.kured_asks()
+        self.assertEqual(st, 409, "another master got a lease while master-4 joins: %s" % a)
+        self.assertIn("master-0 held by master-4", "; ".join(a["reasons"]))
+        lease = self.lease_of("master-4")
+        self.assertEqual((lease["role"], lease["holder"][:18]), ("master", "lbctl migrate run "))
+
+        with open(go, "w"):
+            pass
+        self.assertEqual(run.wait(harness.T(120)), 3, self.run_log(run))
+        err = self.run_log(run)
         url4 = self.etcd.url("master-4")
         self.assertIn("master-4: the gate's config no longer matches the cluster", err)
         self.assertIn("        endpoints:\n          - %s   # add (etcd member master-4)\n"
@@ -97,6 +160,10 @@ class TestAddKeepsGateRight(tu.UpgradeTest):
         st = self.gate_status()
         self.assertNotIn(url4, st["inputs"]["etcd"]["configured_endpoints"])
         self.assertIn("vm-4", [d["node"] for d in st["master"]])
+        # Stopped for the operator's edit: the lease stays, and so does the refusal.
+        self.assertIsNotNone(self.lease_of("master-4"), "the lease went with the stop")
+        st, a = self.kured_asks()
+        self.assertEqual(st, 409, a)
 
         cfg = self.lbd_cfg()
         cfg["gate"]["quorum"]["etcd"]["endpoints"].append(url4)
@@ -113,11 +180,19 @@ class TestAddKeepsGateRight(tu.UpgradeTest):
         rc, out, err = self.lbctl("migrate", plan, "--resume")
         self.assertEqual(rc, 0, out + err)
         self.assertIn("gate-members: done: the gate's etcd endpoints and members follow", out + err)
+        self.assertIn("master-4 release: done: released", out + err)
+        self.assertIsNone(self.lease_of("master-4"), "the run left its lease")
         masters = [d["node"] for d in self.gate_status()["master"]]
         self.assertIn("master-4", masters)
         self.assertNotIn("vm-4", masters)
+        st, a = self.kured_asks()
+        self.assertEqual(st, 201, a)
         self.client.finish()
         self.assertEqual(self.client.failed, [], "requests through the VIP failed")
+
+    def run_log(self, run):
+        with open(run.log_path, errors="replace") as f:
+            return f.read()
 
 
 def kubelet_on(self, q):

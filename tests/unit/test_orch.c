@@ -368,10 +368,17 @@ START_TEST(test_gate_members)
 	char *msg;
 	ck_assert_msg(plan_load_string(t, sizeof(t) - 1, "m.yaml", &p, &e) == 0, "plan: %s",
 		      e.n ? e.msgs[0] : "?");
+	/* A new master joins under a master lease (issue 15). */
 	size_t n = orch_steps_for(&p, plan_node_find(&p, "k2"), names);
-	ck_assert_str_eq(names[n - 1], "gate-members");
+	ck_assert_uint_eq(n, 7);
+	ck_assert_str_eq(names[0], "lease");
+	ck_assert_str_eq(names[1], "join");
+	ck_assert_str_eq(names[n - 2], "gate-members");
+	ck_assert_str_eq(names[n - 1], "release");
 	n = orch_steps_for(&p, plan_node_find(&p, "k3"), names);
-	ck_assert_str_eq(names[n - 1], "backend-up");
+	ck_assert_str_eq(names[0], "lease");
+	ck_assert_str_eq(names[n - 2], "backend-up");
+	ck_assert_str_eq(names[n - 1], "release");
 	n = orch_steps_for(&p, plan_node_find(&p, "k1"), names);
 	ck_assert_str_eq(names[n - 2], "gate-members");
 	ck_assert_str_eq(names[n - 1], "release");

@@ -905,6 +905,120 @@ START_TEST(test_outcomes_only_when_asked)
 }
 END_TEST
 
+/* Issue 15: a request may name the stricter role. m4 is about to join a
+ * one-master cluster (in no source yet): asked master, the master rules
+ * decide and the lease is a master lease, so another master's request waits
+ * for it. A worker running in the cluster needs an admin for that; asking
+ * worker for a master stays refused. */
+static struct gate_decision decide_req(struct fixture *f, struct gate_request *r)
+{
+	struct gate_decision d;
+	gate_decide(&f->conf, &f->in, &f->t, r, &d);
+	return d;
+}
+
+START_TEST(test_stricter_role)
+{
+	struct fixture f;
+	struct gate_request r = {0};
+	struct gate_decision d;
+	char *why = NULL;
+
+	fx_init(&f);
+	fx_pool(&f, 1);
+	fx_etcd(&f, 1, 0);
+	fx_nodes(&f, 2, NULL);
+	/* No role asked, or the gate's own: as before. */
+	ck_assert_int_eq(gate_request_role(&f.conf, &f.in, "w1", NULL, false, &r, &why), 0);
+	ck_assert_int_eq(r.role, GATE_ROLE_WORKER);
+	ck_assert(!r.stricter);
+	ck_assert_int_eq(gate_request_role(&f.conf, &f.in, "m1", "master", false, &r, &why), 0);
+	ck_assert(r.role == GATE_ROLE_MASTER && !r.stricter);
+	/* Never weaker. */
+	ck_assert_int_eq(gate_request_role(&f.conf, &f.in, "m1", "worker", true, &r, &why), -1);
+	ck_assert_msg(strstr(why, "role: m1 is a master, by what the gate knows of the cluster; "
+				  "it asked for a worker lease"),
+		      "%s", why);
+	xfree(&why);
+
+	/* A node about to join asks master: decided by the master rules. */
+	ck_assert_int_eq(gate_request_role(&f.conf, &f.in, "m4", "master", false, &r, &why), 0);
+	ck_assert(r.role == GATE_ROLE_MASTER && r.stricter);
+	d = decide_req(&f, &r);
+	dump(&d);
+	ck_assert(d.granted);
+	ck_assert_int_eq(d.slot, 0);
+	bool noted = false;
+	for (size_t i = 0; i < d.arithmetic.n; i++)
+		noted |= strstr(d.arithmetic.v[i], "m4 is not a node of the cluster yet") != NULL;
+	ck_assert(noted);
+	gate_decision_free(&d);
+	/* ... not one to be released on outcomes: absent, it would look deleted. */
+	r.release_on_outcomes = true;
+	d = decide_req(&f, &r);
+	ck_assert(!d.granted);
+	ck_assert(has_reason(&d, "released at once"));
+	gate_decision_free(&d);
+	r.release_on_outcomes = false;
+	/* Held, it takes the one master slot: m1 must wait for it. */
+	hold(&f, "m4", GATE_ROLE_MASTER, 0);
+	d = decide(&f, "m1", GATE_ROLE_MASTER);
+	ck_assert(!d.granted);
+	ck_assert_msg(has_reason(&d, "concurrency: 1 of 1 master slot(s) taken (master-0 held by "
+				     "m4"),
+		      "%s", d.reasons.n ? d.reasons.v[0] : "");
+	gate_decision_free(&d);
+	/* Outcomes never end it: its holder releases it. */
+	struct gate_text nodes = {0}, whyo = {0};
+	gate_outcomes(&f.conf, &f.in, &f.t, &nodes, &whyo);
+	ck_assert_int_eq(nodes.n, 0);
+	lease_table_remove(&f.t, "m4");
+
+	/* Status' joining_master: the same rules for no node in particular. */
+	struct gate_request jr = {.node = "(a joining master)",
+				  .role = GATE_ROLE_MASTER,
+				  .hypothetical = true,
+				  .stricter = true};
+	d = decide_req(&f, &jr);
+	ck_assert(d.granted);
+	gate_decision_free(&d);
+	etcd_down(&f, 1); /* one member of one down: a joiner adds none healthy */
+	d = decide_req(&f, &jr);
+	ck_assert(!d.granted);
+	ck_assert(has_reason(&d, "etcd: 0 of 1 voting members healthy"));
+	gate_decision_free(&d);
+	f.in.etcd.views[0].ok = f.in.etcd.views[0].health = true;
+
+	/* The master rules still say no when they must: etcd unknown. */
+	f.in.etcd.src.known = false;
+	ck_assert_int_eq(gate_request_role(&f.conf, &f.in, "m4", "master", false, &r, &why), 0);
+	d = decide_req(&f, &r);
+	ck_assert(!d.granted);
+	ck_assert(has_reason(&d, "etcd: unknown"));
+	gate_decision_free(&d);
+	f.in.etcd.src.known = true;
+
+	/* A worker running in the cluster: only an admin makes it a master. */
+	ck_assert_int_eq(gate_request_role(&f.conf, &f.in, "w1", "master", false, &r, &why), -1);
+	ck_assert_msg(strstr(why, "role: w1 is a worker, by what the gate knows of the cluster; "
+				  "it asked for a master lease, which only an admin gives"),
+		      "%s", why);
+	xfree(&why);
+	ck_assert_int_eq(gate_request_role(&f.conf, &f.in, "w1", "master", true, &r, &why), 0);
+	ck_assert(r.role == GATE_ROLE_MASTER && r.stricter);
+	/* Without a node list the gate cannot tell joining from running. */
+	f.conf.kubeconfig = NULL;
+	ck_assert_int_eq(gate_request_role(&f.conf, &f.in, "m4", "master", false, &r, &why), -1);
+	ck_assert_msg(strstr(why, "gate.kubeconfig is not set"), "%s", why);
+	xfree(&why);
+	ck_assert_int_eq(gate_request_role(&f.conf, &f.in, "m4", "master", true, &r, &why), 0);
+	d = decide_req(&f, &r);
+	ck_assert(d.granted);
+	gate_decision_free(&d);
+	fx_free(&f);
+}
+END_TEST
+
 static Suite *policy_suite(void)
 {
 	Suite *s = suite_create("policy");
@@ -932,6 +1046,7 @@ static Suite *policy_suite(void)
 	tcase_add_test(tc, test_holders);
 	tcase_add_test(tc, test_drained_is_lost);
 	tcase_add_test(tc, test_outcomes_only_when_asked);
+	tcase_add_test(tc, test_stricter_role);
 	suite_add_tcase(s, tc);
 	return s;
 }

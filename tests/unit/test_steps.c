@@ -254,10 +254,11 @@ static json_t *gate_status(void)
 				      json_pack("{s:O,s:b,s:s}", "name", json_object_get(m, "name"),
 						"healthy", up, "why", up ? "" : "down"));
 	}
-	return json_pack("{s:{s:{s:b},s:{s:b,s:o}},s:o,s:o,s:{s:b,s:[]},s:{s:i},s:s}", "inputs",
-			 "pool", "known", 1, "etcd", "known", 1, "members", members, "leases",
-			 leases_json(), "master", masters, "worker", "granted", 1, "reasons",
-			 "concurrency", "workers", 1, "store", "file");
+	return json_pack("{s:{s:{s:b},s:{s:b,s:o}},s:o,s:o,s:{s:b,s:[]},s:{s:b,s:[]},s:{s:i},s:s}",
+			 "inputs", "pool", "known", 1, "etcd", "known", 1, "members", members,
+			 "leases", leases_json(), "master", masters, "joining_master", "granted",
+			 !master_held, "reasons", "worker", "granted", 1, "reasons", "concurrency",
+			 "workers", 1, "store", "file");
 }
 
 static int gate_lease(json_t *body, json_t **out)
@@ -849,6 +850,23 @@ START_TEST(test_table_orders)
 	n = orch_steps_for(&p, plan_node_find(&p, "w1"), names);
 	ck_assert_uint_eq(n, 6);
 	ck_assert_str_eq(names[1], "drain");
+	plan_free(&p);
+
+	t = xasprintf("kubeconfig: /nonexistent\n%s", migrate_plan);
+	ck_assert_int_eq(plan_load_string(t, strlen(t), "m.yaml", &p, &e), 0);
+	free(t);
+	const char *joining[] = {"lease", "join", "joined", "backend-add", "backend-up", "release"};
+	n = orch_steps_for(&p, plan_node_find(&p, "m3"), names);
+	ck_assert_uint_eq(n, 6);
+	for (size_t i = 0; i < n; i++)
+		ck_assert_str_eq(names[i], joining[i]);
+	const char *leaving[] = {"lease",	   "backend-drain",  "drain",
+				 "etcd-remove",	   "remove-command", "node-delete",
+				 "backend-remove", "gate-members",   "release"};
+	n = orch_steps_for(&p, plan_node_find(&p, "m1"), names);
+	ck_assert_uint_eq(n, 9);
+	for (size_t i = 0; i < n; i++)
+		ck_assert_str_eq(names[i], leaving[i]);
 	plan_free(&p);
 }
 END_TEST
