@@ -15,8 +15,7 @@
 struct orphan {
 	struct backend *b;
 	int64_t rate;
-	double credit;
-	int64_t last_ms;
+	struct close_rate bucket;
 };
 
 struct drainer {
@@ -35,19 +34,13 @@ double drainer_seconds_left(const struct backend *b)
 }
 
 /* Closes what the rate allows since the last call. */
-static size_t close_some(struct relay *rl, struct backend *b, int64_t rate, double *credit,
-			 int64_t *last_ms, int64_t now, enum conn_end why)
+static size_t close_some(struct relay *rl, struct backend *b, int64_t rate, struct close_rate *r,
+			 int64_t now, enum conn_end why)
 {
-	double r = rate > 0 ? (double)rate : 1.0;
-
-	*credit += r * (double)(now - *last_ms) / 1000.0;
-	*last_ms = now;
-	if (*credit > r + 1) /* no bursts after a slow tick */
-		*credit = r + 1;
-	size_t n = (size_t)*credit;
+	size_t n = close_rate_allowed(r, rate, now);
 	if (n == 0)
 		return 0;
-	*credit -= (double)n;
+	close_rate_spend(r, n);
 	uint64_t active = atomic_load(&b->active);
 	if (n > active) /* counted as closed: no more than there are */
 		n = (size_t)active;
@@ -75,8 +68,7 @@ static bool down_step(struct drainer *d, struct pool *p, struct backend *b, int6
 		return false;
 	if (!b->down_closing) {
 		b->down_closing = true;
-		b->down_credit = 1; /* the first one goes now */
-		b->down_last_ms = now;
+		close_rate_start(&b->down_rate, now); /* the first one goes now */
 		log_kv(
 		    LOG_LVL_WARN,
 		    LOG_KV("pool", p->conf.name, "backend", b->conf.name, "reason", b->last.detail),
@@ -84,8 +76,8 @@ static bool down_step(struct drainer *d, struct pool *p, struct backend *b, int6
 		    p->conf.name, b->conf.name, b->last.detail, (unsigned long long)b->active,
 		    (long long)p->conf.down_close_rate);
 	}
-	b->down_closed += close_some(d->s->relay, b, p->conf.down_close_rate, &b->down_credit,
-				     &b->down_last_ms, now, END_BACKEND_DOWN);
+	b->down_closed += close_some(d->s->relay, b, p->conf.down_close_rate, &b->down_rate, now,
+				     END_BACKEND_DOWN);
 	return b->active > 0;
 }
 
@@ -103,8 +95,7 @@ static bool drain_step(struct drainer *d, struct pool *p, struct backend *b, int
 	}
 	if (!b->drain_closing) {
 		b->drain_closing = true;
-		b->close_credit = 1; /* the first one goes at the deadline */
-		b->close_last_ms = now;
+		close_rate_start(&b->close_rate, now); /* the first one goes at the deadline */
 		log_kv(LOG_LVL_WARN,
 		       LOG_KV("pool", p->conf.name, "backend", b->conf.name, "reason",
 			      "drain deadline"),
@@ -112,8 +103,8 @@ static bool drain_step(struct drainer *d, struct pool *p, struct backend *b, int
 		       p->conf.name, b->conf.name, (unsigned long long)b->active,
 		       (long long)p->conf.drain_close_rate);
 	}
-	b->drain_forced += close_some(d->s->relay, b, p->conf.drain_close_rate, &b->close_credit,
-				      &b->close_last_ms, now, END_DRAIN);
+	b->drain_forced +=
+	    close_some(d->s->relay, b, p->conf.drain_close_rate, &b->close_rate, now, END_DRAIN);
 	if (b->active == 0) {
 		server_drain_done(d->s, b);
 		return false;
@@ -126,8 +117,7 @@ static bool orphans_step(struct drainer *d, int64_t now)
 	for (size_t i = d->norph; i-- > 0;) {
 		struct orphan *o = &d->orph[i];
 		if (o->b->active > 0)
-			close_some(d->s->relay, o->b, o->rate, &o->credit, &o->last_ms, now,
-				   END_DRAIN);
+			close_some(d->s->relay, o->b, o->rate, &o->bucket, now, END_DRAIN);
 		if (o->b->active > 0)
 			continue;
 		backend_unref(o->b);
@@ -177,7 +167,8 @@ void drainer_adopt(struct drainer *d, struct backend *b, int64_t rate)
 		return;
 	backend_ref(b);
 	d->orph = xrealloc(d->orph, (d->norph + 1) * sizeof(*d->orph));
-	d->orph[d->norph++] = (struct orphan){b, rate, 1, mono_ms()};
+	d->orph[d->norph] = (struct orphan){.b = b, .rate = rate};
+	close_rate_start(&d->orph[d->norph++].bucket, mono_ms());
 	log_kv(LOG_LVL_INFO, LOG_KV("backend", b->conf.name, "reason", "removed"),
 	       "backend %s: removed; closing its %llu connections at %lld/s", b->conf.name,
 	       (unsigned long long)b->active, (long long)rate);

@@ -29,6 +29,7 @@
 
 #include "config/config.h"
 #include "lbd/check.h"
+#include "lbd/closerate.h"
 
 enum backend_state { BE_ENABLED, BE_DRAIN, BE_DISABLED };
 
@@ -78,17 +79,15 @@ struct backend {
 	bool last_tcp_ok; /* of the last check (main thread) */
 	int64_t drain_started_ms;
 	/* Drain bookkeeping (lbd/drain.c, main loop only). */
-	bool remove_when_drained; /* DELETE ?drain=1: remove once drained */
-	bool drain_closing;	  /* deadline passed: closing at drain_close_rate */
-	double close_credit;	  /* connections we may close now (rate limiter) */
-	int64_t close_last_ms;
-	uint64_t drain_forced; /* connections closed by the last drain deadline */
+	bool remove_when_drained;     /* DELETE ?drain=1: remove once drained */
+	bool drain_closing;	      /* deadline passed: closing at drain_close_rate */
+	struct close_rate close_rate; /* at drain_close_rate */
+	uint64_t drain_forced;	      /* connections closed by the last drain deadline */
 	/* Down-close bookkeeping (lbd/drain.c, main loop only): closing the
 	 * connections of a backend down by pool_down_close's rule. */
 	bool down_closing;
-	double down_credit;
-	int64_t down_last_ms;
-	uint64_t down_closed; /* connections closed because the backend was down, ever */
+	struct close_rate down_rate; /* at down_close_rate */
+	uint64_t down_closed;	     /* connections closed because the backend was down, ever */
 	/* Rebalance bookkeeping (lbd/rebalance.c, main loop only). */
 	uint64_t rb_quota;	  /* closes it may take in this round */
 	uint64_t rb_round_closed; /* closed in this round */
@@ -132,9 +131,9 @@ struct pool {
 	/* Rebalance rounds (lbd/rebalance.c, main loop only). */
 	struct {
 		bool active;
-		int64_t started_ms, ended_ms, last_ms;
-		double credit;
-		bool short_of_it; /* the last round ended with its shares used up */
+		int64_t started_ms, ended_ms;
+		struct close_rate rate; /* one bucket across rounds */
+		bool short_of_it;	/* the last round ended with its shares used up */
 	} rb;
 	bool freeing; /* pool_free() is emptying it: no fail-safe news to log */
 	_Atomic(struct pool_snap *) snap;

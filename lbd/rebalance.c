@@ -141,11 +141,9 @@ static void round_start(struct pool *p, struct backend *const *bs, size_t n, int
 	p->rb.active = true;
 	p->rb.started_ms = now;
 	/* One bucket across rounds: a round that begins right after one ended
-	 * goes on from its credit, so no second sees more than rate + 1. */
-	if (now - p->rb.last_ms >= 1000) {
-		p->rb.credit = 1; /* the first one goes now */
-		p->rb.last_ms = now;
-	}
+	 * goes on from its credit (closerate.h), it does not start afresh. */
+	if (now - p->rb.rate.last_ms >= 1000)
+		close_rate_start(&p->rb.rate, now); /* the first one goes now */
 }
 
 bool rebalance_step(struct pool *p, struct relay *r, int64_t now)
@@ -176,12 +174,7 @@ bool rebalance_step(struct pool *p, struct relay *r, int64_t now)
 		round_end(p, bs, n, true, now);
 		goto out;
 	}
-	double rate = (double)rc->rate;
-	p->rb.credit += rate * (double)(now - p->rb.last_ms) / 1000.0;
-	p->rb.last_ms = now;
-	if (p->rb.credit > rate + 1) /* no bursts after a slow tick */
-		p->rb.credit = rate + 1;
-	size_t budget = (size_t)p->rb.credit;
+	size_t budget = close_rate_allowed(&p->rb.rate, rc->rate, now);
 	size_t planned = rebalance_plan(be, n, budget, close);
 	if (planned == 0 && budget > 0) {
 		/* Shares used up, or every loaded one down to its fair share
@@ -191,11 +184,8 @@ bool rebalance_step(struct pool *p, struct relay *r, int64_t now)
 		goto out;
 	}
 	/* Credit not spent now (nothing above its share until the closed
-	 * clients reconnect) is not saved up: at most one close carries over,
-	 * so no second ever sees more than rate + 1 closes. */
-	p->rb.credit -= (double)planned;
-	if (p->rb.credit > 1)
-		p->rb.credit = 1;
+	 * clients reconnect) is not saved up (closerate.h). */
+	close_rate_spend(&p->rb.rate, planned);
 	for (size_t i = 0; i < n; i++) {
 		if (!close[i])
 			continue;

@@ -5,6 +5,7 @@
 #include "tests/unit/unit.h"
 #include <stdlib.h>
 
+#include "lbd/closerate.h"
 #include "lbd/rebalance.h"
 
 #define N(a) (sizeof(a) / sizeof((a)[0]))
@@ -69,6 +70,30 @@ START_TEST(test_plan_weights)
 }
 END_TEST
 
+/* The one close-rate bucket (closerate.h): rate per second with the loop
+ * ticking, rate + 1 at most after a stall, nothing saved when not spent. */
+START_TEST(test_close_rate)
+{
+	struct close_rate r;
+	size_t total = 0;
+
+	close_rate_start(&r, 0);
+	ck_assert_uint_eq(close_rate_allowed(&r, 10, 0), 1); /* the first one goes now */
+	close_rate_spend(&r, 1);
+	for (int64_t t = 100; t <= 1000; t += 100) { /* ticking: 10 in a second */
+		size_t n = close_rate_allowed(&r, 10, t);
+		close_rate_spend(&r, n);
+		total += n;
+	}
+	ck_assert_uint_eq(total, 10);
+	ck_assert_uint_eq(close_rate_allowed(&r, 10, 6000), 11); /* a 5 s stall saves 11 */
+	close_rate_spend(&r, 0);				 /* none wanted now ... */
+	ck_assert_uint_eq(close_rate_allowed(&r, 10, 6000), 1);	 /* ... and none saved */
+	close_rate_start(&r, 0);
+	ck_assert_uint_eq(close_rate_allowed(&r, 0, 1000), 2); /* rate 0 counts as 1 */
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("rebalance");
@@ -78,6 +103,7 @@ int main(void)
 	tcase_add_test(tc, test_plan_takes_from_the_most_loaded);
 	tcase_add_test(tc, test_plan_respects_quota_and_fair_share);
 	tcase_add_test(tc, test_plan_weights);
+	tcase_add_test(tc, test_close_rate);
 	suite_add_tcase(s, tc);
 	return unit_run(s);
 }
