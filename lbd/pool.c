@@ -514,6 +514,12 @@ void backend_connect_failed(struct backend *b)
 	atomic_store_explicit(&b->suspect_until_ms, mono_ms() + SUSPECT_MS, memory_order_relaxed);
 }
 
+void backend_empty_response(struct backend *b)
+{
+	atomic_fetch_add_explicit(&b->empty_retries, 1, memory_order_relaxed);
+	atomic_store_explicit(&b->suspect_until_ms, mono_ms() + SUSPECT_MS, memory_order_relaxed);
+}
+
 static bool suspect(const struct backend *b)
 {
 	int64_t until = atomic_load_explicit(&b->suspect_until_ms, memory_order_relaxed);
