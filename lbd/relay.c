@@ -1272,7 +1272,7 @@ static void conn_keep_drop(struct conn *c)
  * ends the copy; a client's bytes are added to it, up to KEEP_MAX. Bulk
  * (splice) never starts before either: it needs SPLICE_AFTER > KEEP_MAX
  * bytes from one side. */
-static void conn_keep(struct conn *c, int src, const char *p, size_t n)
+static __attribute__((noinline)) void conn_keep(struct conn *c, int src, const char *p, size_t n)
 {
 	if (src == c->bfd || c->nkept + n > KEEP_MAX) {
 		conn_keep_drop(c);
@@ -1306,10 +1306,8 @@ static void half_maybe_splice(struct half *h)
 static int half_pump(struct conn *c, struct half *h, int src, int dst)
 {
 	int r = half_flush(c, h, dst);
-	if (r < 0)
-		return half_fail(c, dst);
-	if (r == 0)
-		return 0;
+	if (r <= 0)
+		return r < 0 ? half_fail(c, dst) : 0;
 	if (!c->ssl) /* TLS bytes must pass through OpenSSL */
 		half_maybe_splice(h);
 	if (h->bulk && h->pipe[0] < 0 && !worker_pipe_get(c->w, h->pipe)) {
@@ -1426,6 +1424,21 @@ static bool conn_redispatch(struct conn *c, bool reset)
 	return true;
 }
 
+/*
+ * half_pump said PUMP_BACKEND_RESET or PUMP_BACKEND_EOF: the client is moved
+ * (1), or, with no other backend, the connection goes on as if nothing had
+ * been kept: the EOF is read again and passed on (half_pump's result), a
+ * reset is passed on as a reset (-1). Out of line and cold: the relay's
+ * callback stays as small as without replay.
+ */
+static __attribute__((noinline, cold)) int conn_backend_gone(struct conn *c, int r)
+{
+	if (conn_redispatch(c, r == PUMP_BACKEND_RESET))
+		return 1;
+	conn_keep_drop(c);
+	return r == PUMP_BACKEND_EOF ? half_pump(c, &c->b2c, c->bfd, c->cfd) : -1;
+}
+
 static void conn_relay_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct conn *c = arg;
@@ -1445,17 +1458,13 @@ static void conn_relay_cb(evutil_socket_t fd, short what, void *arg)
 		if (r >= 0 && (what & EV_READ))
 			r = half_pump(c, &c->b2c, c->bfd, c->cfd);
 	}
-	if (r == PUMP_BACKEND_RESET || r == PUMP_BACKEND_EOF) {
-		if (conn_redispatch(c, r == PUMP_BACKEND_RESET))
-			return;
-		/* No other backend: as if nothing had been kept. The EOF is
-		 * read again and passed on; a reset is passed on as a reset. */
-		conn_keep_drop(c);
-		r = r == PUMP_BACKEND_EOF ? half_pump(c, &c->b2c, c->bfd, c->cfd) : -1;
-	}
 	if (r < 0) {
-		conn_close(c, true);
-		return;
+		if (r != -1 && (r = conn_backend_gone(c, r)) > 0)
+			return;
+		if (r < 0) {
+			conn_close(c, true);
+			return;
+		}
 	}
 	/* Who closed first: one read half runs per callback, so the first
 	 * EOF seen is the first one sent. */
