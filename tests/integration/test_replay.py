@@ -89,6 +89,15 @@ class Backends:
                 c.sendall(b"pong %s %d\n" % (req[0].encode(), req[1]))
         return self.make(name, h)
 
+    def good_after_fin(self, name="good"):
+        """Answers only once the client's FIN has come after the request."""
+        def h(name, c):
+            req = read_request(c)
+            self._record(name, req)
+            if req and c.recv(1) == b"":
+                c.sendall(b"pong %s %d fin\n" % (req[0].encode(), req[1]))
+        return self.make(name, h)
+
     def rst(self, name="rst"):
         """Resets every connection at once, reading nothing."""
         return self.make(name, lambda name, c: reset(c))
@@ -254,4 +263,49 @@ class Replay(VipCase):
                       frontend={"retry_on_empty_response": False})
         outcomes = [self.request()[1] for _ in range(4)]
         self.assertTrue(any(not isinstance(o, bytes) or o == b"" for o in outcomes), outcomes)
+        self.assertEqual(self.retries().get("rst"), 0)
+
+    def test_client_fin_is_replayed_too(self):
+        """A client that sent its request and then its FIN (shutdown): the
+        next backend gets both, and answers."""
+        self.vip_with([self.bk.eof(), self.bk.good_after_fin()])
+        for _ in range(4):
+            self.n += 1
+            rid = "r%d" % self.n
+            with self.connect() as c:
+                c.sendall(b"ping %s 10\n" % rid.encode() + b"p" * 10)
+                c.shutdown(socket.SHUT_WR)
+                got = recv_all(c)
+            self.assertEqual(got, b"pong %s 10 fin\n" % rid.encode())
+            if rid in self.bk.ids("eof"):
+                break
+        else:
+            self.fail("no request reached the backend that closes")
+        self.assertEqual(self.retries().get("eof"), 1)
+
+    def test_nowhere_else_passes_the_close_on(self):
+        """The only backend closes: never tried twice, the client sees the
+        close as a close (the EOF read again and passed on)."""
+        self.vip_with([self.bk.eof()])
+        for _ in range(3):
+            rid, got = self.request()
+            self.assertEqual(got, b"", rid)
+        self.assertEqual(self.retries().get("eof"), 0)
+        self.assertLbdAlive()
+
+    def test_retries_spent_pass_the_last_failure_on(self):
+        """Two bad backends, one moved to the other, which fails too: the
+        client sees the last one's close or reset, and lbd serves on."""
+        self.vip_with([self.bk.rst(), self.bk.eof()])
+        for _ in range(4):
+            rid, got = self.request()
+            self.assertTrue(got == b"" or isinstance(got, ConnectionResetError), (rid, got))
+        self.assertGreaterEqual(sum(self.retries().values()), 1)
+        self.assertLbdAlive()
+
+    def test_retries_zero_replays_nothing(self):
+        """The replay spends the retries budget: with retries 0 it has none."""
+        self.vip_with([self.bk.rst(), self.bk.good()], frontend={"retries": 0})
+        outcomes = [self.request()[1] for _ in range(4)]
+        self.assertTrue(any(isinstance(o, ConnectionResetError) for o in outcomes), outcomes)
         self.assertEqual(self.retries().get("rst"), 0)
