@@ -5,8 +5,10 @@ The CI failure it comes from: nginx stopped with SIGQUIT resets the
 connections its kernel had already accepted; lbd's connect had succeeded, so
 the connect retry did not apply, and the client got the reset. Here raw
 Python backends (test_vip.RawBackend) play the dying master on loopback, with
-tcp checks 30 s apart so lbd keeps them UP: one resets every connection at
-once (SO_LINGER 0), one reads the request and closes without an answer. A
+tcp checks 30 s apart so lbd keeps them UP: one resets every connection
+(SO_LINGER 0) once the request is there, unread, one reads the request and
+closes without an answer, and a listening socket that never accepts is
+closed with the request in its accept queue (nginx's case). A
 healthy backend beside them must answer every client, and the bad ones'
 lbd_backend_empty_response_retries_total must count what was replayed.
 Then the limits: a backend that sent a byte before resetting, or a client
@@ -99,8 +101,13 @@ class Backends:
         return self.make(name, h)
 
     def rst(self, name="rst"):
-        """Resets every connection at once, reading nothing."""
-        return self.make(name, lambda name, c: reset(c))
+        """Resets every connection as soon as the request's first bytes are
+        there, reading nothing. A health check (connect, close) is closed
+        quietly: a reset racing its connect would mark the backend DOWN."""
+        def h(name, c):
+            if c.recv(1, socket.MSG_PEEK):
+                reset(c)
+        return self.make(name, h)
 
     def eof(self, name="eof"):
         """Reads the whole request, closes without a byte back."""
@@ -182,7 +189,7 @@ class Replay(VipCase):
     # ------------------------------------------------------------------
 
     def test_reset_or_close_before_first_byte_is_replayed(self):
-        """A reset at once, and a close after reading the request: the client
+        """A reset once the request is there, and a close after reading the request: the client
         gets its answer from the good backend, once, and the bad backends'
         counters rise (the good one's stays 0)."""
         self.vip_with([self.bk.rst(), self.bk.eof(), self.bk.good()])
@@ -196,6 +203,40 @@ class Replay(VipCase):
         self.assertRegex(log, r"backend eof closed before its first byte; replaying the "
                          r"client's \d+ bytes to \w+")
         self.assertLbdAlive()
+
+    def bytes_to(self, backend):
+        st, _, text = harness.admin_request(self.cfg["admin"]["socket"], "GET", "/metrics")
+        m = re.search(r'^lbd_backend_bytes_total\{pool="vip",backend="%s",direction="to_backend"\} '
+                      r'(\d+)$' % backend, text, re.M)
+        return int(m.group(1)) if m else 0
+
+    def test_listener_closed_with_the_request_in_its_accept_queue(self):
+        """The CI failure itself (nginx on SIGQUIT): the backend's kernel had
+        accepted lbd's connect and taken the request, the process never
+        accepted it, and closing the listening socket resets it. The client
+        gets its answer from the good backend."""
+        queue = socket.socket()
+        self.addCleanup(queue.close)
+        queue.bind((harness.LOOPBACK, 0))
+        queue.listen(16)  # never accepted
+        self.vip_with([("queue", "%s:%d" % queue.getsockname()), self.bk.good()])
+        for _ in range(4):  # round robin: one of the first two lands in the queue
+            out = []
+            t = threading.Thread(target=lambda: out.append(self.request()), daemon=True)
+            t.start()
+            wait_for(lambda: out or self.bytes_to("queue") > 0, T(5),
+                     "an answer, or lbd to send a request into the accept queue")
+            if not out:
+                break
+            self.assertEqual(out[0][1], b"pong %s 10\n" % out[0][0].encode())
+        else:
+            self.fail("no request went to the queue backend")
+        queue.close()
+        t.join(T(5))
+        self.assertEqual(len(out), 1, "the client is still waiting")
+        rid, got = out[0]
+        self.assertEqual(got, b"pong %s 10\n" % rid.encode())
+        self.assertEqual(self.retries().get("queue"), 1)
 
     def test_tls_frontend_replays_the_plaintext(self):
         """mode tls: what is kept is the decrypted request; the client's TLS
