@@ -77,6 +77,7 @@
 
 /* Client bytes kept for a replay, at most: a replay fits one worker buffer. */
 #define KEEP_MAX RELAY_CHUNK
+_Static_assert(KEEP_MAX <= UINT16_MAX, "conn.nkept is 16 bits");
 /* half_pump's results beside -1 (reset): the backend failed before its
  * first byte while the client's bytes are kept (see conn_redispatch). */
 #define PUMP_BACKEND_RESET (-2)
@@ -124,13 +125,15 @@ struct conn {
 	SSL *ssl;		   /* mode tls: the client side */
 	struct backend **tried;	   /* only while connecting after a failure, or keeping */
 	char *kept;		   /* keeping: what the client sent so far (nkept bytes) */
-	uint32_t nkept;
 	struct event cev, bev, tev;
 	struct half c2b, b2c;
 	int64_t last_active_ms; /* the worker's coarse clock at the last read */
 	int64_t connect_us;	/* when the current connect() started */
 	int64_t start_ms;
 	uint8_t end; /* enum conn_end: why it ends, once known */
+	/* Of kept. Here it fills a hole: 616 bytes, the same malloc chunk as
+	 * a conn without replay (608). */
+	uint16_t nkept;
 	union {
 		struct sockaddr sa;
 		struct sockaddr_in in;
@@ -1280,7 +1283,7 @@ static __attribute__((noinline)) void conn_keep(struct conn *c, int src, const c
 	}
 	c->kept = xrealloc(c->kept, c->nkept + n);
 	memcpy(c->kept + c->nkept, p, n);
-	c->nkept += (uint32_t)n;
+	c->nkept = (uint16_t)(c->nkept + n);
 }
 
 /* half_pump's result for an error on fd: a reset (-1), or, when the backend
@@ -1399,7 +1402,7 @@ static bool conn_redispatch(struct conn *c, bool reset)
 	log_debug("frontend %s: backend %s %s before its first byte; replaying the client's %u "
 		  "bytes to %s",
 		  fe->conf.name, c->be->conf.name, reset ? "reset the connection" : "closed",
-		  c->nkept, b->conf.name);
+		  (unsigned)c->nkept, b->conf.name);
 	backend_empty_response(c->be);
 	c->ntried++;
 	if (h->buf)
