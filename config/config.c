@@ -1072,6 +1072,7 @@ static const struct field frontend_fields[] = {
     SECTION(struct frontend_conf, "tls", tls, tls_fields),
     {.key = "tcp_keepalive", .type = F_SECTION, .off = 0, .sub = fe_keepalive_fields},
     BOOL(struct frontend_conf, "log_connections", log_connections),
+    BOOL(struct frontend_conf, "retry_on_empty_response", retry_on_empty_response),
     END_FIELDS,
 };
 
@@ -1090,6 +1091,7 @@ static void frontend_init(void *p)
 	fe->keepalive_idle_ms = 30 * 1000;
 	fe->keepalive_interval_ms = 10 * 1000;
 	fe->keepalive_count = 3;
+	fe->retry_on_empty_response = true;
 }
 
 static const struct field admin_fields[] = {

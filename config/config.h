@@ -113,6 +113,9 @@ struct frontend_conf {
 	int64_t keepalive_interval_ms; /* tcp_keepalive.interval, default 10s */
 	int keepalive_count;	       /* tcp_keepalive.count, default 3 */
 	bool log_connections; /* one line per closed connection (HAProxy tcplog), default off */
+	/* a backend that resets or closes before its first byte: replay the
+	 * client's first bytes (up to 16 KiB) to another one, default on */
+	bool retry_on_empty_response;
 };
 
 /* Every HTTP listener's bounds (admin, metrics, gate): max_connections and

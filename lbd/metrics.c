@@ -63,6 +63,7 @@ SIMPLE(m_known, b->health.known)
 SIMPLE(m_weight, b->conf.weight)
 SIMPLE(m_active, b->active)
 SIMPLE(m_cfail, b->connect_failures)
+SIMPLE(m_empty, b->empty_retries)
 SIMPLE(m_htrans, b->health_changes)
 SIMPLE(m_strans, b->state_changes)
 SIMPLE(m_drain_closed, b->drain_forced)
@@ -248,6 +249,11 @@ char *metrics_render(const struct server *s, size_t *len)
 		     m_total);
 	each_backend(f, s, "lbd_backend_connect_failures_total", "counter",
 		     "Connects that failed (refused, unreachable, timed out).", m_cfail);
+	each_backend(f, s, "lbd_backend_empty_response_retries_total", "counter",
+		     "Connections the backend reset or closed before sending a byte, whose client "
+		     "was moved to another backend with its first bytes replayed "
+		     "(retry_on_empty_response).",
+		     m_empty);
 	each_backend(f, s, "lbd_backend_bytes_total", "counter", "Bytes relayed, by direction.",
 		     m_bytes);
 	each_backend(f, s, "lbd_backend_connect_seconds", "histogram",

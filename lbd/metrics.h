@@ -12,6 +12,7 @@
  *   lbd_backend_admin_state{pool,backend,state}   1 for the current state
  *   lbd_backend_weight, lbd_backend_active_connections,
  *   lbd_backend_connections_total, lbd_backend_connect_failures_total,
+ *   lbd_backend_empty_response_retries_total (reset or closed before a byte: replayed)
  *   lbd_backend_bytes_total{direction="to_backend"|"from_backend"}
  *   lbd_backend_connect_seconds (histogram: successful connects, per backend)
  *   lbd_backend_check_duration_seconds (histogram: every check, per backend)

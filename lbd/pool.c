@@ -514,6 +514,14 @@ void backend_connect_failed(struct backend *b)
 	atomic_store_explicit(&b->suspect_until_ms, mono_ms() + SUSPECT_MS, memory_order_relaxed);
 }
 
+void backend_empty_response(struct backend *b)
+{
+	/* Counted only: unlike a refused connect, any client can cause one (bytes
+	 * the backend drops the connection over), and a stranger must not steer
+	 * the pool by marking backends suspect. */
+	atomic_fetch_add_explicit(&b->empty_retries, 1, memory_order_relaxed);
+}
+
 static bool suspect(const struct backend *b)
 {
 	int64_t until = atomic_load_explicit(&b->suspect_until_ms, memory_order_relaxed);

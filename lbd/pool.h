@@ -76,6 +76,9 @@ struct backend {
 	int64_t since_ms;	 /* when health last changed (monotonic ms) */
 	_Atomic uint64_t active; /* connections now (workers count) */
 	_Atomic uint64_t connect_failures;
+	/* Connections it reset or closed before its first byte, whose
+	 * clients were replayed to another backend (relay.c). */
+	_Atomic uint64_t empty_retries;
 	bool last_tcp_ok; /* of the last check (main thread) */
 	int64_t drain_started_ms;
 	/* Drain bookkeeping (lbd/drain.c, main loop only). */
@@ -200,6 +203,10 @@ bool backend_down_close(const struct backend *b);
 
 /* Any thread: a connect to b was refused or timed out. */
 void backend_connect_failed(struct backend *b);
+/* Any thread: b reset or closed a connection before sending a byte, and its
+ * client was moved to another backend. Counted; not marked suspect (a
+ * client can cause it), nor a connect failure. */
+void backend_empty_response(struct backend *b);
 
 /* Re-evaluates the pool's fail-safe state, logs transitions, and publishes
  * a new snapshot. Call after any change to backends, states, weights. */

@@ -25,6 +25,17 @@
  *     its two sockets and nothing else, whatever it moved before;
  *   - activity is stamped with the worker's coarse clock (w->now_ms, moved
  *     on by the QUIESCE_MS tick), not with a clock call per read.
+ *
+ * Replay (frontend retry_on_empty_response, HAProxy's retry-on
+ * empty-response with redispatch): until the backend sends its first byte,
+ * a copy of what the client sent is kept (c->kept, at most KEEP_MAX bytes:
+ * a TLS ClientHello or a small request). A backend that resets or closes the
+ * connection before that byte (one that died or restarted between its
+ * kernel's accept and its answer) is then left for another one, which is
+ * given the copy (conn_redispatch), within the same retries budget and
+ * with the same picks as a failed connect. Once the backend has sent a byte,
+ * or the client more than KEEP_MAX, the copy is freed and the connection
+ * relays as without it: the flag c->keeping is all a read tests.
  */
 #define _GNU_SOURCE
 #include "lbd/relay.h"
@@ -64,6 +75,14 @@
 #define BUF_POOL 16	    /* RELAY_CHUNK buffers a worker keeps for slow peers */
 #define SPARES_IDLE_MS 1000 /* spares unused that long are let go */
 
+/* Client bytes kept for a replay, at most: a replay fits one worker buffer. */
+#define KEEP_MAX RELAY_CHUNK
+_Static_assert(KEEP_MAX <= UINT16_MAX, "conn.nkept is 16 bits");
+/* half_pump's results beside -1 (reset): the backend failed before its
+ * first byte while the client's bytes are kept (see conn_redispatch). */
+#define PUMP_BACKEND_RESET (-2)
+#define PUMP_BACKEND_EOF (-3)
+
 struct worker;
 
 struct listener {
@@ -102,14 +121,19 @@ struct conn {
 	uint8_t phase;
 	uint8_t ntried;
 	bool tls_read_wants_write; /* SSL_read needs the socket writable */
+	bool keeping;		   /* no backend byte yet: client bytes are copied to kept */
 	SSL *ssl;		   /* mode tls: the client side */
-	struct backend **tried;	   /* only while connecting after a failure */
+	struct backend **tried;	   /* only while connecting after a failure, or keeping */
+	char *kept;		   /* keeping: what the client sent so far (nkept bytes) */
 	struct event cev, bev, tev;
 	struct half c2b, b2c;
 	int64_t last_active_ms; /* the worker's coarse clock at the last read */
 	int64_t connect_us;	/* when the current connect() started */
 	int64_t start_ms;
 	uint8_t end; /* enum conn_end: why it ends, once known */
+	/* Of kept. Here it fills a hole: 616 bytes, the same malloc chunk as
+	 * a conn without replay (608). */
+	uint16_t nkept;
 	union {
 		struct sockaddr sa;
 		struct sockaddr_in in;
@@ -164,6 +188,7 @@ struct relay {
 static _Thread_local char relay_buf[RELAY_CHUNK];
 
 static void conn_connect(struct conn *c);
+static void conn_connect_to(struct conn *c, struct backend *b);
 static void conn_update_events(struct conn *c);
 static void conn_rearm_timer(struct conn *c);
 static void conn_close(struct conn *c, bool rst);
@@ -788,9 +813,11 @@ static bool frontend_conf_equal(const struct frontend_conf *a, const struct fron
 	       a->keepalive_idle_ms == b->keepalive_idle_ms &&
 	       a->keepalive_interval_ms == b->keepalive_interval_ms &&
 	       a->keepalive_count == b->keepalive_count &&
-	       a->log_connections == b->log_connections && a->tls.verify == b->tls.verify &&
-	       SAME_STR(a->tls.ca, b->tls.ca) && SAME_STR(a->tls.cert, b->tls.cert) &&
-	       SAME_STR(a->tls.key, b->tls.key) && SAME_STR(a->tls.sni, b->tls.sni);
+	       a->log_connections == b->log_connections &&
+	       a->retry_on_empty_response == b->retry_on_empty_response &&
+	       a->tls.verify == b->tls.verify && SAME_STR(a->tls.ca, b->tls.ca) &&
+	       SAME_STR(a->tls.cert, b->tls.cert) && SAME_STR(a->tls.key, b->tls.key) &&
+	       SAME_STR(a->tls.sni, b->tls.sni);
 }
 #undef SAME_STR
 
@@ -923,6 +950,7 @@ static void conn_new(struct worker *w, struct frontend *fe, int fd, const struct
 		c->start_ms = mono_ms();
 	c->c2b.pipe[0] = c->c2b.pipe[1] = -1;
 	c->b2c.pipe[0] = c->b2c.pipe[1] = -1;
+	c->keeping = fe->conf.retry_on_empty_response;
 	if (salen <= sizeof(c->src))
 		memcpy(&c->src, sa, salen);
 	c->next = w->conns;
@@ -1101,6 +1129,7 @@ static void conn_close(struct conn *c, bool rst)
 	if (c->ssl)
 		SSL_free(c->ssl);
 	free(c->tried);
+	free(c->kept);
 	free(c);
 	/* The last touch of fe: a retired frontend may be freed after it. */
 	atomic_fetch_sub(&fe->active, 1);
@@ -1231,6 +1260,41 @@ static int half_splice(struct conn *c, struct half *h, int src, int dst)
 	return 0;
 }
 
+/* Frees the copy of the client's bytes: the backend answered, the client
+ * sent more than KEEP_MAX, or no other backend can be had. */
+static void conn_keep_drop(struct conn *c)
+{
+	c->keeping = false;
+	xfree(&c->kept);
+	c->nkept = 0;
+	if (c->phase == PH_RELAYING)
+		xfree(&c->tried);
+}
+
+/* While keeping: n bytes were just read from src. The backend's first byte
+ * ends the copy; a client's bytes are added to it, up to KEEP_MAX. Bulk
+ * (splice) never starts before either: it needs SPLICE_AFTER > KEEP_MAX
+ * bytes from one side. Out of line: half_pump, which runs for every read,
+ * stays as small as without replay. */
+static __attribute__((noinline)) void conn_keep(struct conn *c, int src, const char *p, size_t n)
+{
+	if (src == c->bfd || c->nkept + n > KEEP_MAX) {
+		conn_keep_drop(c);
+		return;
+	}
+	c->kept = xrealloc(c->kept, c->nkept + n);
+	memcpy(c->kept + c->nkept, p, n);
+	c->nkept = (uint16_t)(c->nkept + n);
+}
+
+/* half_pump's result for an error on fd: a reset (-1), or, when the backend
+ * failed before its first byte and the client's bytes are kept, a chance to
+ * move the client (PUMP_BACKEND_RESET). */
+static int half_fail(const struct conn *c, int fd)
+{
+	return c->keeping && fd == c->bfd ? PUMP_BACKEND_RESET : -1;
+}
+
 /* A direction that has moved enough to be bulk splices from now on. */
 static void half_maybe_splice(struct half *h)
 {
@@ -1247,7 +1311,7 @@ static int half_pump(struct conn *c, struct half *h, int src, int dst)
 {
 	int r = half_flush(c, h, dst);
 	if (r <= 0)
-		return r;
+		return r < 0 ? half_fail(c, dst) : 0;
 	if (!c->ssl) /* TLS bytes must pass through OpenSSL */
 		half_maybe_splice(h);
 	if (h->bulk && h->pipe[0] < 0 && !worker_pipe_get(c->w, h->pipe)) {
@@ -1268,12 +1332,16 @@ static int half_pump(struct conn *c, struct half *h, int src, int dst)
 		if (n < 0) {
 			if (errno == EAGAIN || errno == EINTR)
 				break;
-			return -1;
+			return half_fail(c, src);
 		}
 		if (n == 0) {
+			if (c->keeping && src == c->bfd)
+				return PUMP_BACKEND_EOF;
 			h->eof = true;
 			break;
 		}
+		if (c->keeping)
+			conn_keep(c, src, relay_buf, (size_t)n);
 		c->last_active_ms = c->w->now_ms;
 		/* Only reads that fill the buffer, back to back, look like bulk:
 		 * small requests on a long keep-alive never pay for a pipe. */
@@ -1281,7 +1349,7 @@ static int half_pump(struct conn *c, struct half *h, int src, int dst)
 		ssize_t w = io_write(c, dst, relay_buf, (size_t)n);
 		if (w < 0) {
 			if (errno != EAGAIN && errno != EINTR)
-				return -1;
+				return half_fail(c, dst);
 			w = 0;
 		}
 		count_bytes(c, h, w);
@@ -1310,6 +1378,71 @@ static bool conn_done(const struct conn *c)
 	return c->c2b.shut && c->b2c.shut;
 }
 
+/*
+ * The backend reset (reset) or closed the connection before its first byte,
+ * while the client's bytes are kept: moves the client to another backend,
+ * picked as after a failed connect and within the same retries budget, and
+ * gives it the copy in place of what the old one had not taken yet. Returns
+ * false, having changed nothing, when the budget is spent or no other
+ * backend is left; true when the client was moved (or closed: a new
+ * connect may fail at once).
+ */
+static bool conn_redispatch(struct conn *c, bool reset)
+{
+	struct frontend *fe = c->fe;
+	struct half *h = &c->c2b;
+
+	if (c->ntried >= fe->conf.retries || h->in_pipe > 0)
+		return false;
+	if (!c->tried)
+		c->tried = xcalloc(MAX_TRIED, sizeof(*c->tried));
+	c->tried[c->ntried] = c->be;
+	struct backend *b = pool_pick(fe->pool, &c->src.sa, c->tried, (size_t)c->ntried + 1);
+	if (!b)
+		return false;
+	log_debug("frontend %s: backend %s %s before its first byte; replaying the client's %u "
+		  "bytes to %s",
+		  fe->conf.name, c->be->conf.name, reset ? "reset the connection" : "closed",
+		  (unsigned)c->nkept, b->conf.name);
+	backend_empty_response(c->be);
+	c->ntried++;
+	if (h->buf)
+		worker_buf_put(c->w, &h->buf);
+	h->off = h->len = h->moved = 0;
+	h->shut = false; /* a FIN the client sent goes to the new backend too */
+	if (c->nkept > 0) {
+		h->buf = worker_buf_get(c->w);
+		memcpy(h->buf, c->kept, c->nkept);
+		h->len = c->nkept;
+	}
+	/* The client waits, unread, until the new backend is connected. */
+	event_del(&c->cev);
+	c->cwant = 0;
+	event_del(&c->bev);
+	c->bwant = 0;
+	event_del(&c->tev);
+	close(c->bfd);
+	c->bfd = -1;
+	conn_release_backend(c);
+	conn_connect_to(c, b);
+	return true;
+}
+
+/*
+ * half_pump said PUMP_BACKEND_RESET or PUMP_BACKEND_EOF: the client is moved
+ * (1), or, with no other backend, the connection goes on as if nothing had
+ * been kept: the EOF is read again and passed on (half_pump's result), a
+ * reset is passed on as a reset (-1). Out of line and cold: the relay's
+ * callback stays as small as without replay.
+ */
+static __attribute__((noinline, cold)) int conn_backend_gone(struct conn *c, int r)
+{
+	if (conn_redispatch(c, r == PUMP_BACKEND_RESET))
+		return 1;
+	conn_keep_drop(c);
+	return r == PUMP_BACKEND_EOF ? half_pump(c, &c->b2c, c->bfd, c->cfd) : -1;
+}
+
 static void conn_relay_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct conn *c = arg;
@@ -1330,8 +1463,12 @@ static void conn_relay_cb(evutil_socket_t fd, short what, void *arg)
 			r = half_pump(c, &c->b2c, c->bfd, c->cfd);
 	}
 	if (r < 0) {
-		conn_close(c, true);
-		return;
+		if (r != -1 && (r = conn_backend_gone(c, r)) > 0)
+			return;
+		if (r < 0) {
+			conn_close(c, true);
+			return;
+		}
 	}
 	/* Who closed first: one read half runs per callback, so the first
 	 * EOF seen is the first one sent. */
@@ -1438,12 +1575,22 @@ static void conn_established(struct conn *c)
 
 	c->phase = PH_RELAYING;
 	backend_connect_time(c->be, c->w->id, mono_us() - c->connect_us);
-	xfree(&c->tried);
+	if (!c->keeping) /* else kept for a redispatch's picks */
+		xfree(&c->tried);
 	c->last_active_ms = c->w->now_ms;
 	event_del(&c->bev);
 	c->bwant = 0;
 	evtimer_add(&c->tev, &tv);
+	/* Redispatched after the client closed its side, with nothing left
+	 * to replay: the FIN goes on now (half_pump would after the copy). */
+	if (c->c2b.eof && !c->c2b.shut && c->c2b.len == 0) {
+		io_shut_wr(c, c->bfd);
+		c->c2b.shut = true;
+	}
 	conn_update_events(c);
+	/* OpenSSL may already hold what the client sent next. */
+	if (c->ssl && (c->cwant & EV_READ) && SSL_has_pending(c->ssl))
+		event_active(&c->cev, EV_READ, 0);
 }
 
 static void conn_connect_cb(evutil_socket_t fd, short what, void *arg)
@@ -1468,10 +1615,17 @@ static void conn_connect_cb(evutil_socket_t fd, short what, void *arg)
 /* Drops the backend being tried (if any) and tries the next one. */
 static void conn_connect(struct conn *c)
 {
+	conn_connect_to(c, NULL);
+}
+
+/* Connects to b (picked, with its reference, by the caller), or when b is
+ * NULL drops the backend being tried (if any) and picks the next one. */
+static void conn_connect_to(struct conn *c, struct backend *b)
+{
 	struct frontend *fe = c->fe;
 
-	for (;;) {
-		if (c->be) {
+	for (;; b = NULL) {
+		if (!b && c->be) {
 			atomic_fetch_add_explicit(&fe->retried, 1, memory_order_relaxed);
 			if (!c->tried)
 				c->tried = xcalloc(MAX_TRIED, sizeof(*c->tried));
@@ -1485,8 +1639,7 @@ static void conn_connect(struct conn *c)
 		}
 		/* tried[] holds pointers only to compare; a backend freed
 		 * meanwhile cannot be picked again, so no reference is needed. */
-		struct backend *b = NULL;
-		if (c->ntried <= fe->conf.retries)
+		if (!b && c->ntried <= fe->conf.retries)
 			b = pool_pick(fe->pool, &c->src.sa, c->tried, c->ntried);
 		if (!b) {
 			atomic_fetch_add_explicit(&fe->no_backend, 1, memory_order_relaxed);

@@ -13,7 +13,10 @@
  * ways on non-blocking sockets with plain libevent events (no bufferevents).
  * A failed connect (refused, unreachable, timed out) moves the client to the
  * next backend, up to conf.retries times, before any byte of the client is
- * sent, so a dead master costs the client nothing. Half-close is relayed in
+ * sent, so a dead master costs the client nothing. A backend that resets or
+ * closes the connection before its first byte is left the same way
+ * (conf.retry_on_empty_response): the client's first bytes, kept until then
+ * (at most 16 KiB), are replayed to the next one. Half-close is relayed in
  * both directions; a reset on one side is passed on as a reset.
  *
  * Both sockets of a relayed connection use TCP keepalive (frontend

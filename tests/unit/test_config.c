@@ -108,6 +108,7 @@ static const char full_yaml[] =
     "    max_connections: 500\n"
     "    timeouts: {connect: 2s, idle: 30m}\n"
     "    retries: 5\n"
+    "    retry_on_empty_response: false\n"
     "    freebind: true\n"
     "    tls: {cert: /f.crt, key: /f.key, verify: false}\n"
     "pools:\n"
@@ -202,6 +203,7 @@ START_TEST(test_full_config)
 	ck_assert_int_eq(fe->connect_timeout_ms, 2000);
 	ck_assert_int_eq(fe->idle_timeout_ms, 30 * 60000);
 	ck_assert_int_eq(fe->retries, 5);
+	ck_assert(!fe->retry_on_empty_response);
 	ck_assert(fe->freebind);
 	ck_assert(!fe->tls.verify);
 	ck_assert_str_eq(fe->tls.key, "/f.key");
@@ -318,6 +320,7 @@ START_TEST(test_defaults)
 	ck_assert_int_eq(fe->keepalive_interval_ms, 10000);
 	ck_assert_int_eq(fe->keepalive_count, 3);
 	ck_assert(!fe->log_connections);
+	ck_assert(fe->retry_on_empty_response);
 	ck_assert_int_eq(p->balance, BAL_LEAST_CONN);
 	ck_assert_int_eq(p->drain_timeout_ms, 300000);
 	ck_assert_int_eq(p->drain_close_rate, 100);
