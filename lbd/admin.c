@@ -745,6 +745,8 @@ static json_t *backend_json(const struct server *s, const struct pool *p, const 
 	json_object_set_new(o, "active", json_integer((json_int_t)b->active));
 	json_object_set_new(o, "total", json_integer((json_int_t)n.connects));
 	json_object_set_new(o, "connect_failures", json_integer((json_int_t)b->connect_failures));
+	json_object_set_new(o, "empty_response_retries",
+			    json_integer((json_int_t)b->empty_retries));
 	json_object_set_new(o, "down_closing", json_boolean(b->down_closing));
 	json_object_set_new(o, "down_closed", json_integer((json_int_t)b->down_closed));
 	json_object_set_new(o, "rebalance_closed", json_integer((json_int_t)b->rb_closed));

@@ -200,6 +200,11 @@ class Replay(VipCase):
         # A replay does not mark the backend suspect (any client can cause
         # one: a stranger must not steer the pool), so it stays in turn.
         self.assertGreaterEqual(self.retries()["rst"], 5, self.retries())
+        # The admin API counts the same (lbctl pools -o json, the status page).
+        st, _, body = harness.admin_request(self.cfg["admin"]["socket"], "GET", "/v1/pools/vip")
+        self.assertEqual(st, 200)
+        by_name = {b["name"]: b["empty_response_retries"] for b in body["backends"]}
+        self.assertEqual(by_name, self.retries())
         log = self.lbd.log.text()
         self.assertRegex(log, r"backend rst reset the connection before its first byte; "
                          r"replaying the client's \d+ bytes to \w+")
