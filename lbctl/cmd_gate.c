@@ -236,6 +236,8 @@ static int gate_status(int argc, char **argv, const struct lbctl_opts *o)
 	printf("\nA REQUEST NOW\n");
 	json_array_foreach(json_object_get(r.json, "master"), i, v) print_decision(v, "master");
 	print_decision(json_object_get(r.json, "worker"), "worker");
+	if (json_object_get(r.json, "joining_master")) /* lbctl migrate asks for one */
+		print_decision(json_object_get(r.json, "joining_master"), "master");
 	lbctl_resp_free(&r);
 	return EXIT_OK;
 }

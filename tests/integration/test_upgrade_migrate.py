@@ -144,6 +144,10 @@ class TestAddKeepsGateRight(tu.UpgradeTest):
         self.assertIn("master-0 held by master-4", "; ".join(a["reasons"]))
         lease = self.lease_of("master-4")
         self.assertEqual((lease["role"], lease["holder"][:18]), ("master", "lbctl migrate run "))
+        # lbctl gate status says what another joining master would get now
+        rc, out, err = self.lbctl("--socket", self.admin, "gate", "status")
+        self.assertEqual(rc, 0, out + err)
+        self.assertIn("master (a joining master): would be REFUSED", out)
 
         with open(go, "w"):
             pass
