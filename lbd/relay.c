@@ -29,9 +29,11 @@
  * Replay (frontend retry_on_empty_response, HAProxy's retry-on
  * empty-response with redispatch): until the backend sends its first byte,
  * a copy of what the client sent is kept (c->kept, at most KEEP_MAX bytes:
- * a TLS ClientHello or a small request). A backend that resets or closes the
- * connection before that byte (one that died or restarted between its
- * kernel's accept and its answer) is then left for another one, which is
+ * a TLS ClientHello or a small request; a worker's copies at most
+ * KEEP_BUDGET). A backend that resets the connection before that byte, or
+ * closes it with client bytes kept and before the client's own FIN (one
+ * that died or restarted between its kernel's accept and its answer), is
+ * then left for another one, which is
  * given the copy (conn_redispatch), within the same retries budget and
  * with the same picks as a failed connect. Once the backend has sent a byte,
  * or the client more than KEEP_MAX, the copy is freed and the connection
@@ -78,6 +80,10 @@
 /* Client bytes kept for a replay, at most: a replay fits one worker buffer. */
 #define KEEP_MAX RELAY_CHUNK
 _Static_assert(KEEP_MAX <= UINT16_MAX, "conn.nkept is 16 bits");
+/* Kept bytes a worker holds at most, over all its connections: past it, a
+ * new copy is not begun (and one that would pass it is let go), so clients
+ * that send and wait cannot pin more memory than this. */
+#define KEEP_BUDGET (8u << 20)
 /* half_pump's results beside -1 (reset): the backend failed before its
  * first byte while the client's bytes are kept (see conn_redispatch). */
 #define PUMP_BACKEND_RESET (-2)
@@ -162,6 +168,7 @@ struct worker {
 	char *bufs[BUF_POOL]; /* free RELAY_CHUNK buffers */
 	int nbufs;
 	int64_t spares_used_ms; /* when a spare pipe or buffer was last taken */
+	size_t kept_bytes;	/* of its connections' replay copies (KEEP_BUDGET) */
 	int notify_fd;		/* eventfd: the main thread's doorbell */
 	struct event *notify;
 	struct event *quiesce;
@@ -950,7 +957,9 @@ static void conn_new(struct worker *w, struct frontend *fe, int fd, const struct
 		c->start_ms = mono_ms();
 	c->c2b.pipe[0] = c->c2b.pipe[1] = -1;
 	c->b2c.pipe[0] = c->b2c.pipe[1] = -1;
-	c->keeping = fe->conf.retry_on_empty_response;
+	/* A replay needs a retry to spend, and room in the worker's budget. */
+	c->keeping =
+	    fe->conf.retry_on_empty_response && fe->conf.retries > 0 && w->kept_bytes < KEEP_BUDGET;
 	if (salen <= sizeof(c->src))
 		memcpy(&c->src, sa, salen);
 	c->next = w->conns;
@@ -1129,6 +1138,7 @@ static void conn_close(struct conn *c, bool rst)
 	if (c->ssl)
 		SSL_free(c->ssl);
 	free(c->tried);
+	w->kept_bytes -= c->nkept;
 	free(c->kept);
 	free(c);
 	/* The last touch of fe: a retired frontend may be freed after it. */
@@ -1265,26 +1275,41 @@ static int half_splice(struct conn *c, struct half *h, int src, int dst)
 static void conn_keep_drop(struct conn *c)
 {
 	c->keeping = false;
+	c->w->kept_bytes -= c->nkept;
 	xfree(&c->kept);
 	c->nkept = 0;
 	if (c->phase == PH_RELAYING)
 		xfree(&c->tried);
 }
 
+/* The room a copy of n bytes takes: 1 KiB, doubled as it grows (a client
+ * that trickles bytes costs a few reallocs, not one per read). */
+static size_t keep_room(size_t n)
+{
+	size_t room = 1024;
+	while (room < n)
+		room <<= 1;
+	return room;
+}
+
 /* While keeping: n bytes were just read from src. The backend's first byte
- * ends the copy; a client's bytes are added to it, up to KEEP_MAX. Bulk
- * (splice) never starts before either: it needs SPLICE_AFTER > KEEP_MAX
- * bytes from one side. Out of line: half_pump, which runs for every read,
- * stays as small as without replay. */
+ * ends the copy; a client's bytes are added to it, up to KEEP_MAX and the
+ * worker's KEEP_BUDGET. Bulk (splice) never starts before either: it needs
+ * SPLICE_AFTER > KEEP_MAX bytes from one side. Out of line: half_pump,
+ * which runs for every read, stays as small as without replay. */
 static __attribute__((noinline)) void conn_keep(struct conn *c, int src, const char *p, size_t n)
 {
-	if (src == c->bfd || c->nkept + n > KEEP_MAX) {
+	size_t have = c->nkept;
+
+	if (src == c->bfd || have + n > KEEP_MAX || c->w->kept_bytes + n > KEEP_BUDGET) {
 		conn_keep_drop(c);
 		return;
 	}
-	c->kept = xrealloc(c->kept, c->nkept + n);
-	memcpy(c->kept + c->nkept, p, n);
-	c->nkept = (uint16_t)(c->nkept + n);
+	if (!c->kept || keep_room(have + n) > keep_room(have))
+		c->kept = xrealloc(c->kept, keep_room(have + n));
+	memcpy(c->kept + have, p, n);
+	c->nkept = (uint16_t)(have + n);
+	c->w->kept_bytes += n;
 }
 
 /* half_pump's result for an error on fd: a reset (-1), or, when the backend
@@ -1335,7 +1360,11 @@ static int half_pump(struct conn *c, struct half *h, int src, int dst)
 			return half_fail(c, src);
 		}
 		if (n == 0) {
-			if (c->keeping && src == c->bfd)
+			/* The backend closed before its first byte, with bytes of the
+			 * client's to replay. Not when it only answered the client's
+			 * own FIN, or when the client sent nothing: a connect-and-close
+			 * (a port probe) must not cost every backend a connection. */
+			if (c->keeping && src == c->bfd && c->nkept > 0 && !c->c2b.shut)
 				return PUMP_BACKEND_EOF;
 			h->eof = true;
 			break;
@@ -1586,6 +1615,7 @@ static void conn_established(struct conn *c)
 	if (c->c2b.eof && !c->c2b.shut && c->c2b.len == 0) {
 		io_shut_wr(c, c->bfd);
 		c->c2b.shut = true;
+		conn_rearm_timer(c); /* half-closed: the fin timeout may be sooner */
 	}
 	conn_update_events(c);
 	/* OpenSSL may already hold what the client sent next. */

@@ -43,6 +43,17 @@ APISERVER = os.path.join(ROOT, "tests", "sim", "apiserver.py")
 HEALTH_TOKEN = "lbd-test-health-token-0123456789"  # start_apiserver(profile="k3s") wants it
 PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
 SLOW = 3.0 if os.environ.get("SAN") else 1.0
+
+
+def rss_kb(pid):
+    """A process's resident set, KiB (0 if /proc does not say)."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
 LOOPBACK = "127.0.0.1"
 
 _run_dir = None

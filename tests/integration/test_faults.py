@@ -152,14 +152,6 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def rss_kb(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
-
-
 class FaultCase(harness.TestCase):
     def setUp(self):
         super().setUp()
@@ -234,7 +226,7 @@ class TestBackendFaults(FaultCase):
         sink, good = self.backend("sink", "sink"), self.backend("good", "echo")
         cfg = self.tcp_config([sink, good], pool={"balance": "round_robin"})
         p = self.start(cfg, up=["sink", "good"])
-        rss0 = rss_kb(p.pid)
+        rss0 = harness.rss_kb(p.pid)
         # Find a connection that went to the sink: it never echoes.
         stuck = None
         for _ in range(4):
@@ -270,7 +262,7 @@ class TestBackendFaults(FaultCase):
                     continue
             self.assertEqual(out, msg)
         if not os.environ.get("SAN"):  # ASan's quarantine makes RSS meaningless
-            self.assertLess(rss_kb(p.pid) - rss0, 64 * 1024, "lbd's RSS grew with the unread bytes")
+            self.assertLess(harness.rss_kb(p.pid) - rss0, 64 * 1024, "lbd's RSS grew with the unread bytes")
         stuck.close()
         self.assertTrue(p.alive())
 

@@ -116,6 +116,20 @@ class Backends:
             c.shutdown(socket.SHUT_WR)
         return self.make(name, h)
 
+    def close_after_fin(self, name="closer"):
+        """Reads whatever comes until the client's FIN, then closes without a
+        byte back (a port probe's, or a client that gave up, answered)."""
+        def h(name, c):
+            got = b""
+            while True:
+                d = c.recv(65536)
+                if not d:
+                    break
+                got += d
+            if got:
+                self._record(name, (got.split()[1].decode(), 0))
+        return self.make(name, h)
+
     def byte_then_rst(self, name="byte"):
         """Reads the request, sends one byte, waits for the client's "ack"
         (so the byte surely reached it), then resets."""
@@ -141,11 +155,12 @@ class Replay(VipCase):
         self.bk = Backends(self)
         self.n = 0
 
-    def vip_with(self, backends, frontend=None):
+    def vip_with(self, backends, frontend=None, extra=None):
         fe = {"retries": 2, "timeouts": {"connect": "1s", "idle": "30s"}}
         fe.update(frontend or {})
-        return self.start_vip(backends, health=CHECKS, frontend=fe,
-                              extra={"log": {"format": "text", "level": "debug"}})
+        ex = {"log": {"format": "text", "level": "debug"}}
+        ex.update(extra or {})
+        return self.start_vip(backends, health=CHECKS, frontend=fe, extra=ex)
 
     def connect(self, tls=False):
         c = socket.create_connection(self.vip, timeout=T(5))
@@ -246,6 +261,34 @@ class Replay(VipCase):
         self.assertEqual(got, b"pong %s 10\n" % rid.encode())
         self.assertEqual(self.retries().get("queue"), 1)
 
+    def test_kept_copies_are_bounded_per_worker(self):
+        """Clients that send nearly 16 KiB each to a backend that takes the
+        bytes and never answers (a listener that never accepts) pin a copy
+        each until its first byte: one worker keeps at most 8 MiB of copies
+        (relay.c KEEP_BUDGET), however many such clients there are; the
+        first replay kept them all (here 16 MB)."""
+        queue = socket.socket()
+        self.addCleanup(queue.close)
+        queue.bind((harness.LOOPBACK, 0))
+        queue.listen(2048)  # never accepted: the kernel takes each 16 KB
+        self.vip_with([("queue", "%s:%d" % queue.getsockname())],
+                      frontend={"max_connections": 3000},
+                      extra={"threads": 1, "log": {"format": "text", "level": "info"}})
+        conns, n, size = [], 1000, 16000
+        self.addCleanup(lambda: [c.close() for c in conns])
+        before = harness.rss_kb(self.lbd.pid)
+        for i in range(n):
+            c = socket.create_connection(self.vip, timeout=T(5))
+            c.sendall(b"ping k%d %d\n" % (i, size) + b"k" * size)
+            conns.append(c)
+        wait_for(lambda: self.bytes_to("queue") >= n * size, T(30),
+                 "every client's bytes to reach the backend")
+        grown = (harness.rss_kb(self.lbd.pid) - before) * 1024
+        harness.note("lbd grew %.1f MB for %d clients of %d bytes", grown / 1e6, n, size)
+        if not os.environ.get("SAN"):  # ASan's quarantine makes RSS meaningless
+            self.assertLess(grown, (8 << 20) + (3 << 20), "the kept copies are not bounded")
+        self.assertLbdAlive()
+
     def test_tls_frontend_replays_the_plaintext(self):
         """mode tls: what is kept is the decrypted request; the client's TLS
         session goes on with the next backend."""
@@ -315,9 +358,9 @@ class Replay(VipCase):
         self.assertEqual(self.retries().get("rst"), 0)
 
     def test_client_fin_is_replayed_too(self):
-        """A client that sent its request and then its FIN (shutdown): the
-        next backend gets both, and answers."""
-        self.vip_with([self.bk.eof(), self.bk.good_after_fin()])
+        """A client that sent its request and then its FIN (shutdown), to a
+        backend that resets: the next backend gets both, and answers."""
+        self.vip_with([self.bk.rst(), self.bk.good_after_fin()])
         for _ in range(4):
             self.n += 1
             rid = "r%d" % self.n
@@ -326,11 +369,35 @@ class Replay(VipCase):
                 c.shutdown(socket.SHUT_WR)
                 got = recv_all(c)
             self.assertEqual(got, b"pong %s 10 fin\n" % rid.encode())
-            if rid in self.bk.ids("eof"):
+            if self.retries().get("rst"):
                 break
         else:
-            self.fail("no request reached the backend that closes")
-        self.assertEqual(self.retries().get("eof"), 1)
+            self.fail("no request reached the backend that resets")
+        self.assertEqual(self.retries().get("rst"), 1)
+
+    def totals(self):
+        st, _, body = harness.admin_request(self.cfg["admin"]["socket"], "GET", "/v1/pools/vip")
+        self.assertEqual(st, 200)
+        return {b["name"]: b["total"] for b in body["backends"]}
+
+    def test_a_close_that_answers_the_clients_fin_is_not_replayed(self):
+        """A connect and close (a port probe), and a request then FIN that
+        the backend answers with its own close: each costs one backend
+        connection, not one per backend (the first replay replayed both
+        to every backend in turn: 3 connections each here)."""
+        self.vip_with([self.bk.close_after_fin("c1"), self.bk.close_after_fin("c2"),
+                       self.bk.close_after_fin("c3")])
+        for i in range(12):
+            with self.connect() as c:
+                if i % 2:
+                    c.sendall(b"ping x%d 0\n" % i)
+                c.shutdown(socket.SHUT_WR)
+                self.assertEqual(recv_all(c), b"")
+        # A client gets its EOF only once no replay is left to try, so the
+        # counts are final once they reach 12 (connects are counted first).
+        wait_for(lambda: sum(self.totals().values()) >= 12, T(5), "12 backend connections")
+        self.assertEqual(sum(self.totals().values()), 12, self.totals())
+        self.assertEqual(sum(self.retries().values()), 0, self.retries())
 
     def test_nowhere_else_passes_the_close_on(self):
         """The only backend closes: never tried twice, the client sees the
