@@ -708,21 +708,21 @@ int gate_request_role(const struct gate_conf *conf, const struct gate_inputs *in
 			      node, gate_role_name(judged), asked);
 		return -1;
 	}
-	/* Asked master. A worker running in the cluster (or any node, when the
-	 * gate has no node list to tell) gets it only from an admin. */
-	bool running = !conf->kubeconfig || (fresh(&in->nodes.src, in) && node_in(in, node));
-	if (running && !admin) {
+	/* Asked master: only an admin (lbctl migrate) may. A node's own token
+	 * could otherwise take the one master slot for a name no source counts
+	 * (a worker not yet registered, or one deleted with its token left in
+	 * tokens_file), and no outcome would ever give it back; a running
+	 * worker's would get past concurrency.workers by the master slot. */
+	if (!admin) {
 		if (placed < 0) {
 			*why = unsure;
 			return -1;
 		}
-		*why = xasprintf(
-		    "role: %s is a %s, by what the gate knows of the cluster; it asked for a "
-		    "master lease, which only an admin gives to a %s (its own token would get "
-		    "past concurrency.workers by the master slot)",
-		    node, gate_role_name(judged),
-		    conf->kubeconfig ? "worker running in the cluster"
-				     : "node while gate.kubeconfig is not set");
+		*why =
+		    xasprintf("role: %s is a %s, by what the gate knows of the cluster; it asked "
+			      "for a master lease, which only an admin gives to a node the gate "
+			      "does not count as a master (a master about to join: lbctl migrate)",
+			      node, gate_role_name(judged));
 		return -1;
 	}
 	free(unsure);

@@ -7,11 +7,11 @@
  * lease the gate dropped, a node someone uncordoned) stops before it acts.
  *
  * An outcome check says whether a step's effect is there: a backend
- * drained, a node uncordoned, a lease given back. The runner asks it when
- * it resumes a step that was interrupted (the effect may have happened just
- * before lbctl died: then the step is done and its action does not run
- * again) and after the action, so a step is done only when what it promised
- * can be seen.
+ * drained, a node uncordoned, a lease given back. The runner asks it after
+ * the action, so a step is done only when what it promised can be seen. A
+ * step that was interrupted runs its action again (every action is
+ * idempotent: it finds what it did before lbctl died) rather than being
+ * taken as done from a look at the world.
  *
  * Each returns ORCH_OK, or ORCH_FAILED with *msg saying what it saw.
  */

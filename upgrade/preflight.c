@@ -328,7 +328,25 @@ static void check_pool(struct orch *o, struct strv *why, struct strv *ok, bool f
 
 /* Every member healthy by the gate's rule (kube/etcd.h): alarms, learners and a
  * missing leader all count, and every member is asked, not one endpoint. */
-static void check_etcd(struct orch *o, struct strv *why, struct strv *ok)
+/* On --resume: is etcd member name that of a node this run holds the lease
+ * for (taken, not yet given back)? Its member may be down by this run's own
+ * doing: the node is rebooting, or leaving. */
+static bool member_under_our_lease(struct orch *o, bool fresh, const char *name)
+{
+	if (fresh || !o->p->have_j || !*name)
+		return false;
+	for (size_t i = 0; i < o->plan->nnodes; i++) {
+		const struct plan_node *n = &o->plan->nodes[i];
+		if (!n->etcd || strcmp(n->etcd, name))
+			continue;
+		struct jstep *l = journal_find(&o->p->j, n->name, "lease");
+		struct jstep *r = journal_find(&o->p->j, n->name, "release");
+		return l && l->state == JS_DONE && !(r && r->state == JS_DONE);
+	}
+	return false;
+}
+
+static void check_etcd(struct orch *o, bool fresh, struct strv *why, struct strv *ok)
 {
 	struct kube_etcd e;
 	char *err = NULL;
@@ -345,11 +363,19 @@ static void check_etcd(struct orch *o, struct strv *why, struct strv *ok)
 		const char *w = NULL;
 		if (kube_etcd_member_healthy(&e, m->id, &w))
 			n++;
+		else if (member_under_our_lease(o, fresh, m->name))
+			orch_sv_add(ok,
+				    "etcd: member %s unhealthy (%s): its node is under this run's "
+				    "lease",
+				    m->name, w);
 		else
 			orch_sv_add(why, "etcd: member %s unhealthy: %s",
 				    *m->name ? m->name : "(unstarted)", w);
 	}
 	int voters = kube_etcd_voters(&e);
+	if (n < kube_etcd_quorum(voters))
+		orch_sv_add(why, "etcd: %d of %d voting members healthy, below quorum %d", n,
+			    voters, kube_etcd_quorum(voters));
 	orch_sv_add(ok, "etcd: %d of %d voting members healthy, quorum %d", n, voters,
 		    kube_etcd_quorum(voters));
 	kube_etcd_clear(&e);
@@ -385,13 +411,16 @@ void orch_preflight(struct orch *o, struct kube *k, bool fresh, struct strv *why
 			bool found = false;
 			for (size_t j = 0; j < nl.n; j++)
 				found |= !strcmp(nl.v[j].name, pl->nodes[i].name);
-			/* A resumed migration deleted the old node already (or was
-			 * stopped while it did: the delete may have happened). */
-			struct jstep *del =
+			/* A resumed migration's old node, once this run holds its
+			 * lease, may be gone: deleted by its node-delete step (or
+			 * while it was stopped), by the cloud once remove_command
+			 * took the machine away, or by hand. Its remaining steps
+			 * each take "gone already" as done. */
+			struct jstep *lease =
 			    !fresh && pl->kind == PLAN_MIGRATION && o->p->have_j
-				? journal_find(&o->p->j, pl->nodes[i].name, "node-delete")
+				? journal_find(&o->p->j, pl->nodes[i].name, "lease")
 				: NULL;
-			if (!found && !(del && del->state != JS_PENDING) &&
+			if (!found && !(lease && lease->state == JS_DONE) &&
 			    !(pl->kind == PLAN_MIGRATION &&
 			      orch_is_new_node(pl, pl->nodes[i].name))) {
 				orch_sv_add(why, "node %s (plan line %d) is not in the cluster",
@@ -431,7 +460,7 @@ void orch_preflight(struct orch *o, struct kube *k, bool fresh, struct strv *why
 		if (why->n)
 			orch_sv_add(why, "etcd: not asked until the reasons above are fixed");
 		else
-			check_etcd(o, why, ok);
+			check_etcd(o, fresh, why, ok);
 	}
 }
 

@@ -149,6 +149,18 @@ int orch_st_drain(struct nctx *c, char **msg)
 	d.grace_period_s = pl->grace_period_s;
 	d.timeout_ms = pl->drain_timeout_ms;
 	d.poll_ms = 500;
+	if (pl->kind == PLAN_MIGRATION) { /* a leaving node already gone has no pods */
+		struct kube_node kn;
+		char *err = NULL;
+		int got = orch_node_get(c->k, c->n->name, &kn, &err);
+		free(err);
+		if (got == 0) {
+			c->note = xstrdup("the node is gone already: nothing to drain");
+			return ORCH_OK;
+		}
+		if (got == 1)
+			kube_node_clear(&kn);
+	}
 	int rc = drain_node(c->k, c->n->name, &d, on_drain, c, &r);
 	if (rc == DRAIN_OK) {
 		c->note = xasprintf("%zu pod(s) evicted, %zu skipped", r.evicted, r.skipped);

@@ -832,6 +832,58 @@ START_TEST(test_precondition_lease_gone)
 }
 END_TEST
 
+/* Stops a fresh run at the first point where node's step is journaled in
+ * state; the world and journal of that moment become the current ones. */
+static void stop_when(world_fn make_world, const char *node, const char *step, const char *state)
+{
+	for (int k = 1;; k++) {
+		make_world();
+		points = 0;
+		stop_at = k;
+		stop_flag = 0;
+		run(false);
+		json_decref(world);
+		clear_run();
+		ck_assert_msg(snap_world, "%s's %s was never journaled %s", node, step, state);
+		if (!strcmp(step_state(snap_journal, node, step), state))
+			break;
+		json_decref(snap_world);
+		snap_world = NULL;
+		xfree(&snap_journal);
+	}
+	world = snap_world, snap_world = NULL;
+	write_file(journal_path, snap_journal);
+	xfree(&snap_journal);
+	stop_at = -1;
+	stop_flag = 0;
+}
+
+/* A migration stopped while the old master leaves, whose Node then goes
+ * away by other hands (the cloud, once remove_command took the machine,
+ * or kubectl delete node): the resume takes it as gone and finishes. It
+ * refused before: "node m1 is not in the cluster". Gone before its drain
+ * too: nothing to drain. */
+START_TEST(test_old_node_gone_on_resume)
+{
+	static const char *const after[] = {"backend-drain", "drain"};
+	setup_dir(migrate_plan);
+	for (size_t i = 0; i < 2; i++) {
+		stop_when(migrate_world, "m1", after[i], "running");
+		json_object_del(wget("nodes", NULL), "m1");
+		int rc = run(true);
+		char *j = slurp(journal_path);
+		ck_assert_msg(rc == ORCH_OK, "after %s: exit %d: %.3000s", after[i], rc,
+			      strstr(j, "\"message\"") ? strstr(j, "\"message\"") : j);
+		free(j);
+		judge_common(after[i]);
+		ck_assert(!wget("nodes", "m1") && wget("nodes", "m3"));
+		json_decref(world);
+		clear_run();
+	}
+	cleanup_dir();
+}
+END_TEST
+
 /* Every step of every kind of node is in the table, in an order every kind shares. */
 START_TEST(test_table_orders)
 {
@@ -878,6 +930,7 @@ int main(void)
 
 	tcase_add_test(tc, test_table_orders);
 	tcase_add_test(tc, test_precondition_lease_gone);
+	tcase_add_test(tc, test_old_node_gone_on_resume);
 	tcase_add_test(tc, test_upgrade_every_point);
 	tcase_add_test(tc, test_migrate_every_point);
 	tcase_set_timeout(tc, 240);
