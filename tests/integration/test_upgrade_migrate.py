@@ -112,13 +112,18 @@ class TestAddKeepsGateRight(tu.UpgradeTest):
     def test_add_master(self):
         plan = self.path("add.yaml")
         started, go = self.path("join-started"), self.path("join-go")
+        # The join command runs detached from lbctl (it outlives it by design):
+        # whatever happens to the test, it is let go before the files go away,
+        # and it waits 60 s at most.
+        self.addCleanup(lambda: os.path.isdir(os.path.dirname(go)) and open(go, "a").close())
         with open(plan, "w") as f:
             f.write("kind: migration\nkubeconfig: %s\nlbd: {socket: %s}\npool: masters\n"
                     "nodes:\n"
                     "  - {name: master-1, role: master}\n"
                     "  - {name: master-4, role: master, backend: vm-4, address: '%s'}\n"
                     "add: [master-4]\n"
-                    "join_command: touch %s; while [ ! -e %s ]; do sleep 0.1; done; "
+                    "join_command: touch %s; for i in $(seq 600); do [ -e %s ] && break; "
+                    "sleep 0.1; done; "
                     "curl -sf -X POST 'http://127.0.0.1:%d/join?node={node}'\n"
                     "etcd: {endpoints: [%s]}\n"
                     "timeouts: {node_ready: 30s, backend_drain: 10s, command: 60s, gate: 30s}\n"
