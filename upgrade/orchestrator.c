@@ -48,7 +48,7 @@ enum {
  * A step: for which nodes (and, if also is set, only when it says so); pre,
  * whether it may start now (NULL: always); action, what it does (an
  * orch_st_* function); done, whether its outcome is there (NULL: the action
- * is its own check). See run_step for how they are used.
+ * is its own check). step_work says how they are used.
  */
 struct step_def {
 	const char *name;
