@@ -324,6 +324,13 @@ int orch_st_lease(struct nctx *c, char **msg)
 	}
 }
 
+bool orch_run_holds_lease(struct orch *o, const char *node)
+{
+	struct jstep *l = journal_find(&o->p->j, node, "lease");
+	struct jstep *r = journal_find(&o->p->j, node, "release");
+	return l && l->state == JS_DONE && r && r->state != JS_DONE;
+}
+
 int orch_st_release(struct nctx *c, char **msg)
 {
 	bool was = false;

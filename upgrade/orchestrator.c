@@ -668,14 +668,10 @@ static void keep_leases(struct orch *o)
 {
 	if (pthread_create(&o->p->keeper, NULL, orch_keeper_main, o) == 0)
 		o->p->keeper_on = true;
-	for (size_t i = 0; i < o->p->j.n; i++) {
-		struct jstep *s = &o->p->j.steps[i];
-		if (!strcmp(s->step, "lease") && s->state == JS_DONE) {
-			struct jstep *r = journal_find(&o->p->j, s->node, "release");
-			const struct plan_node *pn = plan_node_find(o->plan, s->node);
-			if (pn && r && r->state != JS_DONE)
-				orch_keep_lease(o, s->node, pn->role, true);
-		}
+	for (size_t i = 0; i < o->plan->nnodes; i++) {
+		const struct plan_node *pn = &o->plan->nodes[i];
+		if (orch_run_holds_lease(o, pn->name))
+			orch_keep_lease(o, pn->name, pn->role, true);
 	}
 }
 

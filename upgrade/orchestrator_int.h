@@ -141,6 +141,8 @@ int orch_st_lease(struct nctx *c, char **msg);
 /* The line of this run's nodes waiting for a lease, by plan order index. */
 void orch_queue_enter(struct orch_priv *p, size_t ticket);
 void orch_queue_leave(struct orch_priv *p, size_t ticket);
+/* By the journal: this run took node's lease and has not given it back. */
+bool orch_run_holds_lease(struct orch *o, const char *node);
 int orch_st_release(struct nctx *c, char **msg);
 
 /* orch_cluster.c */

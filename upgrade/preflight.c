@@ -337,11 +337,8 @@ static bool member_under_our_lease(struct orch *o, bool fresh, const char *name)
 		return false;
 	for (size_t i = 0; i < o->plan->nnodes; i++) {
 		const struct plan_node *n = &o->plan->nodes[i];
-		if (!n->etcd || strcmp(n->etcd, name))
-			continue;
-		struct jstep *l = journal_find(&o->p->j, n->name, "lease");
-		struct jstep *r = journal_find(&o->p->j, n->name, "release");
-		return l && l->state == JS_DONE && !(r && r->state == JS_DONE);
+		if (n->etcd && !strcmp(n->etcd, name))
+			return orch_run_holds_lease(o, n->name);
 	}
 	return false;
 }
